@@ -1,0 +1,307 @@
+"""RabbitMQ through pika: connections, topology, confirmed publishing, acknowledged consuming.
+
+This module owns every pika object. Rules it keeps:
+- a connection belongs to the thread that opened it (pika is not thread-safe);
+- connecting is retried with tenacity (exponential backoff with jitter, each attempt logged);
+- messages are persistent and published with publisher confirms: `Publisher.publish` returns
+  only once RabbitMQ has taken responsibility for the message;
+- consumed messages are acknowledged only after the PV service has made their rows durable
+  (`consume` syncs, then acks everything up to that delivery at once);
+- a message that fails validation is republished to the dead-letter exchange with the reason
+  in headers (x-pvsim-reason, x-pvsim-detail), confirmed, and only then acked;
+- the broker URL is logged with its password redacted, always.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import pika
+import pika.exceptions
+import tenacity
+
+from pvsim.config import BrokerConfig
+from pvsim.messages import CONTENT_TYPE, InvalidMessage
+
+log = logging.getLogger(__name__)
+
+# Errors after which a fresh connection may succeed.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosedByBroker,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ChannelClosedByBroker,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ConnectionWrongStateError,
+    ConnectionError,
+    OSError,
+)
+REASON_HEADER = "x-pvsim-reason"
+DETAIL_HEADER = "x-pvsim-detail"
+
+
+class BrokerUnavailable(Exception):
+    """RabbitMQ could not be reached after the configured attempts; the message says what to do."""
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, fit for logs and error messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The names of what pvsim declares; every declaration is idempotent."""
+
+    exchange: str
+    queue: str
+    dead_letter_exchange: str
+    dead_letter_queue: str
+    # Set for a one-shot run's private queue: RabbitMQ deletes it when unused for this long.
+    expires_ms: int | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return self.queue
+
+    @classmethod
+    def from_config(cls, cfg: BrokerConfig, queue: str | None = None,
+                    expires_ms: int | None = None) -> "Topology":
+        return cls(cfg.exchange, queue or cfg.queue, cfg.dead_letter_exchange,
+                   cfg.dead_letter_queue, expires_ms)
+
+    def declare(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+        channel.exchange_declare(self.exchange, "direct", durable=True)
+        channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
+        channel.queue_declare(self.dead_letter_queue, durable=True)
+        channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
+        args: dict = {"x-dead-letter-exchange": self.dead_letter_exchange}
+        if self.expires_ms:
+            args["x-expires"] = self.expires_ms
+        channel.queue_declare(self.queue, durable=True, arguments=args)
+        channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
+
+
+def parameters(cfg: BrokerConfig) -> pika.URLParameters:
+    try:
+        params = pika.URLParameters(cfg.url)
+    except Exception as exc:  # pika raises assorted errors for bad URLs
+        raise BrokerUnavailable(f"invalid broker.url {redact(cfg.url)}: {exc}") from None
+    params.heartbeat = cfg.heartbeat_seconds
+    params.connection_attempts = 1  # tenacity does the retrying, with logging
+    params.socket_timeout = 10
+    params.stack_timeout = 30
+    # A connection blocked by a memory or disk alarm for this long is closed and reconnected,
+    # so a blocked broker shows up as an error and a reconnect instead of a silent hang.
+    params.blocked_connection_timeout = 300
+    return params
+
+
+def _log_attempt(url: str) -> Callable[[tenacity.RetryCallState], None]:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("cannot connect to RabbitMQ at %s (attempt %d): %s; retrying in %.1f s",
+                    redact(url), state.attempt_number, describe_error(exc),
+                    state.next_action.sleep if state.next_action else 0.0)
+    return before_sleep
+
+
+def connect(cfg: BrokerConfig, *, forever: bool = False,
+            should_stop: Callable[[], bool] = lambda: False,
+            on_blocked: Callable[[bool], None] | None = None) -> pika.BlockingConnection:
+    """Open a connection, retrying with capped exponential backoff and jitter.
+
+    `forever` is for the daemons (they outlive broker restarts); a one-shot run gives up after
+    `connect_attempts` and raises BrokerUnavailable with a message a user can act on.
+    `should_stop` ends the retrying early (SIGTERM while the broker is down).
+    """
+    params = parameters(cfg)
+    stop = tenacity.stop_never if forever else tenacity.stop_after_attempt(cfg.connect_attempts)
+    retrying = tenacity.Retrying(
+        stop=stop | tenacity.stop.stop_when_event_set(_Flag(should_stop)),
+        wait=tenacity.wait_exponential_jitter(initial=cfg.retry_initial_seconds,
+                                              max=cfg.retry_max_seconds, jitter=cfg.retry_initial_seconds),
+        retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
+        before_sleep=_log_attempt(cfg.url),
+        sleep=_interruptible_sleep(should_stop),
+        reraise=True,
+    )
+    try:
+        connection = retrying(pika.BlockingConnection, params)
+    except CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(
+            f"cannot connect to RabbitMQ at {redact(cfg.url)}: {describe_error(exc)}. Is it running? "
+            "Start it with 'sudo systemctl start rabbitmq-server' (or 'rabbitmq-server -detached'), "
+            "or point broker.url at another broker.") from None
+    if on_blocked is not None:
+        connection.add_on_connection_blocked_callback(lambda *_: on_blocked(True))
+        connection.add_on_connection_unblocked_callback(lambda *_: on_blocked(False))
+    log.info("connected to RabbitMQ at %s", redact(cfg.url))
+    return connection
+
+
+class _Flag:
+    """Adapts a should-stop callable to tenacity's stop_when_event_set (which calls is_set)."""
+
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self.is_set = predicate
+
+
+def _interruptible_sleep(should_stop: Callable[[], bool]) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not should_stop() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+    return sleep
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """A short human reason for a pika error (pika's own str() is often empty or a tuple)."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
+        inner = exc.args[0]
+        if isinstance(inner, BaseException):
+            return describe_error(inner)
+        if isinstance(inner, str) and inner:
+            return inner
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return "authentication failed (check the user and password in broker.url)"
+    text = str(exc) or type(exc).__name__
+    if "ConnectionRefused" in text or "Connection refused" in text:
+        return "connection refused"
+    return text[:200]
+
+
+class Publisher:
+    """Publishes message bodies with confirms on a connection of its own thread."""
+
+    def __init__(self, cfg: BrokerConfig, topology: Topology) -> None:
+        self.cfg, self.topology = cfg, topology
+        self.connection: pika.BlockingConnection | None = None
+        self.channel = None
+
+    def open(self, *, forever: bool = False, should_stop: Callable[[], bool] = lambda: False,
+             on_blocked: Callable[[bool], None] | None = None) -> None:
+        self.connection = connect(self.cfg, forever=forever, should_stop=should_stop,
+                                  on_blocked=on_blocked)
+        self.channel = self.connection.channel()
+        self.topology.declare(self.channel)
+        self.channel.confirm_delivery()
+
+    def publish(self, body: bytes, message_id: str | None = None) -> None:
+        """Returns once RabbitMQ confirmed the message; raises on nack, return or lost link."""
+        props = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE,
+                                     message_id=message_id, timestamp=int(time.time()))
+        self.channel.basic_publish(self.topology.exchange, self.topology.routing_key, body,
+                                   properties=props, mandatory=True)
+
+    def close(self) -> None:
+        close_quietly(self.connection)
+        self.connection = self.channel = None
+
+
+def close_quietly(connection: pika.BlockingConnection | None) -> None:
+    if connection is not None and connection.is_open:
+        try:
+            connection.close()
+        except Exception as exc:  # closing a dying connection: nothing left to save
+            log.debug("error while closing connection: %s", exc)
+
+
+@dataclass
+class ConsumeStats:
+    messages: int = 0
+    rejected: int = 0
+
+
+class Handler(Protocol):
+    """What `consume` drives: in practice the PV service."""
+
+    def handle(self, body: bytes) -> object:
+        """Process a message body; raise InvalidMessage to have it dead-lettered."""
+
+    def sync(self) -> None:
+        """Make everything handled so far durable."""
+
+
+def consume(connection: pika.BlockingConnection, topology: Topology, handler: Handler, *,
+            should_stop: Callable[[], bool], prefetch: int = 1000, max_pending: int = 1000,
+            max_delay: float = 0.2, on_idle: Callable[[], None] | None = None,
+            on_reject: Callable[[InvalidMessage], None] | None = None) -> ConsumeStats:
+    """Consume until `should_stop()`: handle each message, sync, then ack in batches.
+
+    Acks go out when `max_pending` messages await them, when the oldest has waited `max_delay`
+    seconds, when the queue is idle, and before stopping; each ack is preceded by a sync, so
+    nothing acknowledged can be lost. Returns when asked to stop; connection errors propagate
+    (the caller reconnects; unacked messages are redelivered and deduplicated).
+    """
+    channel = connection.channel()
+    topology.declare(channel)
+    channel.confirm_delivery()  # for dead-letter republishing
+    channel.basic_qos(prefetch_count=prefetch)
+    stats = ConsumeStats()
+    last_tag = 0
+    pending = 0
+    oldest = 0.0
+
+    def settle() -> None:
+        nonlocal pending
+        if pending:
+            handler.sync()
+            channel.basic_ack(last_tag, multiple=True)
+            pending = 0
+
+    for method, props, body in channel.consume(topology.queue, inactivity_timeout=0.1):
+        if method is None:  # idle: make everything durable and acknowledged
+            settle()
+            if on_idle is not None:
+                on_idle()
+        else:
+            stats.messages += 1
+            try:
+                handler.handle(body)
+            except InvalidMessage as error:
+                settle()
+                _dead_letter(channel, topology, body, props, error)
+                channel.basic_ack(method.delivery_tag)
+                stats.rejected += 1
+                if on_reject is not None:
+                    on_reject(error)
+            else:
+                if not pending:
+                    oldest = time.monotonic()
+                last_tag = method.delivery_tag
+                pending += 1
+                if pending >= max_pending or time.monotonic() - oldest >= max_delay:
+                    settle()
+        if should_stop():
+            settle()
+            channel.cancel()  # nacks (requeues) anything prefetched but not yet handled
+            break
+    if channel.is_open:
+        channel.close()
+    return stats
+
+
+def _dead_letter(channel, topology: Topology, body: bytes, props: pika.BasicProperties,
+                 error: InvalidMessage) -> None:
+    headers = dict(props.headers or {})
+    headers.update({REASON_HEADER: error.reason, DETAIL_HEADER: error.detail[:500],
+                    "x-pvsim-queue": topology.queue})
+    dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
+                                    message_id=props.message_id, timestamp=props.timestamp,
+                                    headers=headers)
+    channel.basic_publish(topology.dead_letter_exchange, topology.queue, body, properties=dl_props)
+    log.warning("dead-lettered a message: %s", error)

@@ -1,0 +1,99 @@
+"""Where "now" comes from: wall time for the daemons, a simulated day for pvsim-run.
+
+The meter asks its clock for the instants to read at; nothing else reads wall time for data, which
+is what makes runs reproducible and time logic testable. Instants are whole epoch seconds (int):
+cheap to compare and hash, and exactly the identity a reading keeps across restarts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    def ticks(self) -> Iterator[int]:
+        """Yield the epoch seconds at which the meter reads, in increasing order."""
+        ...
+
+
+def local_midnight(day: dt.date, tz: ZoneInfo) -> int:
+    """Epoch seconds of 00:00 local time on `day` (zoneinfo resolves DST for us)."""
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp())
+
+
+def day_bounds(day: dt.date, tz: ZoneInfo, days: int = 1) -> tuple[int, int]:
+    """[start, end) in epoch seconds of `days` local calendar days: 23, 24 or 25 hours each."""
+    return local_midnight(day, tz), local_midnight(day + dt.timedelta(days=days), tz)
+
+
+class SimClock:
+    """Steps through [start, end) by `step` seconds.
+
+    With `speed=None` it never sleeps (the accelerated run); with a speed it paces the simulated
+    instants at `speed` times real time, measured from the first tick without drift.
+    """
+
+    def __init__(self, start: int, end: int, step: int = 1, speed: float | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        if step < 1:
+            raise ValueError("step must be at least 1 second")
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive")
+        self.start, self.end, self.step, self.speed = start, end, step, speed
+        self._sleep, self._monotonic = sleep, monotonic
+
+    def __len__(self) -> int:
+        return max(0, -(-(self.end - self.start) // self.step))
+
+    def ticks(self) -> Iterator[int]:
+        if self.speed is None:
+            yield from range(self.start, self.end, self.step)
+            return
+        origin = self._monotonic()
+        for instant in range(self.start, self.end, self.step):
+            due = origin + (instant - self.start) / self.speed
+            delay = due - self._monotonic()
+            if delay > 0:
+                self._sleep(delay)
+            yield instant
+
+
+class RealClock:
+    """Whole seconds of wall time, forever, on a schedule that does not drift.
+
+    Each tick is computed from the previous one (+1 s), not from when the previous work ended,
+    so an hour yields exactly 3,600 ticks. A short stall (GC, a slow publish) is caught up by
+    yielding the missed seconds at once; a jump of the wall clock larger than `max_catch_up`
+    (suspend, NTP step) restarts the schedule at the current second rather than flooding, and a
+    step backwards is waited out so that no instant is ever read twice.
+    """
+
+    def __init__(self, max_catch_up: int = 300,
+                 now: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.max_catch_up = max_catch_up
+        self._now, self._sleep = now, sleep
+
+    def ticks(self) -> Iterator[int]:
+        nxt = int(self._now()) + 1
+        while True:
+            now = self._now()
+            if now < nxt:
+                if nxt - now > 2:
+                    # The wall clock went backwards: wait for it rather than read an instant twice.
+                    log.warning("wall clock moved back %.0f s; waiting for it", nxt - now)
+                self._sleep(nxt - now)
+                continue  # re-check: a signal may wake us early
+            if now - nxt > self.max_catch_up:
+                log.warning("wall clock jumped %.0f s ahead; resuming at the current second", now - nxt)
+                nxt = int(now)
+            yield nxt
+            nxt += 1

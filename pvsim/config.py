@@ -1,0 +1,295 @@
+"""The YAML configuration, loaded into frozen dataclasses.
+
+Every mistake a user can make in the file (malformed YAML, an unknown key, a wrong type, a value
+out of range, a missing file) becomes one ConfigError whose message names the file, the key and
+the problem; the entry points turn it into one line on stderr and exit code 78 (EX_CONFIG), which
+the systemd units list in RestartPreventExitStatus so a broken config does not restart-loop.
+
+The schema is the dataclasses below: their field types, defaults and `metadata` (ranges, choices,
+help) are the single source of truth; config/pvsim.yaml documents the same keys for humans.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import typing
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+DEFAULT_PATH = Path("/etc/pvsim/pvsim.yaml")
+EX_CONFIG = 78
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class ConfigError(Exception):
+    """A problem with the configuration, phrased for the person who edits the file."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    exchange: str = "pvsim"
+    queue: str = "pvsim.readings"
+    dead_letter_exchange: str = "pvsim.dead"
+    dead_letter_queue: str = "pvsim.readings.dead"
+    # Attempts before a one-shot run gives up; the daemons retry forever.
+    connect_attempts: int = field(default=5, metadata=_range(1, 1000))
+    retry_initial_seconds: float = field(default=0.5, metadata=_range(0.01, 3600))
+    retry_max_seconds: float = field(default=30.0, metadata=_range(0.1, 3600))
+    heartbeat_seconds: int = field(default=30, metadata=_range(0, 3600))
+    prefetch: int = field(default=1000, metadata=_range(1, 65535))
+    # Readings per AMQP message in the accelerated run (the daemons send what they have).
+    batch_size: int = field(default=500, metadata=_range(1, 10000))
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    id: tuple[str, ...] = ("smart-meter-0",)
+    seed: int = 42
+    model: Literal["building", "uniform"] = "building"
+    listen: str = "127.0.0.1:9761"
+    # Readings kept while RabbitMQ is unreachable; the oldest are dropped (and counted) past it.
+    buffer_size: int = field(default=86400, metadata=_range(1, 10_000_000))
+
+
+@dataclass(frozen=True)
+class PvConfig:
+    peak_kw: float = field(default=3.25, metadata=_range(0.0, 1_000_000.0, lo_open=True))
+    # Multiplicative cloud noise: 0 reproduces the reference curve exactly, 0.3 is a cloudy day.
+    noise: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    seed: int = 7
+    listen: str = "127.0.0.1:9762"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    directory: str = "/var/lib/pvsim"
+    # Rows written between two fsyncs in the daemon; a message is acked only after its fsync.
+    sync_rows: int = field(default=1000, metadata=_range(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class PricePlanConfig:
+    id: str
+    supplier: str
+    unit_rate: float = field(metadata=_range(0.0))
+    peak_multipliers: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PricingConfig:
+    plans: tuple[PricePlanConfig, ...] = (
+        PricePlanConfig("price-plan-0", "Dr Evil's Dark Energy", 10.0),
+        PricePlanConfig("price-plan-1", "The Green Eco", 2.0),
+        PricePlanConfig("price-plan-2", "Power for Everyone", 1.0),
+    )
+    accounts: dict[str, str] = field(default_factory=lambda: {
+        "smart-meter-0": "price-plan-0",
+        "smart-meter-1": "price-plan-1",
+        "smart-meter-2": "price-plan-0",
+        "smart-meter-3": "price-plan-2",
+        "smart-meter-4": "price-plan-1",
+    })
+    # Paid per kWh exported to the grid (same currency unit as the unit rates).
+    feed_in_tariff: float = field(default=0.0, metadata=_range(0.0))
+    # Readings further apart than this are not bridged when integrating energy.
+    max_gap_seconds: float = field(default=3600.0, metadata=_range(0.0, lo_open=True))
+
+
+@dataclass(frozen=True)
+class Config:
+    timezone: str = "UTC"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    broker: BrokerConfig = BrokerConfig()
+    meter: MeterConfig = MeterConfig()
+    pv: PvConfig = PvConfig()
+    output: OutputConfig = OutputConfig()
+    pricing: PricingConfig = PricingConfig()
+    source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+def load(path: str | Path | None = None, *, required: bool = True) -> Config:
+    """Read and validate a config file; `required=False` falls back to defaults when absent."""
+    path = Path(path) if path is not None else DEFAULT_PATH
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not required:
+            return Config()
+        raise ConfigError(source, "", "file not found (give another one with --config FILE)")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read: {getattr(exc, 'strerror', None) or exc}")
+    return parse(text, source)
+
+
+def parse(text: str, source: str = "<string>") -> Config:
+    """Validate YAML text against the Config schema."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, "", f"malformed YAML: {where}{problem}")
+    if data is None:
+        data = {}
+    config = dataclasses.replace(_build(Config, data, source, ""), source=source)
+    validate_pricing(config)
+    return config
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    """Build dataclass `cls` from a mapping, checking keys, types and ranges recursively."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, prefix or "(top level)", f"expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = _join(prefix, str(unknown[0]))
+        raise ConfigError(source, key, f"unknown key (known keys here: {', '.join(fields)})")
+    values = {}
+    for name, fld in fields.items():
+        key = _join(prefix, name)
+        if name in data:
+            values[name] = _convert(hints[name], data[name], source, key, fld.metadata)
+        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, key, "missing (this key is required)")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # defensive: dataclass construction problems
+        raise ConfigError(source, prefix, str(exc))
+
+
+def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, key)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(source, key, f"must be one of {choices}, got {value!r}")
+        return value
+    if origin is tuple:
+        item = args[0]
+        if key == "meter.id" and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(source, key, f"expected a non-empty list, got {_describe(value)}")
+        items = tuple(_convert(item, v, source, f"{key}[{i}]", {}) for i, v in enumerate(value))
+        return _check_unique(items, source, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"expected a mapping, got {_describe(value)}")
+        return {str(k): _convert(args[1], v, source, f"{key}.{k}", {}) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, key, f"expected an integer, got {_describe(value)}")
+        return _check_range(value, source, key, meta)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(source, key, f"expected a number, got {_describe(value)}")
+        return _check_range(float(value), source, key, meta)
+    if tp is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(source, key, f"expected a non-empty string, got {_describe(value)}")
+        return _check_string(value, source, key)
+    raise ConfigError(source, key, f"unsupported type {tp}")  # a schema bug, not a user error
+
+
+def _check_range(value: float, source: str, key: str, meta: Any) -> Any:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        bound = f"greater than {lo:g}" if meta.get("lo_open") else f"at least {lo:g}"
+        raise ConfigError(source, key, f"must be {bound}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ConfigError(source, key, f"must be at most {hi:g}, got {value!r}")
+    return value
+
+
+def _check_string(value: str, source: str, key: str) -> str:
+    """Semantic checks for the strings whose mistakes would otherwise surface much later."""
+    if key == "timezone":
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(source, key, f"unknown time zone {value!r} (use an IANA name such as Europe/Madrid)")
+    elif key.endswith(".listen"):
+        parse_listen(value, source, key)
+    elif key == "broker.url" and not value.startswith(("amqp://", "amqps://")):
+        raise ConfigError(source, key, "must start with amqp:// or amqps://")
+    return value
+
+
+def _check_unique(items: tuple, source: str, key: str) -> tuple:
+    ids = [getattr(i, "id", i) for i in items]
+    dup = next((i for i in ids if ids.count(i) > 1), None)
+    if dup is not None:
+        raise ConfigError(source, key, f"{dup!r} appears twice")
+    return items
+
+
+def parse_listen(value: str, source: str = "<flag>", key: str = "listen") -> tuple[str, int]:
+    """Split 'host:port' ('[::1]:9762' for IPv6) and check both halves."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(source, key, f"expected host:port such as 127.0.0.1:9762, got {value!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost" and not all(p.isalnum() or "-" in p for p in host.split(".")):
+            raise ConfigError(source, key, f"not an IP address or host name: {host!r}")
+    return host, int(port)
+
+
+def validate_pricing(config: Config) -> None:
+    """Cross-field checks: accounts name known plans, multipliers name weekdays."""
+    plan_ids = {p.id for p in config.pricing.plans}
+    for i, plan in enumerate(config.pricing.plans):
+        for day, mult in plan.peak_multipliers.items():
+            key = f"pricing.plans[{i}].peak_multipliers.{day}"
+            if day not in WEEKDAYS:
+                raise ConfigError(config.source, key, f"not a weekday (one of {', '.join(WEEKDAYS)})")
+            if mult < 0:
+                raise ConfigError(config.source, key, f"must be at least 0, got {mult!r}")
+    for meter, plan in config.pricing.accounts.items():
+        if plan not in plan_ids:
+            raise ConfigError(config.source, f"pricing.accounts.{meter}", f"unknown plan {plan!r}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    kind = {dict: "a mapping", list: "a list", str: "the string", bool: "the boolean"}.get(type(value))
+    if kind in ("a mapping", "a list"):
+        return kind
+    return f"{kind} {value!r}" if kind else f"{value!r}"

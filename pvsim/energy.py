@@ -1,0 +1,111 @@
+"""Energy from power: pure computation shared by the run summary and the JOI API.
+
+Readings are power samples (kW at an instant). Energy is their integral over time: the trapezoid
+between consecutive samples of one meter, except across a gap longer than `max_gap_seconds`,
+which is not bridged (a meter that was off for hours did not draw its last value all that time).
+Net power (meter - PV) is split into grid import (net > 0) and export (net < 0); where net changes
+sign within a segment, the segment is cut at the linear zero crossing so neither side is blurred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Peak:
+    kw: float = float("-inf")
+    instant: int | None = None
+
+    def update(self, kw: float, instant: int) -> None:
+        if kw > self.kw:
+            self.kw, self.instant = kw, instant
+
+
+@dataclass
+class EnergyBalance:
+    """Energy figures over a span of readings of one meter (kWh unless named otherwise)."""
+
+    consumed_kwh: float = 0.0
+    pv_kwh: float = 0.0
+    import_kwh: float = 0.0
+    export_kwh: float = 0.0
+    readings: int = 0
+    first: int | None = None
+    last: int | None = None
+    peak_meter: Peak = field(default_factory=Peak)
+    peak_pv: Peak = field(default_factory=Peak)
+    peak_import: Peak = field(default_factory=Peak)
+
+    @property
+    def self_consumed_kwh(self) -> float:
+        """PV energy used on site: what the plant produced minus what went to the grid."""
+        return max(0.0, self.pv_kwh - self.export_kwh)
+
+    @property
+    def self_consumption(self) -> float | None:
+        """Share of the PV energy used on site (None without PV)."""
+        return self.self_consumed_kwh / self.pv_kwh if self.pv_kwh > 0 else None
+
+    @property
+    def self_sufficiency(self) -> float | None:
+        """Share of the consumption covered by PV (None without consumption)."""
+        return self.self_consumed_kwh / self.consumed_kwh if self.consumed_kwh > 0 else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(self_consumed_kwh=self.self_consumed_kwh, self_consumption=self.self_consumption,
+                 self_sufficiency=self.self_sufficiency)
+        return d
+
+
+def split_net(dt_h: float, n0: float, n1: float) -> tuple[float, float]:
+    """(import kWh, export kWh) of a linear net-power segment of `dt_h` hours."""
+    if n0 >= 0 and n1 >= 0:
+        return (n0 + n1) / 2 * dt_h, 0.0
+    if n0 <= 0 and n1 <= 0:
+        return 0.0, -(n0 + n1) / 2 * dt_h
+    cross = n0 / (n0 - n1)  # fraction of the segment before net crosses zero
+    pos, neg = (n0, n1) if n0 > 0 else (n1, n0)
+    pos_frac = cross if n0 > 0 else 1.0 - cross
+    return pos / 2 * dt_h * pos_frac, -neg / 2 * dt_h * (1.0 - pos_frac)
+
+
+class EnergyIntegrator:
+    """Accumulates an EnergyBalance from one meter's samples, fed in time order."""
+
+    def __init__(self, max_gap_seconds: float = 3600.0) -> None:
+        self.max_gap = max_gap_seconds
+        self.balance = EnergyBalance()
+        self._prev: tuple[int, float, float] | None = None
+
+    def add(self, instant: int, meter_kw: float, pv_kw: float) -> None:
+        b = self.balance
+        if self._prev is not None:
+            t0, m0, p0 = self._prev
+            span = instant - t0
+            if span <= 0:
+                return  # not later than the previous sample: nothing to integrate
+            if span <= self.max_gap:
+                h = span / 3600.0
+                b.consumed_kwh += (m0 + meter_kw) / 2 * h
+                b.pv_kwh += (p0 + pv_kw) / 2 * h
+                imp, exp = split_net(h, m0 - p0, meter_kw - pv_kw)
+                b.import_kwh += imp
+                b.export_kwh += exp
+        else:
+            b.first = instant
+        b.last = instant
+        b.readings += 1
+        b.peak_meter.update(meter_kw, instant)
+        b.peak_pv.update(pv_kw, instant)
+        b.peak_import.update(meter_kw - pv_kw, instant)
+        self._prev = (instant, meter_kw, pv_kw)
+
+
+def integrate(samples: list[tuple[int, float, float]], max_gap_seconds: float = 3600.0) -> EnergyBalance:
+    """EnergyBalance of (instant, meter kW, PV kW) samples, sorted by instant."""
+    acc = EnergyIntegrator(max_gap_seconds)
+    for instant, meter_kw, pv_kw in samples:
+        acc.add(instant, meter_kw, pv_kw)
+    return acc.balance

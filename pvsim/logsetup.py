@@ -1,0 +1,35 @@
+"""Logging for every entry point: one line per event on stderr, never a credential.
+
+Under systemd the journal adds the timestamp and unit, so lines carry only level, logger and
+message. A filter masks any password in a URL that reaches a log line, whoever logged it
+(pvsim redacts its own; the filter guards what libraries might print).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+_CREDENTIALS = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "@" in message:
+            masked = _CREDENTIALS.sub(r"\1***@", message)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+def setup(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # pika is chatty at INFO about every connection step; its warnings and errors still show.
+    logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
