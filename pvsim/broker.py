@@ -140,10 +140,13 @@ def connect(cfg: BrokerConfig, *, forever: bool = False,
     try:
         connection = retrying(pika.BlockingConnection, params)
     except CONNECTION_ERRORS as exc:
+        reason = describe_error(exc)
+        hint = "" if "broker.url" in reason else (
+            " Is it running? Start it with 'sudo systemctl start rabbitmq-server' (or "
+            "'rabbitmq-server -detached'), or point broker.url at another broker.")
         raise BrokerUnavailable(
-            f"cannot connect to RabbitMQ at {redact(cfg.url)}: {describe_error(exc)}. Is it running? "
-            "Start it with 'sudo systemctl start rabbitmq-server' (or 'rabbitmq-server -detached'), "
-            "or point broker.url at another broker.") from None
+            f"cannot connect to RabbitMQ at {redact(cfg.url)} after {cfg.connect_attempts} "
+            f"attempts: {reason}.{hint}") from None
     if on_blocked is not None:
         connection.add_on_connection_blocked_callback(lambda *_: on_blocked(True))
         connection.add_on_connection_unblocked_callback(lambda *_: on_blocked(False))
@@ -167,20 +170,22 @@ def _interruptible_sleep(should_stop: Callable[[], bool]) -> Callable[[float], N
 
 
 def describe_error(exc: BaseException | None) -> str:
-    """A short human reason for a pika error (pika's own str() is often empty or a tuple)."""
+    """A short human reason for a pika error (pika nests the socket error inside its own)."""
     if exc is None:
         return "unknown error"
-    if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
-        inner = exc.args[0]
-        if isinstance(inner, BaseException):
-            return describe_error(inner)
-        if isinstance(inner, str) and inner:
-            return inner
     if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
         return "authentication failed (check the user and password in broker.url)"
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return "access denied (check the virtual host in broker.url and the user's permissions)"
+    inner = getattr(exc, "exception", None)  # pika's connection-workflow errors wrap the cause
+    if isinstance(inner, BaseException):
+        return describe_error(inner)
+    for arg in exc.args:
+        if isinstance(arg, BaseException):
+            return describe_error(arg)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     text = str(exc) or type(exc).__name__
-    if "ConnectionRefused" in text or "Connection refused" in text:
-        return "connection refused"
     return text[:200]
 
 

@@ -31,5 +31,6 @@ def setup(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # pika is chatty at INFO about every connection step; its warnings and errors still show.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, root.level))
+    # pika logs every connection step, and each failed attempt as an ERROR with a traceback;
+    # pvsim reports those events itself in one line each, so pika speaks only at DEBUG.
+    logging.getLogger("pika").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

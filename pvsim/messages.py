@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -124,17 +123,27 @@ def _decode_reading(item: object, index: int) -> Reading:
 
 def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt.datetime,
                           where: str = "reading") -> None:
-    if not meter_id or len(meter_id) > MAX_METER_ID or not meter_id.isprintable() or "," in meter_id:
-        raise InvalidMessage("bad_value", f"{where}.meter_id must be 1-{MAX_METER_ID} printable "
-                             "characters without commas")
+    if meter_id not in _valid_ids:
+        _check_meter_id(meter_id, where)
     if seq < 0:
         raise InvalidMessage("out_of_range", f"{where}.seq must not be negative")
-    if not math.isfinite(power_w) or not 0.0 <= power_w <= MAX_POWER_W:
+    if not 0.0 <= power_w <= MAX_POWER_W:  # also false for NaN and infinities
         raise InvalidMessage("out_of_range", f"{where}.power_w {power_w!r} is outside 0-{MAX_POWER_W:g} W")
     if timestamp.tzinfo is None or timestamp.utcoffset() is None:
         raise InvalidMessage("bad_timestamp", f"{where}.ts has no UTC offset")
     if timestamp.microsecond:
         raise InvalidMessage("bad_timestamp", f"{where}.ts is not on a whole second")
+
+
+_valid_ids: set[str] = set()  # meter ids already checked: a handful in practice, so bounded below
+
+
+def _check_meter_id(meter_id: str, where: str) -> None:
+    if not meter_id or len(meter_id) > MAX_METER_ID or not meter_id.isprintable() or "," in meter_id:
+        raise InvalidMessage("bad_value", f"{where}.meter_id must be 1-{MAX_METER_ID} printable "
+                             "characters without commas")
+    if len(_valid_ids) < 10_000:
+        _valid_ids.add(meter_id)
 
 
 def _reject_constant(name: str) -> None:

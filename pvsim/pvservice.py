@@ -57,18 +57,19 @@ class PvService:
     def process(self, readings: Iterable[Reading]) -> Outcome:
         """Append the rows of readings not written before; call `sync` before acknowledging."""
         outcome = Outcome()
+        written, append, listeners, row_for = self.written, self.sink.append, self.listeners, self.row_for
         for reading in readings:
-            row, instant = self.row_for(reading)
-            seen = self.written.get(reading.meter_id)
+            row, instant = row_for(reading)
+            seen = written.get(reading.meter_id)
             if seen is None:
-                seen = self.written[reading.meter_id] = RangeSet()
+                seen = written[reading.meter_id] = RangeSet()
             if not seen.add(instant):
                 outcome.duplicates += 1
                 log.debug("duplicate reading %s@%d dropped", reading.meter_id, instant)
                 continue
-            self.sink.append(row)
+            append(row)
             outcome.written += 1
-            for listener in self.listeners:
+            for listener in listeners:
                 listener(row, instant)
         self.rows_total += outcome.written
         self.duplicates_total += outcome.duplicates

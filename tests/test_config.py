@@ -1,0 +1,111 @@
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pvsim import config
+from pvsim.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "pvsim.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path, text: str) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(path) in str(err.value)
+    return err.value
+
+
+def test_shipped_config_loads_and_documents_every_key():
+    cfg = config.load(ROOT / "config" / "pvsim.yaml")
+    assert cfg.timezone == "Europe/Madrid"
+    assert cfg.meter.id == ("smart-meter-0",)
+    text = (ROOT / "config" / "pvsim.yaml").read_text()
+    for section in ("broker", "meter", "pv", "output", "pricing"):
+        for f in dataclasses.fields(getattr(config, section.capitalize() + "Config")):
+            assert f"{f.name}:" in text, f"{section}.{f.name} is not documented"
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert config.load(write(tmp_path, "")) == config.Config()
+
+
+def test_keys_other_parts_rely_on(tmp_path):
+    cfg = config.load(write(tmp_path, """
+timezone: America/New_York
+broker: {url: "amqp://u:p@h:5673/v", exchange: e, queue: q}
+meter: {id: [a, b], seed: 9, model: uniform}
+pv: {peak_kw: 5, noise: 0.2}
+output: {directory: /tmp/x}
+"""))
+    assert (cfg.timezone, cfg.broker.exchange, cfg.broker.queue) == ("America/New_York", "e", "q")
+    assert cfg.meter.id == ("a", "b") and cfg.meter.seed == 9 and cfg.meter.model == "uniform"
+    assert cfg.pv.peak_kw == 5.0 and cfg.pv.noise == 0.2 and cfg.output.directory == "/tmp/x"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("text,key,problem", [
+    ("timezone: [", "", "malformed YAML: line"),
+    ("- a\n- b\n", "(top level)", "expected a mapping"),
+    ("colour: red", "colour", "unknown key"),
+    ("meter: {idd: x}", "meter.idd", "unknown key"),
+    ("meter: 3", "meter", "expected a mapping"),
+    ("meter: {seed: abc}", "meter.seed", "expected an integer"),
+    ("meter: {seed: 1.5}", "meter.seed", "expected an integer"),
+    ("meter: {model: random}", "meter.model", "must be one of"),
+    ("meter: {id: []}", "meter.id", "non-empty list"),
+    ("meter: {id: [a, a]}", "meter.id", "appears twice"),
+    ("meter: {listen: 'localhost'}", "meter.listen", "host:port"),
+    ("meter: {listen: '127.0.0.1:99999'}", "meter.listen", "host:port"),
+    ("meter: {buffer_size: 0}", "meter.buffer_size", "at least 1"),
+    ("pv: {peak_kw: 0}", "pv.peak_kw", "greater than 0"),
+    ("pv: {peak_kw: .nan}", "pv.peak_kw", "expected a number"),
+    ("pv: {noise: 2}", "pv.noise", "at most 1"),
+    ("pv: {noise: yes}", "pv.noise", "expected a number"),
+    ("timezone: Mars/Olympus", "timezone", "unknown time zone"),
+    ("timezone: ''", "timezone", "non-empty string"),
+    ("log_level: LOUD", "log_level", "must be one of"),
+    ("broker: {url: 'http://x'}", "broker.url", "amqp://"),
+    ("broker: {prefetch: -1}", "broker.prefetch", "at least 1"),
+    ("output: {directory: null}", "output.directory", "non-empty string"),
+    ("pricing: {accounts: {m: nope}}", "pricing.accounts.m", "unknown plan"),
+    ("pricing: {plans: [{id: p, supplier: s}]}", "pricing.plans[0].unit_rate", "missing"),
+    ("pricing: {plans: [{id: p, supplier: s, unit_rate: 1, peak_multipliers: {funday: 2}}], accounts: {}}",
+     "pricing.plans[0].peak_multipliers.funday", "not a weekday"),
+])
+def test_every_mistake_names_file_key_and_problem(tmp_path, text, key, problem):
+    err = error_of(tmp_path, text)
+    assert err.key == key
+    assert problem in err.problem
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read: Is a directory"):
+        config.load(tmp_path)
+
+
+@pytest.mark.parametrize("module", ["pvsim.run"])
+def test_command_line_exits_78_with_one_line_and_no_traceback(tmp_path, module):
+    path = write(tmp_path, "meter:\n  seed: twelve\n")
+    proc = subprocess.run([sys.executable, "-m", module, "--accelerated", "--config", str(path)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=60)
+    assert proc.returncode == 78
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(path) in lines[0] and "meter.seed" in lines[0] and "integer" in lines[0]
+    assert "Traceback" not in proc.stderr
