@@ -6,8 +6,8 @@ changes, where a day has 23 or 25 hours) needs no timer: the first row of the ne
 new file. `sync()` flushes and fsyncs every file written since the last sync; the PV service acks
 a message only after that, so an acknowledged reading is on disk.
 
-On start, `recover()` reads the newest files back into the per-meter record of what was written:
-a crash between a write and its ack then cannot double a row when the message is redelivered.
+`written(day)` reads a day's file back, so that a restarted PV service knows what it holds: a crash
+between a write and its ack then cannot double a row when the message is redelivered.
 A torn last line (a crash in the middle of a write, never acknowledged) is cut off on open.
 """
 
@@ -19,9 +19,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import BinaryIO
-
-from pvsim.written import RangeSet
 
 log = logging.getLogger(__name__)
 
@@ -151,21 +150,20 @@ class CsvSink:
         log.info("writing %s", path)
         return f
 
-    def recover(self, days: int = 2) -> dict[str, RangeSet]:
-        """What the newest `days` files hold: per meter, the instants already written."""
-        written: dict[str, RangeSet] = {}
-        for _, path in day_files(self.directory)[-days:]:
-            repair_tail(path)
-            count = 0
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    values = parse_line(line)
-                    if values is None:
-                        continue
-                    written.setdefault(values[1], RangeSet()).add(int(values[0].timestamp()))
+    def written(self, day: dt.date) -> Iterator[tuple[str, int]]:
+        """(meter id, instant) of every row in a day's file: what a restarted service must skip."""
+        path = self.path_for(day)
+        if not path.exists():
+            return
+        repair_tail(path)
+        count = 0
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                values = parse_line(line)
+                if values is not None:
                     count += 1
-            log.info("recovered %d rows from %s", count, path)
-        return written
+                    yield values[1], int(values[0].timestamp())
+        log.info("recovered %d rows from %s", count, path)
 
 
 def repair_tail(path: Path) -> None:

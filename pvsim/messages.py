@@ -121,6 +121,11 @@ def _decode_reading(item: object, index: int) -> Reading:
     return Reading(meter_id, seq, timestamp, float(power))
 
 
+def validate(reading: Reading, where: str = "reading") -> None:
+    """Raise InvalidMessage when a reading built elsewhere (the JOI API) breaks the schema."""
+    _check_reading_values(reading.meter_id, reading.seq, reading.power_w, reading.timestamp, where)
+
+
 def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt.datetime,
                           where: str = "reading") -> None:
     if meter_id not in _valid_ids:

@@ -8,6 +8,7 @@ unless that meter's instant was already written (a redelivery after a crash or a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,18 +33,29 @@ class Outcome:
 
 
 class PvService:
-    def __init__(self, curve: PvCurve, sink: CsvSink, tz: ZoneInfo,
-                 written: dict[str, RangeSet] | None = None) -> None:
+    def __init__(self, curve: PvCurve, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False) -> None:
         self.curve, self.sink, self.tz = curve, sink, tz
-        self.written: dict[str, RangeSet] = written if written is not None else {}
+        self.written: dict[str, RangeSet] = {}
+        # With `recover`, the first reading of each local day loads what that day's CSV already
+        # holds: a restart then skips rows written before it, whichever day they belong to.
+        self.recover = recover
+        self._days_loaded: set[dt.date] = set()
         self.listeners: list[RowListener] = []
         self.rows_total = 0
         self.duplicates_total = 0
 
     @classmethod
     def recovering(cls, curve: PvCurve, sink: CsvSink, tz: ZoneInfo) -> "PvService":
-        """A service that knows what the newest CSV files already hold (daemon start)."""
-        return cls(curve, sink, tz, sink.recover())
+        """A service that skips what the CSV files already hold (the daemon; POSTed readings)."""
+        return cls(curve, sink, tz, recover=True)
+
+    def _load_day(self, day: dt.date) -> None:
+        self._days_loaded.add(day)
+        for meter_id, instant in self.sink.written(day):
+            seen = self.written.get(meter_id)
+            if seen is None:
+                seen = self.written[meter_id] = RangeSet()
+            seen.add(instant)
 
     def row_for(self, reading: Reading) -> tuple[Row, int]:
         """The CSV row of a reading, and its instant. Pure: no dedup, no I/O."""
@@ -60,6 +72,8 @@ class PvService:
         written, append, listeners, row_for = self.written, self.sink.append, self.listeners, self.row_for
         for reading in readings:
             row, instant = row_for(reading)
+            if self.recover and row.timestamp.date() not in self._days_loaded:
+                self._load_day(row.timestamp.date())
             seen = written.get(reading.meter_id)
             if seen is None:
                 seen = written[reading.meter_id] = RangeSet()

@@ -2,11 +2,14 @@
 
     pvsim-run --accelerated [--date YYYY-MM-DD] [--days N] [--step SECONDS] [--timezone TZ]
               [--seed N] [--output DIR] [--config FILE] [--json] [--broker rabbitmq|none]
+              [--plot FILE.png]
 
 The meter model reads at every simulated instant, the readings travel as messages (through a
 private RabbitMQ queue, or in process with --broker none), the PV service turns them into CSV rows,
 and the run ends when every reading of the day(s) is durable in the CSV. --accelerated steps the
 simulated clock without sleeping; without it the run paces at real time, or at --speed FACTOR.
+The summary prices each meter's energy with every plan, with and without the PV plant
+(pvsim.plans), and --plot draws the run's power curves (pvsim.plot, needs matplotlib).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from pvsim.energy import EnergyBalance, EnergyIntegrator
 from pvsim.messages import encode_batches
 from pvsim.metermodel import MeterModel, read
 from pvsim.pvcurve import PvCurve
+from pvsim.plans import PlanCost, Pricing, rank
 from pvsim.pvservice import PvService
+from pvsim.readingstore import DayAggregator
 from pvsim.transport import InProcess, RabbitRun, Transport
 
 log = logging.getLogger("pvsim.run")
@@ -61,6 +66,9 @@ class RunSummary:
     files: list[Path]
     elapsed_seconds: float
     meters: dict[str, EnergyBalance] = field(default_factory=dict)
+    costs: dict[str, list[PlanCost]] = field(default_factory=dict)  # per meter, in plan order
+    plans: dict[str, str | None] = field(default_factory=dict)      # per meter, its current plan
+    feed_in_tariff: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -70,7 +78,22 @@ class RunSummary:
             "readings_per_second": round(self.readings / self.elapsed_seconds) if self.elapsed_seconds else None,
             "files": [str(p) for p in self.files],
             "meters": {m: b.to_dict() for m, b in self.meters.items()},
+            "costs": {m: _costs_dict(c, self.plans.get(m), self.feed_in_tariff)
+                      for m, c in self.costs.items()},
         }
+
+
+def _costs_dict(costs: list[PlanCost], current: str | None, feed_in_tariff: float) -> dict:
+    """A meter's plan costs for the JSON summary (rounded; ranked cheapest first)."""
+    return {
+        "current_plan": current,
+        "feed_in_tariff": feed_in_tariff,
+        "plans": [{"plan_id": c.plan_id, "supplier": c.supplier, "cost": round(c.cost, 4),
+                   "cost_with_pv": round(c.cost_with_pv, 4), "import_cost": round(c.import_cost, 4),
+                   "export_credit": round(c.export_credit, 4)} for c in rank(costs)],
+        "recommended": rank(costs)[0].plan_id if costs else None,
+        "recommended_with_pv": rank(costs, with_pv=True)[0].plan_id if costs else None,
+    }
 
 
 def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
@@ -85,6 +108,8 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     integrators = {m.meter_id: EnergyIntegrator(cfg.pricing.max_gap_seconds) for m in models}
     service.listeners.append(lambda row, instant: integrators[row.meter_id].add(
         instant, row.meter_kw, row.pv_kw))
+    days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per local day, for the prices
+    service.listeners.append(days.on_row)
     expected = len(clock) * len(models)
     if opts.progress:
         service.listeners.append(_progress(expected))
@@ -99,9 +124,12 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
         sink.close()
         if opts.progress:
             sys.stderr.write("\n")
+    pricing = Pricing.from_config(cfg.pricing)
     return RunSummary(opts.date, opts.days, opts.step, cfg.timezone, transport.name,
                       service.rows_total, list(sink.paths), time.monotonic() - began,
-                      {m: i.balance for m, i in integrators.items()})
+                      {m: i.balance for m, i in integrators.items()},
+                      {m: pricing.compare(days.energy_by_day(m)) for m in integrators},
+                      {m: pricing.plan_of(m) for m in integrators}, pricing.feed_in_tariff)
 
 
 def _progress(total: int):
@@ -142,8 +170,25 @@ def format_summary(s: RunSummary, tz_name: str) -> str:
             f"  self-consumption {share(b.self_consumption)} of PV used on site, "
             f"self-sufficiency {share(b.self_sufficiency)} of consumption",
         ]
+        lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff)
     lines.append("CSV: " + ", ".join(str(p) for p in s.files))
     return "\n".join(lines)
+
+
+def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: float) -> list[str]:
+    if not costs:
+        return []
+    width = max(len(f"{c.plan_id} ({c.supplier})") for c in costs)
+    fit = f", export paid {feed_in_tariff:g}/kWh" if feed_in_tariff else ""
+    lines = [f"  {'cost per plan':<{width + 2}} {'without PV':>10} {'with PV':>10}"
+             f"   (current plan: {current or 'none'}{fit})"]
+    for c in rank(costs):
+        name = f"{c.plan_id} ({c.supplier})"
+        lines.append(f"    {name:<{width}} {c.cost:10.2f} {c.cost_with_pv:10.2f}")
+    best, best_pv = rank(costs)[0], rank(costs, with_pv=True)[0]
+    lines.append(f"  recommended plan: {best.plan_id} ({best.supplier}), {best.cost:.2f} without PV; "
+                 f"with PV: {best_pv.plan_id} ({best_pv.supplier}), {best_pv.cost_with_pv:.2f}")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--broker", choices=("rabbitmq", "none"), default="rabbitmq",
                    help="'none' runs the same pipeline in process, without RabbitMQ")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw meter, PV and net power over time into FILE.png (needs matplotlib)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress events")
     return p
 
@@ -198,6 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.accelerated and args.speed is not None:
         parser.error("--accelerated and --speed exclude each other")
     logsetup.setup("INFO" if args.verbose else "WARNING")
+    if args.plot is not None:
+        from pvsim import plot
+        if (problem := plot.missing()) is not None:
+            print(f"pvsim-run: {problem}", file=sys.stderr)
+            return EX_UNAVAILABLE
     try:
         cfg = apply_overrides(load_config(args.config), args)
     except configmod.ConfigError as exc:
@@ -223,6 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(summary.to_dict(), indent=2, default=_json_default))
     else:
         print(format_summary(summary, cfg.timezone))
+    if args.plot is not None:
+        try:
+            plot.plot_run(summary.files, args.plot, summary.meters,
+                          f"pvsim {summary.date} ({summary.timezone})", cfg.tz)
+        except (OSError, ValueError) as exc:
+            print(f"pvsim-run: cannot draw {args.plot}: {exc}", file=sys.stderr)
+            return EX_CANTCREAT
+        if not args.json:
+            print(f"plot: {args.plot}")
     return 0
 
 

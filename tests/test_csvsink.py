@@ -136,3 +136,17 @@ def test_day_files_lists_only_pvsim_days(tmp_path):
 def test_negative_zero_is_not_written(tmp_path):
     row = Row(dt.datetime(2026, 6, 21, tzinfo=TZ), "m", 0.0, 0.0, 0.0, -0.0)
     assert b",-0.0000" not in row.to_line()
+
+
+def test_a_restarted_service_skips_rows_of_any_day_already_written(tmp_path):
+    old = dt.datetime(2026, 5, 1, 12, tzinfo=TZ)
+    first = service(tmp_path)
+    first.process(readings(old, 5))
+    first.process(readings(old + dt.timedelta(days=30), 5))
+    first.sync()
+    first.sink.close()
+    again = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    out = again.process(readings(old, 7))  # a month-old day, not among the newest files
+    again.sync()
+    assert (out.written, out.duplicates) == (2, 5)
+    assert len(lines(tmp_path / "pvsim-2026-05-01.csv")) == 1 + 7

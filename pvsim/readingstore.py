@@ -1,0 +1,540 @@
+"""The readings the pipeline wrote, read back from the daily CSVs: by meter and window, paged, and
+as energy per local day, fast enough to price a month of 1-second readings in milliseconds.
+
+The daily CSV files are the store (they survive restarts and are what the pipeline made durable);
+this module adds an index over them:
+
+- Per (local day, meter) a `MeterDay`: the energy of the trapezoid segments with both ends on that
+  day (via energy.EnergyIntegrator), the day's first and last sample and the set of instants it
+  holds. The segment from one day's last sample to the next day's first is *not* in either day:
+  it is computed when a window is priced, clipped to the window and cut at local midnight
+  (values interpolated linearly), each part counting for its own day. A day's figures therefore
+  depend on that day's file only, and a window is always the exact sum of its parts, whichever
+  way it is cut.
+- Days are loaded lazily. A complete past day's aggregate is persisted beside its CSV as
+  `.pvsim-YYYY-MM-DD.agg.json`, stamped with the CSV's size and mtime; it is used only while both
+  still match (otherwise the day is rebuilt from the CSV and the file rewritten), so a month of
+  past days loads from 30 small JSON files after a restart.
+- New rows arrive through `on_row(row, instant)`, the PvService listener. It only queues them (no
+  I/O, never blocks the pipeline for long); every query first applies the queue to the days in
+  memory. A row that arrives out of order for its (day, meter) marks the day for a rebuild.
+  The last rows seen are kept in a journal and merged whenever a day is read from its CSV, so a
+  row that the sink has appended but not yet flushed is never missed; an instant already in the
+  day is never counted twice (duplicates in a CSV are ignored too).
+
+Windows are half-open, [start, end) in epoch seconds; None is unbounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pvsim.clock import local_midnight
+from pvsim.csvsink import HEADER, Row, day_files, file_name
+from pvsim.energy import EnergyBalance, EnergyIntegrator, split_net
+from pvsim.written import RangeSet
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[int, float, float]  # (epoch seconds, meter kW, PV kW)
+AGG_VERSION = 1
+_HEADER_LEN = len(HEADER) + 1
+_NEVER_BEFORE = -(1 << 62)
+_NEVER_AFTER = 1 << 62
+DRAIN_AT = 5_000          # queued rows that make on_row apply the queue itself (if the store is free)
+PENDING_CAP = 500_000     # queued rows beyond which the oldest are dropped and their day rebuilt
+
+
+def agg_name(day: dt.date) -> str:
+    return f".pvsim-{day.isoformat()}.agg.json"
+
+
+class MeterDay:
+    """One meter's readings on one local day, aggregated (see the module doc)."""
+
+    __slots__ = ("integrator", "first", "last", "instants", "frozen")
+
+    def __init__(self, max_gap_seconds: float) -> None:
+        self.integrator = EnergyIntegrator(max_gap_seconds)
+        self.first: Sample | None = None
+        self.last: Sample | None = None
+        self.instants = RangeSet()
+        self.frozen = False  # loaded from an aggregate file: cannot take more samples
+
+    @property
+    def balance(self) -> EnergyBalance:
+        return self.integrator.balance
+
+    def add(self, instant: int, meter_kw: float, pv_kw: float) -> bool:
+        """Take a sample in time order (one already held is ignored); False if it cannot be taken
+        incrementally (earlier than the last sample, or a frozen day): rebuild the day then."""
+        if instant in self.instants:
+            return True
+        if self.frozen or (self.last is not None and instant < self.last[0]):
+            return False
+        self.integrator.add(instant, meter_kw, pv_kw)
+        self.instants.add(instant)
+        sample = (instant, meter_kw, pv_kw)
+        if self.first is None:
+            self.first = sample
+        self.last = sample
+        return True
+
+    @classmethod
+    def build(cls, samples: Iterable[Sample], max_gap_seconds: float) -> "MeterDay":
+        md = cls(max_gap_seconds)
+        for instant, meter_kw, pv_kw in sorted(samples, key=lambda s: s[0]):
+            md.add(instant, meter_kw, pv_kw)
+        return md
+
+    def to_json(self) -> dict:
+        b = self.balance
+        return {"consumed_kwh": b.consumed_kwh, "pv_kwh": b.pv_kwh, "import_kwh": b.import_kwh,
+                "export_kwh": b.export_kwh, "readings": b.readings,
+                "first": list(self.first) if self.first else None,
+                "last": list(self.last) if self.last else None}
+
+    @classmethod
+    def from_json(cls, d: dict, max_gap_seconds: float) -> "MeterDay":
+        md = cls(max_gap_seconds)
+        b = md.balance
+        b.consumed_kwh, b.pv_kwh = float(d["consumed_kwh"]), float(d["pv_kwh"])
+        b.import_kwh, b.export_kwh = float(d["import_kwh"]), float(d["export_kwh"])
+        b.readings = int(d["readings"])
+        md.first = (int(d["first"][0]), float(d["first"][1]), float(d["first"][2])) if d["first"] else None
+        md.last = (int(d["last"][0]), float(d["last"][1]), float(d["last"][2])) if d["last"] else None
+        b.first = md.first[0] if md.first else None
+        b.last = md.last[0] if md.last else None
+        md.frozen = True
+        return md
+
+
+# ---- pricing a window: per-day energy from day aggregates and raw samples --------------------
+
+@dataclass
+class _Part:
+    """What a day contributes to a window: `md` when the day lies inside it, else its samples."""
+
+    day: dt.date
+    first: Sample
+    last: Sample
+    md: MeterDay | None = None
+    samples: list[Sample] | None = None
+    inside: bool = True  # False: a day outside the window, there for its boundary samples
+
+
+class _Integrator:
+    """Adds linear segments, clipped to [start, end) and cut at local midnights, into per-day
+    balances."""
+
+    def __init__(self, tz: ZoneInfo, max_gap: float, start: int, end: int) -> None:
+        self.tz, self.max_gap, self.start, self.end = tz, max_gap, start, end
+        self.days: dict[dt.date, EnergyBalance] = {}
+
+    def day(self, day: dt.date) -> EnergyBalance:
+        b = self.days.get(day)
+        if b is None:
+            b = self.days[day] = EnergyBalance()
+        return b
+
+    def segment(self, s0: Sample, s1: Sample, day: dt.date | None = None) -> None:
+        """The trapezoid between two samples (not bridged past max_gap); `day` when both are
+        known to lie on that local day (no midnight to cut at)."""
+        t0, t1 = s0[0], s1[0]
+        span = t1 - t0
+        if span <= 0 or span > self.max_gap:
+            return
+        a, b = max(t0, self.start), min(t1, self.end)
+        if b <= a:
+            return
+        if day is not None:
+            self._piece(day, s0, s1, a, b)
+            return
+        cur = a
+        while cur < b:
+            d = dt.datetime.fromtimestamp(cur, self.tz).date()
+            nxt = min(b, local_midnight(d + dt.timedelta(days=1), self.tz))
+            if nxt <= cur:  # defensive: a zone whose midnight we cannot step past
+                nxt = b
+            self._piece(d, s0, s1, cur, nxt)
+            cur = nxt
+
+    def _piece(self, day: dt.date, s0: Sample, s1: Sample, a: int, b: int) -> None:
+        t0, m0, p0 = s0
+        t1, m1, p1 = s1
+        if a == t0 and b == t1:
+            ma, pa, mb, pb = m0, p0, m1, p1
+        else:
+            span = t1 - t0
+            fa, fb = (a - t0) / span, (b - t0) / span
+            ma, pa = m0 + (m1 - m0) * fa, p0 + (p1 - p0) * fa
+            mb, pb = m0 + (m1 - m0) * fb, p0 + (p1 - p0) * fb
+        h = (b - a) / 3600.0
+        out = self.day(day)
+        out.consumed_kwh += (ma + mb) / 2 * h
+        out.pv_kwh += (pa + pb) / 2 * h
+        imp, exp = split_net(h, ma - pa, mb - pb)
+        out.import_kwh += imp
+        out.export_kwh += exp
+
+    def count(self, day: dt.date, instants: Iterable[int]) -> None:
+        out = None
+        for t in instants:
+            if self.start <= t < self.end:
+                out = out or self.day(day)
+                out.readings += 1
+                out.first = t if out.first is None else min(out.first, t)
+                out.last = t if out.last is None else max(out.last, t)
+
+    def add_day(self, day: dt.date, md: MeterDay) -> None:
+        b, out = md.balance, self.day(day)
+        out.consumed_kwh += b.consumed_kwh
+        out.pv_kwh += b.pv_kwh
+        out.import_kwh += b.import_kwh
+        out.export_kwh += b.export_kwh
+        out.readings += b.readings
+        if md.first is not None:
+            out.first = md.first[0] if out.first is None else min(out.first, md.first[0])
+            out.last = md.last[0] if out.last is None else max(out.last, md.last[0])
+
+
+def combine(parts: list[_Part], tz: ZoneInfo, max_gap: float, start: int | None = None,
+            end: int | None = None) -> dict[dt.date, EnergyBalance]:
+    """Per-day energy of one meter in [start, end) from its days, in date order."""
+    acc = _Integrator(tz, max_gap, _NEVER_BEFORE if start is None else start,
+                      _NEVER_AFTER if end is None else end)
+    previous: Sample | None = None
+    for part in parts:
+        if part.inside and part.md is not None:
+            acc.add_day(part.day, part.md)
+        elif part.inside and part.samples:
+            s = part.samples
+            for i in range(1, len(s)):
+                acc.segment(s[i - 1], s[i], part.day)
+            acc.count(part.day, (x[0] for x in s))
+        if previous is not None:
+            acc.segment(previous, part.first)  # across midnight(s): clipped and cut per day
+        previous = part.last
+    return dict(sorted(acc.days.items()))
+
+
+class DayAggregator:
+    """In-memory per-(day, meter) aggregates fed by a row listener (pvsim-run's summary); rows of
+    a meter must come in time order (the run's do), a late one is counted in `late`."""
+
+    def __init__(self, tz: ZoneInfo, max_gap_seconds: float = 3600.0) -> None:
+        self.tz, self.max_gap = tz, max_gap_seconds
+        self.days: dict[dt.date, dict[str, MeterDay]] = {}
+        self.late = 0
+
+    def on_row(self, row: Row, instant: int) -> None:
+        meters = self.days.setdefault(row.timestamp.date(), {})
+        md = meters.get(row.meter_id)
+        if md is None:
+            md = meters[row.meter_id] = MeterDay(self.max_gap)
+        if not md.add(instant, row.meter_kw, row.pv_kw):
+            self.late += 1
+
+    def energy_by_day(self, meter_id: str) -> dict[dt.date, EnergyBalance]:
+        parts = [_Part(day, md.first, md.last, md=md) for day, meters in sorted(self.days.items())
+                 if (md := meters.get(meter_id)) is not None and md.first is not None]
+        return combine(parts, self.tz, self.max_gap)
+
+
+# ---- the store over the CSV directory ---------------------------------------------------------
+
+@dataclass
+class _Day:
+    """A day in memory: its meters and how many bytes of its CSV they account for."""
+
+    meters: dict[str, MeterDay] = field(default_factory=dict)
+    nbytes: int = 0
+    persisted: tuple[int, int] | None = None  # (size, mtime_ns) of the CSV the agg file matches
+    dirty: bool = True  # changed since it was loaded or persisted
+
+
+class ReadingStore:
+    """Readings and per-day energy of the meters in a directory of daily CSVs (thread-safe)."""
+
+    def __init__(self, directory: str | Path, tz: ZoneInfo, max_gap_seconds: float = 3600.0, *,
+                 persist: bool = True, journal_rows: int = 20_000,
+                 today: Callable[[], dt.date] | None = None) -> None:
+        self.directory = Path(directory)
+        self.tz, self.max_gap, self.persist = tz, float(max_gap_seconds), persist
+        self._today = today or (lambda: dt.datetime.now(self.tz).date())
+        self._lock = threading.RLock()      # the store's state; held by queries
+        self._in_lock = threading.Lock()    # the queue only; held by on_row for microseconds
+        self._pending: deque[tuple] = deque()
+        self._overflowed: set[dt.date] = set()
+        self._recent: deque[tuple] = deque(maxlen=max(1, journal_rows))
+        self._days: dict[dt.date, _Day] = {}
+        self._stale: set[dt.date] = set()
+        self.rebuilds = 0  # days built from their CSV (for tests and the benchmark)
+
+    # -- input --
+
+    def on_row(self, row: Row, instant: int) -> None:
+        """PvService listener: queue a new row; never does I/O."""
+        item = (row.timestamp.date(), row.meter_id, instant, row.meter_kw, row.pv_kw,
+                len(row.to_line()))
+        with self._in_lock:
+            self._pending.append(item)
+            if len(self._pending) > PENDING_CAP:
+                self._overflowed.add(self._pending.popleft()[0])
+            big = len(self._pending) >= DRAIN_AT
+        if big and self._lock.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _drain(self) -> None:
+        with self._in_lock:
+            items, self._pending = self._pending, deque()
+            overflowed, self._overflowed = self._overflowed, set()
+        self._stale |= overflowed
+        for item in items:
+            self._recent.append(item)
+            day, meter, instant, meter_kw, pv_kw, nbytes = item
+            loaded = self._days.get(day)
+            if loaded is None or day in self._stale:
+                continue
+            md = loaded.meters.get(meter)
+            if md is None:
+                md = loaded.meters[meter] = MeterDay(self.max_gap)
+            if instant in md.instants:
+                continue  # read from the CSV already
+            if md.add(instant, meter_kw, pv_kw):
+                loaded.nbytes += nbytes
+                loaded.dirty = True
+            else:
+                self._stale.add(day)
+
+    # -- queries --
+
+    def meters(self) -> set[str]:
+        """Every meter with at least one reading."""
+        with self._lock:
+            self._drain()
+            found: set[str] = set()
+            for day in self._all_days():
+                found.update(m for m, md in self._day(day).meters.items() if md.first is not None)
+            return found
+
+    def has_meter(self, meter_id: str) -> bool:
+        with self._lock:
+            self._drain()
+            for day in reversed(self._all_days()):
+                md = self._day(day).meters.get(meter_id)
+                if md is not None and md.first is not None:
+                    return True
+            return False
+
+    def energy_by_day(self, meter_id: str, start: int | None = None,
+                      end: int | None = None) -> dict[dt.date, EnergyBalance]:
+        """Energy per local day of one meter's readings in [start, end)."""
+        with self._lock:
+            self._drain()
+            lookback = dt.timedelta(days=math.ceil(self.max_gap / 82_800) + 1)  # 23-hour days
+            lo = self._date(start) - lookback if start is not None else None
+            hi = self._date(end - 1) + lookback if end is not None else None
+            parts = []
+            for day in self._all_days():
+                if (lo is not None and day < lo) or (hi is not None and day > hi):
+                    continue
+                md = self._day(day).meters.get(meter_id)
+                if md is None or md.first is None:
+                    continue
+                d_start, d_end = local_midnight(day, self.tz), local_midnight(day + dt.timedelta(days=1), self.tz)
+                s, e = start if start is not None else _NEVER_BEFORE, end if end is not None else _NEVER_AFTER
+                if s <= md.first[0] and md.last[0] < e and s <= d_start and d_end <= e:
+                    parts.append(_Part(day, md.first, md.last, md=md))
+                elif md.last[0] < s or md.first[0] >= e:
+                    parts.append(_Part(day, md.first, md.last, inside=False))
+                else:
+                    parts.append(_Part(day, md.first, md.last,
+                                       samples=self._samples(day, meter_id)))
+            result = combine(parts, self.tz, self.max_gap, start, end)
+            self._persist_ready()
+            return result
+
+    def readings(self, meter_id: str, start: int | None = None, end: int | None = None,
+                 limit: int = 10_000) -> list[tuple[int, float]]:
+        """(instant, meter kW) of one meter in [start, end), oldest first, at most `limit`."""
+        with self._lock:
+            self._drain()
+            out: list[tuple[int, float]] = []
+            s = start if start is not None else _NEVER_BEFORE
+            e = end if end is not None else _NEVER_AFTER
+            for day in self._all_days():
+                if len(out) >= limit:
+                    break
+                if (start is not None and day < self._date(start) - dt.timedelta(days=1)) or \
+                        (end is not None and day > self._date(end - 1) + dt.timedelta(days=1)):
+                    continue
+                md = self._day(day).meters.get(meter_id)
+                if md is None or md.first is None or md.last[0] < s or md.first[0] >= e:
+                    continue
+                out.extend((t, m) for t, m, _ in self._samples(day, meter_id) if s <= t < e)
+            self._persist_ready()
+            return out[:limit]
+
+    # -- days --
+
+    def _date(self, instant: int) -> dt.date:
+        return dt.datetime.fromtimestamp(instant, self.tz).date()
+
+    def _all_days(self) -> list[dt.date]:
+        days = {day for day, _ in day_files(self.directory)}
+        days.update(self._days)
+        return sorted(days)
+
+    def _day(self, day: dt.date) -> _Day:
+        loaded = self._days.get(day)
+        if loaded is not None and day not in self._stale:
+            return loaded
+        if day in self._stale:
+            self._stale.discard(day)
+            loaded = self._build(day)
+        else:
+            loaded = self._load_agg(day) or self._build(day)
+        self._days[day] = loaded
+        return loaded
+
+    def _csv(self, day: dt.date) -> Path:
+        return self.directory / file_name(day)
+
+    def _agg(self, day: dt.date) -> Path:
+        return self.directory / agg_name(day)
+
+    def _load_agg(self, day: dt.date) -> _Day | None:
+        if not self.persist:
+            return None
+        try:
+            st = os.stat(self._csv(day))
+            doc = json.loads(self._agg(day).read_text(encoding="utf-8"))
+            if (doc.get("version") != AGG_VERSION or doc.get("csv_size") != st.st_size
+                    or doc.get("csv_mtime_ns") != st.st_mtime_ns
+                    or doc.get("max_gap_seconds") != self.max_gap):
+                return None
+            meters = {m: MeterDay.from_json(d, self.max_gap) for m, d in doc["meters"].items()}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("ignoring unreadable aggregate %s: %s", self._agg(day), exc)
+            return None
+        return _Day(meters, st.st_size, (st.st_size, st.st_mtime_ns), dirty=False)
+
+    def _read_csv(self, day: dt.date, meter_id: str | None = None) -> tuple[dict[str, list[Sample]], int]:
+        """Samples per meter in a day's CSV (complete lines only), and the bytes those lines take."""
+        per_meter: dict[str, list[Sample]] = {}
+        try:
+            with open(self._csv(day), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return per_meter, 0
+        end = data.rfind(b"\n") + 1  # a torn last line is not a row (yet)
+        fromiso = dt.datetime.fromisoformat
+        for line in data[:end].decode("utf-8", errors="replace").splitlines():
+            parts = line.split(",")
+            if len(parts) != 6 or parts[0] == "timestamp":
+                continue
+            meter = parts[1]
+            if meter_id is not None and meter != meter_id:
+                continue
+            try:
+                sample = (int(fromiso(parts[0]).timestamp()), float(parts[3]), float(parts[4]))
+            except ValueError:
+                continue
+            samples = per_meter.get(meter)
+            if samples is None:
+                samples = per_meter[meter] = []
+            samples.append(sample)
+        return per_meter, end
+
+    def _journal(self, day: dt.date, meter_id: str | None = None) -> list[tuple]:
+        return [r for r in self._recent if r[0] == day and (meter_id is None or r[1] == meter_id)]
+
+    def _samples(self, day: dt.date, meter_id: str) -> list[Sample]:
+        """One meter's samples on a day, sorted, each instant once (CSV and journal merged)."""
+        per_meter, _ = self._read_csv(day, meter_id)
+        by_instant: dict[int, Sample] = {}
+        for s in per_meter.get(meter_id, ()):
+            by_instant.setdefault(s[0], s)
+        for _, _, instant, meter_kw, pv_kw, _ in self._journal(day, meter_id):
+            by_instant.setdefault(instant, (instant, meter_kw, pv_kw))
+        return sorted(by_instant.values())
+
+    def _build(self, day: dt.date) -> _Day:
+        """A day from its CSV (plus journal rows not flushed yet); persisted when complete."""
+        self.rebuilds += 1
+        path = self._csv(day)
+        before = _stat(path)
+        per_meter, nbytes = self._read_csv(day)
+        after = _stat(path)
+        if before is None and nbytes == 0:
+            nbytes = _HEADER_LEN  # the sink writes the header when it creates the file
+        meters = {m: MeterDay.build(s, self.max_gap) for m, s in per_meter.items()}
+        late: dict[str, dict[int, tuple[Sample, int]]] = {}
+        for _, meter, instant, meter_kw, pv_kw, size in self._journal(day):
+            md = meters.get(meter)
+            if md is not None and instant in md.instants:
+                continue  # in the CSV already
+            late.setdefault(meter, {}).setdefault(instant, ((instant, meter_kw, pv_kw), size))
+        extra = sum(size for rows in late.values() for _, size in rows.values())
+        for meter, rows in late.items():
+            md = meters.get(meter) or MeterDay(self.max_gap)
+            samples = sorted(sample for sample, _ in rows.values())
+            if not all(md.add(*sample) for sample in samples):  # earlier than the CSV's last
+                md = MeterDay.build(per_meter.get(meter, []) + samples, self.max_gap)
+            meters[meter] = md
+        loaded = _Day(meters, nbytes + extra)
+        log.debug("built the aggregate of %s from %s (%d meters)", day, path, len(meters))
+        if extra == 0 and before is not None and before == after and before[0] == nbytes:
+            self._write_agg(day, loaded, before)
+        return loaded
+
+    def _persist_ready(self) -> None:
+        """Persist days that are complete (past) and whose CSV holds exactly what they count."""
+        if not self.persist:
+            return
+        today = self._today()
+        for day, loaded in self._days.items():
+            if not loaded.dirty or day >= today or day in self._stale:
+                continue
+            st = _stat(self._csv(day))
+            if st is not None and st[0] == loaded.nbytes:
+                self._write_agg(day, loaded, st)
+
+    def _write_agg(self, day: dt.date, loaded: _Day, st: tuple[int, int]) -> None:
+        if not self.persist or day >= self._today():
+            return
+        doc = {"version": AGG_VERSION, "day": day.isoformat(), "csv_size": st[0],
+               "csv_mtime_ns": st[1], "max_gap_seconds": self.max_gap,
+               "meters": {m: md.to_json() for m, md in loaded.meters.items()}}
+        path, tmp = self._agg(day), self._agg(day).with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s (the day is rebuilt from its CSV next time): %s", path, exc)
+            return
+        loaded.persisted, loaded.dirty = st, False
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
