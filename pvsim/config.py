@@ -65,6 +65,9 @@ class MeterConfig:
     listen: str = "127.0.0.1:9761"
     # Readings kept while RabbitMQ is unreachable; the oldest are dropped (and counted) past it.
     buffer_size: int = field(default=86400, metadata=_range(1, 10_000_000))
+    # pvsim-meter records here the last instant RabbitMQ confirmed per meter; after a restart it
+    # produces the seconds it missed (at most buffer_size readings) before the current ones.
+    state_file: str = "/var/lib/pvsim/pvsim-meter.state"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,358 @@
+"""Shared fixtures: a running RabbitMQ, private broker names per test, daemon processes.
+
+- `rabbitmq` (session): makes sure RabbitMQ answers on 127.0.0.1:5672, starting it if needed;
+  skips the test when it cannot.
+- `pvsim_config`: a config file in tmp_path with a fresh exchange/queue/dead-letter names, free
+  HTTP ports, output directory and meter state file of its own; the names are deleted afterwards.
+  `.write(section={...})` changes keys, `.channel()` gives a pika channel for the test's own use.
+- `daemons`: starts `python3 -m pvsim.<name>_daemon --config FILE` as a subprocess
+  (`daemons.start("pv", cfg)`), waits for /healthz, and kills whatever is left at teardown.
+- `amqp_proxy`: a TCP proxy in front of RabbitMQ that a test can take down and bring back, to
+  simulate an unreachable or vanishing broker without disturbing anything else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+AMQP_URL = f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/%2F"
+
+
+def broker_reachable(timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((AMQP_HOST, AMQP_PORT), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_rabbitmq(timeout: float = 90.0) -> bool:
+    """Start RabbitMQ if it is down and wait until it serves; True when it does."""
+    if broker_reachable():
+        return True
+    subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=30)
+    subprocess.run(["rabbitmqctl", "await_startup", "--timeout", str(int(timeout))],
+                   capture_output=True, timeout=timeout + 10)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if broker_reachable():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> str:
+    if not ensure_rabbitmq():
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672 and could not be started")
+    return AMQP_URL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+class PvsimConfig:
+    """A config file of the test's own; `data` is what was written."""
+
+    def __init__(self, directory: Path, url: str = AMQP_URL) -> None:
+        self.dir = directory
+        tag = f"test.{uuid.uuid4().hex[:12]}"
+        self.names = {"exchange": tag, "queue": f"{tag}.readings",
+                      "dead_letter_exchange": f"{tag}.dead",
+                      "dead_letter_queue": f"{tag}.readings.dead"}
+        self.meter_port, self.pv_port = free_port(), free_port()
+        self.output = directory / "out"
+        self.state_file = directory / "meter.state"
+        self.path = directory / "pvsim.yaml"
+        self._connections: list = []
+        self.data = {
+            "timezone": "Europe/Madrid",
+            "log_level": "INFO",
+            "broker": {"url": url, **self.names, "retry_initial_seconds": 0.1,
+                       "retry_max_seconds": 1.0, "heartbeat_seconds": 10},
+            "meter": {"id": ["smart-meter-0"], "listen": f"127.0.0.1:{self.meter_port}",
+                      "state_file": str(self.state_file)},
+            "pv": {"listen": f"127.0.0.1:{self.pv_port}"},
+            "output": {"directory": str(self.output)},
+        }
+        self.write()
+
+    def write(self, **changes: object) -> Path:
+        self.data = _merge(copy.deepcopy(self.data), changes)
+        self.path.write_text(json.dumps(self.data, indent=1))  # JSON is YAML
+        return self.path
+
+    def load(self):
+        from pvsim import config
+        return config.load(self.path)
+
+    @property
+    def queue(self) -> str:
+        return self.names["queue"]
+
+    @property
+    def exchange(self) -> str:
+        return self.names["exchange"]
+
+    def channel(self):
+        """A channel on a connection of its own (closed at teardown), topology declared."""
+        from pvsim.broker import Topology
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        self._connections.append(conn)
+        ch = conn.channel()
+        Topology(self.names["exchange"], self.names["queue"], self.names["dead_letter_exchange"],
+                 self.names["dead_letter_queue"]).declare(ch)
+        return ch
+
+    def cleanup(self) -> None:
+        for conn in self._connections:
+            if conn.is_open:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+        if not broker_reachable():
+            return
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            ch = conn.channel()
+            for q in (self.names["queue"], self.names["dead_letter_queue"]):
+                ch.queue_delete(q)
+            for x in (self.names["exchange"], self.names["dead_letter_exchange"]):
+                ch.exchange_delete(x)
+            conn.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def pvsim_config(tmp_path: Path, rabbitmq: str):
+    cfg = PvsimConfig(tmp_path)
+    yield cfg
+    cfg.cleanup()
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line[len(name)] not in " {":
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class DaemonProcess:
+    def __init__(self, name: str, config: PvsimConfig, env: dict | None = None) -> None:
+        self.name, self.config = name, config
+        self.port = config.meter_port if name == "meter" else config.pv_port
+        self.log_path = config.dir / f"{name}.log"
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        self.env = dict(inherited, PYTHONPATH=str(ROOT), **(env or {}))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "DaemonProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", f"pvsim.{self.name}_daemon", "--config", str(self.config.path)],
+            cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if http_get(self.port, "/healthz", 2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} not healthy after {timeout} s:\n{self.log()}")
+
+    def metrics(self) -> str:
+        return http_get(self.port, "/metrics")[1]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(self.metrics(), name, **labels)
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal and wait; returns the exit status (raises if it does not exit in time)."""
+        if self.running():
+            self.proc.send_signal(signum)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Daemons:
+    def __init__(self) -> None:
+        self.started: list[DaemonProcess] = []
+
+    def start(self, name: str, config: PvsimConfig, *, wait: bool = True,
+              env: dict | None = None) -> DaemonProcess:
+        d = DaemonProcess(name, config, env).start()
+        self.started.append(d)
+        if wait:
+            d.wait_healthy()
+        return d
+
+    def cleanup(self) -> None:
+        for d in self.started:
+            d.kill()
+
+
+@pytest.fixture
+def daemons():
+    ds = Daemons()
+    yield ds
+    ds.cleanup()
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message or predicate}")
+
+
+class TcpProxy:
+    """Forwards a local port to RabbitMQ; `down()` closes the listener and every connection."""
+
+    def __init__(self, target: tuple[str, int] = (AMQP_HOST, AMQP_PORT)) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                try:
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self._listener.close()
+                self._listener = None
+            for s in self._socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self._socks.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._socks += [client, upstream]
+                self.connections += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def amqp_proxy(rabbitmq: str):
+    proxy = TcpProxy()
+    yield proxy
+    proxy.down()
