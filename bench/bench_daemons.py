@@ -45,6 +45,7 @@ URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(ROOT))
 
+from pvsim.broker import Topology  # noqa: E402
 from pvsim.messages import Reading, encode  # noqa: E402
 
 
@@ -108,11 +109,8 @@ class Rig:
     def cleanup(self) -> None:
         try:
             conn = pika.BlockingConnection(pika.URLParameters(URL))
-            ch = conn.channel()
-            for q in (self.names["queue"], self.names["dead_letter_queue"]):
-                ch.queue_delete(q)
-            for x in (self.names["exchange"], self.names["dead_letter_exchange"]):
-                ch.exchange_delete(x)
+            Topology(self.names["exchange"], self.names["queue"], self.names["dead_letter_exchange"],
+                     self.names["dead_letter_queue"]).delete(conn.channel())
             conn.close()
         except Exception as exc:  # a benchmark leaves at worst a few idle names behind
             print(f"cleanup: {exc}", file=sys.stderr)

@@ -93,6 +93,14 @@ class Topology:
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
 
 
+    def delete(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+        """Remove the queues and exchanges (tests, benchmarks; never the daemons)."""
+        for queue in (self.queue, self.dead_letter_queue):
+            channel.queue_delete(queue)
+        for exchange in (self.exchange, self.dead_letter_exchange):
+            channel.exchange_delete(exchange)
+
+
 def parameters(cfg: BrokerConfig) -> pika.URLParameters:
     try:
         params = pika.URLParameters(cfg.url)

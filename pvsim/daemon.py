@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from pvsim import __version__, broker, config as configmod, logsetup
 from pvsim.csvsink import SinkError
 from pvsim.httpserver import App, HttpServer
+from pvsim.metrics import BrokerMetrics
 from pvsim.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,43 @@ class Heartbeat:
 
     def age(self) -> float:
         return time.monotonic() - self.last
+
+
+class BrokerLink:
+    """A daemon's view of its RabbitMQ connection, mirrored in metrics and logged once per change.
+
+    Written by the thread that owns the connection, read by /healthz and systemd status.
+    """
+
+    def __init__(self, metrics: BrokerMetrics, while_blocked: str) -> None:
+        self.metrics = metrics
+        self.while_blocked = while_blocked  # what the daemon does meanwhile, for the log line
+        self.connected = False
+        self.blocked = False
+        self.ever_connected = False
+
+    def up(self) -> None:
+        if self.ever_connected:
+            self.metrics.reconnects.inc()
+        self.ever_connected = self.connected = True
+        self.metrics.connected.set(1)
+
+    def down(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.metrics.connection_errors.inc()
+        self.connected = self.blocked = False
+        self.metrics.connected.set(0)
+        self.metrics.blocked.set(0)
+
+    def on_blocked(self, blocked: bool) -> None:
+        """pika's blocked/unblocked callback: a broker memory or disk alarm."""
+        self.blocked = blocked
+        self.metrics.blocked.set(1 if blocked else 0)
+        if blocked:
+            log.warning("RabbitMQ blocked the connection (memory or disk alarm): %s until it lifts",
+                        self.while_blocked)
+        else:
+            log.info("RabbitMQ unblocked the connection")
 
 
 class Backoff:

@@ -104,9 +104,7 @@ class MeterDaemon:
         self.published_total = 0
         self.clock = clock or RealClock(sleep=self._sleep)
         self.app = None
-        self.connected = False
-        self.blocked = False
-        self._ever_connected = False
+        self.link = daemon.BrokerLink(self.metrics.broker, "readings are buffered")
         self._ticker = daemon.Heartbeat()
         self._publisher_beat = daemon.Heartbeat()
         self._last_confirm = time.monotonic()
@@ -120,13 +118,13 @@ class MeterDaemon:
         return [("ticker", self.tick_loop), ("publisher", self.publish_loop)]
 
     def ready(self) -> bool:
-        return self._ever_connected
+        return self.link.ever_connected
 
     def health(self) -> tuple[bool, str]:
         depth = len(self.buffer)
-        if not self.connected:
+        if not self.link.connected:
             return False, f"not connected to RabbitMQ (reconnecting); {depth} readings buffered"
-        if self.blocked:
+        if self.link.blocked:
             return False, f"RabbitMQ blocks publishing (memory or disk alarm); {depth} readings buffered"
         if self._ticker.age() > 5:
             return False, f"no reading taken for {self._ticker.age():.0f} s"
@@ -137,14 +135,14 @@ class MeterDaemon:
 
     def alive(self) -> bool:
         return self._ticker.age() < daemon.STALL_SECONDS and (
-            self._publisher_beat.age() < daemon.STALL_SECONDS or self.blocked)
+            self._publisher_beat.age() < daemon.STALL_SECONDS or self.link.blocked)
 
     def status(self) -> str:
         published = self.published_total
-        if not self.connected:
+        if not self.link.connected:
             return (f"RabbitMQ unreachable, reconnecting: {len(self.buffer)} readings buffered, "
                     f"{self.buffer.dropped} dropped")
-        state = "blocked by RabbitMQ (resource alarm)" if self.blocked else "publishing"
+        state = "blocked by RabbitMQ (resource alarm)" if self.link.blocked else "publishing"
         return f"{state}: {published} readings confirmed, {len(self.buffer)} buffered"
 
     def close(self) -> None:
@@ -220,15 +218,6 @@ class MeterDaemon:
         self._publisher_beat.beat()
         return self.stop.is_set()
 
-    def _on_blocked(self, blocked: bool) -> None:
-        self.blocked = blocked
-        self.metrics.broker.blocked.set(1 if blocked else 0)
-        if blocked:
-            log.warning("RabbitMQ blocked the connection (memory or disk alarm): readings are "
-                        "buffered until it lifts")
-        else:
-            log.info("RabbitMQ unblocked the connection")
-
     def publish_loop(self) -> None:
         while not self.stop.is_set():
             try:
@@ -251,31 +240,25 @@ class MeterDaemon:
             except broker.CONNECTION_ERRORS as exc:
                 log.warning("lost the connection to RabbitMQ: %s; buffering and reconnecting",
                             broker.describe_error(exc))
-                self.metrics.broker.connection_errors.inc()
-                self._disconnect()
+                self._disconnect(exc)
         self._disconnect()
 
     def _open(self) -> None:
         try:
             self.publisher.open(forever=True, should_stop=self._should_stop,
-                                on_blocked=self._on_blocked)
+                                on_blocked=self.link.on_blocked)
         except broker.CONNECTION_ERRORS:
             # Connected but could not declare the topology: back off before trying again.
             self._disconnect()
             self.stop.wait(self._backoff.next())
             raise
-        if self._ever_connected:
-            self.metrics.broker.reconnects.inc()
-        self._ever_connected = self.connected = True
+        self.link.up()
         self._last_confirm = time.monotonic()
-        self.metrics.broker.connected.set(1)
         log.info("publishing to exchange %s (queue %s); %d readings buffered",
                  self.topology.exchange, self.topology.queue, len(self.buffer))
 
-    def _disconnect(self) -> None:
-        self.connected = self.blocked = False
-        self.metrics.broker.connected.set(0)
-        self.metrics.broker.blocked.set(0)
+    def _disconnect(self, error: BaseException | None = None) -> None:
+        self.link.down(error)
         self.publisher.close()
 
     def _publish(self, end: int, items: list[Reading]) -> None:

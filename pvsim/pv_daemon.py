@@ -64,9 +64,7 @@ class PvDaemon:
             if hasattr(api, "on_row"):
                 self.service.listeners.append(api.on_row)
             self.app = api
-        self.connected = False
-        self.blocked = False
-        self._ever_connected = False
+        self.link = daemon.BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = daemon.Heartbeat()
         self._backoff = daemon.Backoff(cfg.broker)
 
@@ -76,10 +74,10 @@ class PvDaemon:
         return [("consumer", self.consume_loop)]
 
     def ready(self) -> bool:
-        return self._ever_connected
+        return self.link.ever_connected
 
     def health(self) -> tuple[bool, str]:
-        if not self.connected:
+        if not self.link.connected:
             return False, "not connected to RabbitMQ (reconnecting)"
         if self._beat.age() > 10:
             return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
@@ -87,10 +85,10 @@ class PvDaemon:
                       f"{self.service.duplicates_total} duplicates dropped")
 
     def alive(self) -> bool:
-        return self._beat.age() < daemon.STALL_SECONDS or self.blocked
+        return self._beat.age() < daemon.STALL_SECONDS or self.link.blocked
 
     def status(self) -> str:
-        if not self.connected:
+        if not self.link.connected:
             return f"RabbitMQ unreachable, reconnecting; {self.service.rows_total} rows written"
         return (f"consuming {self.topology.queue}: {self.service.rows_total} rows written, "
                 f"{self.service.duplicates_total} duplicates dropped")
@@ -179,15 +177,6 @@ class PvDaemon:
         self._beat.beat()
         return self.stop.is_set()
 
-    def _on_blocked(self, blocked: bool) -> None:
-        self.blocked = blocked
-        self.metrics.broker.blocked.set(1 if blocked else 0)
-        if blocked:
-            log.warning("RabbitMQ blocked the connection (memory or disk alarm): dead-lettering "
-                        "waits until it lifts")
-        else:
-            log.info("RabbitMQ unblocked the connection")
-
     # --- consuming thread -------------------------------------------------------------------
 
     def consume_loop(self) -> None:
@@ -196,15 +185,12 @@ class PvDaemon:
             try:
                 connection = broker.connect(self.cfg.broker, forever=True,
                                             should_stop=self._should_stop,
-                                            on_blocked=self._on_blocked)
+                                            on_blocked=self.link.on_blocked)
             except broker.BrokerUnavailable:
                 break  # only when asked to stop while connecting
             began = time.monotonic()
             try:
-                if self._ever_connected:
-                    self.metrics.broker.reconnects.inc()
-                self._ever_connected = self.connected = True
-                self.metrics.broker.connected.set(1)
+                self.link.up()
                 log.info("consuming from queue %s", self.topology.queue)
                 broker.consume(connection, self.topology, self,
                                should_stop=self._should_stop, prefetch=self.cfg.broker.prefetch,
@@ -213,7 +199,7 @@ class PvDaemon:
             except SinkError:
                 raise  # exit 73, without acknowledging what was not written
             except broker.CONNECTION_ERRORS as exc:
-                self.metrics.broker.connection_errors.inc()
+                self.link.down(exc)
                 log.warning("lost the connection to RabbitMQ: %s; reconnecting",
                             broker.describe_error(exc))
                 if time.monotonic() - began > 30:
@@ -221,9 +207,7 @@ class PvDaemon:
                 else:  # failing right after connecting (e.g. a topology clash): back off
                     self.stop.wait(self._backoff.next())
             finally:
-                self.connected = self.blocked = False
-                self.metrics.broker.connected.set(0)
-                self.metrics.broker.blocked.set(0)
+                self.link.down()
                 broker.close_quietly(connection)
 
 

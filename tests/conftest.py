@@ -124,14 +124,18 @@ class PvsimConfig:
     def exchange(self) -> str:
         return self.names["exchange"]
 
+    @property
+    def topology(self):
+        from pvsim.broker import Topology
+        return Topology(self.names["exchange"], self.names["queue"],
+                        self.names["dead_letter_exchange"], self.names["dead_letter_queue"])
+
     def channel(self):
         """A channel on a connection of its own (closed at teardown), topology declared."""
-        from pvsim.broker import Topology
         conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         self._connections.append(conn)
         ch = conn.channel()
-        Topology(self.names["exchange"], self.names["queue"], self.names["dead_letter_exchange"],
-                 self.names["dead_letter_queue"]).declare(ch)
+        self.topology.declare(ch)
         return ch
 
     def cleanup(self) -> None:
@@ -145,11 +149,7 @@ class PvsimConfig:
             return
         try:
             conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-            ch = conn.channel()
-            for q in (self.names["queue"], self.names["dead_letter_queue"]):
-                ch.queue_delete(q)
-            for x in (self.names["exchange"], self.names["dead_letter_exchange"]):
-                ch.exchange_delete(x)
+            self.topology.delete(conn.channel())
             conn.close()
         except Exception:
             pass

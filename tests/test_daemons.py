@@ -267,7 +267,7 @@ def test_meter_buffers_while_the_broker_is_away_and_publishes_in_order(pvsim_con
         assert got == list(range(t0 + 20, t0 + 30))
         # the broker goes away while the meter runs, and comes back
         amqp_proxy.down()
-        wait_for(lambda: not meter.connected, message="disconnect noticed")
+        wait_for(lambda: not meter.link.connected, message="disconnect noticed")
         clock.push(*range(t0 + 30, t0 + 35))
         wait_for(lambda: len(meter.buffer) == 5, message="5 buffered")
         amqp_proxy.up()
@@ -286,13 +286,13 @@ def test_meter_buffers_while_the_broker_is_away_and_publishes_in_order(pvsim_con
 
 def test_a_blocked_connection_is_logged_and_unhealthy(tmp_path, caplog):
     meter = MeterDaemon(PvsimConfig(tmp_path).load(), daemon.Lifecycle("test"))
-    meter.connected = True
+    meter.link.connected = True
     with caplog.at_level(logging.WARNING, logger="pvsim.meter"):
-        meter._on_blocked(True)
+        meter.link.on_blocked(True)
     assert "memory or disk alarm" in caplog.text
     ok, detail = meter.health()
     assert not ok and "alarm" in detail and meter.alive()
-    meter._on_blocked(False)
+    meter.link.on_blocked(False)
     assert meter.health()[0]
 
 

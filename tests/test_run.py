@@ -12,6 +12,8 @@ from pathlib import Path
 import pika
 import pytest
 
+from pvsim.broker import Topology
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -24,11 +26,7 @@ def names():
          "dlq": f"t-{tag}.readings.dead"}
     yield n
     conn = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F"))
-    ch = conn.channel()
-    for q in (n["queue"], n["dlq"]):
-        ch.queue_delete(q)
-    for e in (n["exchange"], n["dlx"]):
-        ch.exchange_delete(e)
+    Topology(n["exchange"], n["queue"], n["dlx"], n["dlq"]).delete(conn.channel())
     conn.close()
 
 
