@@ -9,6 +9,7 @@ sign within a segment, the segment is cut at the linear zero crossing so neither
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 
@@ -17,9 +18,9 @@ class Peak:
     kw: float = float("-inf")
     instant: int | None = None
 
-    def update(self, kw: float, instant: int) -> None:
-        if kw > self.kw:
-            self.kw, self.instant = kw, instant
+    def merge(self, other: "Peak") -> None:
+        if other.kw > self.kw:
+            self.kw, self.instant = other.kw, other.instant
 
 
 @dataclass
@@ -51,6 +52,21 @@ class EnergyBalance:
     def self_sufficiency(self) -> float | None:
         """Share of the consumption covered by PV (None without consumption)."""
         return self.self_consumed_kwh / self.consumed_kwh if self.consumed_kwh > 0 else None
+
+    def absorb(self, other: "EnergyBalance") -> None:
+        """Add another span's figures to this one: energies and counts add, peaks and bounds merge."""
+        self.consumed_kwh += other.consumed_kwh
+        self.pv_kwh += other.pv_kwh
+        self.import_kwh += other.import_kwh
+        self.export_kwh += other.export_kwh
+        self.readings += other.readings
+        if other.first is not None:
+            self.first = other.first if self.first is None else min(self.first, other.first)
+        if other.last is not None:
+            self.last = other.last if self.last is None else max(self.last, other.last)
+        self.peak_meter.merge(other.peak_meter)
+        self.peak_pv.merge(other.peak_pv)
+        self.peak_import.merge(other.peak_import)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -97,10 +113,22 @@ class EnergyIntegrator:
             b.first = instant
         b.last = instant
         b.readings += 1
-        b.peak_meter.update(meter_kw, instant)
-        b.peak_pv.update(pv_kw, instant)
-        b.peak_import.update(meter_kw - pv_kw, instant)
+        # Peak.update inlined: this runs for every row of a run.
+        if meter_kw > b.peak_meter.kw:
+            b.peak_meter.kw, b.peak_meter.instant = meter_kw, instant
+        if pv_kw > b.peak_pv.kw:
+            b.peak_pv.kw, b.peak_pv.instant = pv_kw, instant
+        if meter_kw - pv_kw > b.peak_import.kw:
+            b.peak_import.kw, b.peak_import.instant = meter_kw - pv_kw, instant
         self._prev = (instant, meter_kw, pv_kw)
+
+
+def total(balances: Iterable[EnergyBalance]) -> EnergyBalance:
+    """One balance for several spans (the days of a run)."""
+    out = EnergyBalance()
+    for b in balances:
+        out.absorb(b)
+    return out
 
 
 def integrate(samples: list[tuple[int, float, float]], max_gap_seconds: float = 3600.0) -> EnergyBalance:

@@ -41,13 +41,13 @@ from zoneinfo import ZoneInfo
 
 from pvsim.clock import local_midnight
 from pvsim.csvsink import HEADER, Row, day_files, file_name
-from pvsim.energy import EnergyBalance, EnergyIntegrator, split_net
+from pvsim.energy import EnergyBalance, EnergyIntegrator, Peak, split_net
 from pvsim.written import RangeSet
 
 log = logging.getLogger(__name__)
 
 Sample = tuple[int, float, float]  # (epoch seconds, meter kW, PV kW)
-AGG_VERSION = 1
+AGG_VERSION = 2  # 2: peaks included
 _HEADER_LEN = len(HEADER) + 1
 _NEVER_BEFORE = -(1 << 62)
 _NEVER_AFTER = 1 << 62
@@ -78,12 +78,10 @@ class MeterDay:
     def add(self, instant: int, meter_kw: float, pv_kw: float) -> bool:
         """Take a sample in time order (one already held is ignored); False if it cannot be taken
         incrementally (earlier than the last sample, or a frozen day): rebuild the day then."""
-        if instant in self.instants:
-            return True
-        if self.frozen or (self.last is not None and instant < self.last[0]):
-            return False
+        if self.frozen or (self.last is not None and instant <= self.last[0]):
+            return instant in self.instants  # held already: fine; a late or frozen one: rebuild
         self.integrator.add(instant, meter_kw, pv_kw)
-        self.instants.add(instant)
+        self.instants.add(instant)  # later than every sample: the RangeSet's O(1) path
         sample = (instant, meter_kw, pv_kw)
         if self.first is None:
             self.first = sample
@@ -102,7 +100,13 @@ class MeterDay:
         return {"consumed_kwh": b.consumed_kwh, "pv_kwh": b.pv_kwh, "import_kwh": b.import_kwh,
                 "export_kwh": b.export_kwh, "readings": b.readings,
                 "first": list(self.first) if self.first else None,
-                "last": list(self.last) if self.last else None}
+                "last": list(self.last) if self.last else None,
+                "peaks": {name: [p.kw, p.instant] for name, p in self._peaks(b).items()
+                          if p.instant is not None}}
+
+    @staticmethod
+    def _peaks(b: EnergyBalance) -> dict[str, Peak]:
+        return {"meter": b.peak_meter, "pv": b.peak_pv, "import": b.peak_import}
 
     @classmethod
     def from_json(cls, d: dict, max_gap_seconds: float) -> "MeterDay":
@@ -115,6 +119,9 @@ class MeterDay:
         md.last = (int(d["last"][0]), float(d["last"][1]), float(d["last"][2])) if d["last"] else None
         b.first = md.first[0] if md.first else None
         b.last = md.last[0] if md.last else None
+        for name, peak in cls._peaks(b).items():
+            if name in d["peaks"]:
+                peak.kw, peak.instant = float(d["peaks"][name][0]), int(d["peaks"][name][1])
         md.frozen = True
         return md
 
@@ -197,15 +204,7 @@ class _Integrator:
                 out.last = t if out.last is None else max(out.last, t)
 
     def add_day(self, day: dt.date, md: MeterDay) -> None:
-        b, out = md.balance, self.day(day)
-        out.consumed_kwh += b.consumed_kwh
-        out.pv_kwh += b.pv_kwh
-        out.import_kwh += b.import_kwh
-        out.export_kwh += b.export_kwh
-        out.readings += b.readings
-        if md.first is not None:
-            out.first = md.first[0] if out.first is None else min(out.first, md.first[0])
-            out.last = md.last[0] if out.last is None else max(out.last, md.last[0])
+        self.day(day).absorb(md.balance)
 
 
 def combine(parts: list[_Part], tz: ZoneInfo, max_gap: float, start: int | None = None,

@@ -28,7 +28,8 @@ from pathlib import Path
 from pvsim import broker, config as configmod, logsetup
 from pvsim.clock import SimClock, day_bounds
 from pvsim.csvsink import CsvSink, Row, SinkError
-from pvsim.energy import EnergyBalance, EnergyIntegrator
+from pvsim import energy
+from pvsim.energy import EnergyBalance
 from pvsim.messages import encode_batches
 from pvsim.metermodel import MeterModel, read
 from pvsim.pvcurve import PvCurve
@@ -105,10 +106,7 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
     sink = CsvSink(opts.output, truncate=True)
     service = PvService(curve, sink, tz)
-    integrators = {m.meter_id: EnergyIntegrator(cfg.pricing.max_gap_seconds) for m in models}
-    service.listeners.append(lambda row, instant: integrators[row.meter_id].add(
-        instant, row.meter_kw, row.pv_kw))
-    days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per local day, for the prices
+    days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per meter and local day
     service.listeners.append(days.on_row)
     expected = len(clock) * len(models)
     if opts.progress:
@@ -125,11 +123,13 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
         if opts.progress:
             sys.stderr.write("\n")
     pricing = Pricing.from_config(cfg.pricing)
+    meter_ids = [m.meter_id for m in models]
+    by_day = {m: days.energy_by_day(m) for m in meter_ids}
     return RunSummary(opts.date, opts.days, opts.step, cfg.timezone, transport.name,
                       service.rows_total, list(sink.paths), time.monotonic() - began,
-                      {m: i.balance for m, i in integrators.items()},
-                      {m: pricing.compare(days.energy_by_day(m)) for m in integrators},
-                      {m: pricing.plan_of(m) for m in integrators}, pricing.feed_in_tariff)
+                      {m: energy.total(by_day[m].values()) for m in meter_ids},
+                      {m: pricing.compare(by_day[m]) for m in meter_ids},
+                      {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff)
 
 
 def _progress(total: int):

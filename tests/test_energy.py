@@ -1,6 +1,6 @@
 import pytest
 
-from pvsim.energy import EnergyIntegrator, integrate, split_net
+from pvsim.energy import EnergyIntegrator, integrate, split_net, total
 
 
 def test_trapezoid_of_constant_and_ramp():
@@ -45,3 +45,15 @@ def test_peaks_record_value_and_instant():
     assert (b.peak_meter.kw, b.peak_meter.instant) == (4.0, 1)
     assert (b.peak_pv.kw, b.peak_pv.instant) == (3.0, 2)
     assert b.peak_import.kw == pytest.approx(3.8)
+
+
+def test_total_of_consecutive_spans_equals_one_integration_but_the_seam():
+    samples = [(t, 1.0 + (t % 5), (t % 3) * 0.7) for t in range(0, 7200, 60)]
+    first, second = integrate(samples[:60]), integrate(samples[60:])
+    whole = total([first, second])
+    seam = integrate(samples[59:61])
+    assert whole.consumed_kwh + seam.consumed_kwh == pytest.approx(integrate(samples).consumed_kwh)
+    assert (whole.readings, whole.first, whole.last) == (120, 0, 7140)
+    assert whole.peak_meter.kw == max(first.peak_meter.kw, second.peak_meter.kw)
+    assert whole.peak_meter.instant == integrate(samples).peak_meter.instant
+    assert total([]).readings == 0
