@@ -220,7 +220,7 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     if tp is str:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(source, key, f"expected a non-empty string, got {_describe(value)}")
-        return _check_string(value, source, key)
+        return check_string(value, source, key)
     raise ConfigError(source, key, f"unsupported type {tp}")  # a schema bug, not a user error
 
 
@@ -234,7 +234,7 @@ def _check_range(value: float, source: str, key: str, meta: Any) -> Any:
     return value
 
 
-def _check_string(value: str, source: str, key: str) -> str:
+def check_string(value: str, source: str, key: str) -> str:
     """Semantic checks for the strings whose mistakes would otherwise surface much later."""
     if key == "timezone":
         try:

@@ -295,13 +295,9 @@ def _check_meter_ids(cfg: configmod.Config) -> None:
                 "reading.meter_id", "a meter id")) from None
 
 
-def build(cfg: configmod.Config, lifecycle: daemon.Lifecycle) -> MeterDaemon:
-    return MeterDaemon(cfg, lifecycle)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return daemon.main(PROG, "Publish simulated meter readings, one per second per meter, to "
-                       "RabbitMQ.", "meter.listen", build, argv)
+                       "RabbitMQ.", "meter.listen", MeterDaemon, argv)
 
 
 if __name__ == "__main__":

@@ -211,13 +211,9 @@ class PvDaemon:
                 broker.close_quietly(connection)
 
 
-def build(cfg: configmod.Config, lifecycle: daemon.Lifecycle) -> PvDaemon:
-    return PvDaemon(cfg, lifecycle)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return daemon.main(PROG, "Consume meter readings from RabbitMQ, add simulated PV power and "
-                       "write daily CSV files.", "pv.listen", build, argv)
+                       "write daily CSV files.", "pv.listen", PvDaemon, argv)
 
 
 if __name__ == "__main__":

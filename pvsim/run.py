@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pvsim import broker, config as configmod, logsetup
 from pvsim.clock import SimClock, day_bounds
@@ -148,27 +149,29 @@ def _progress(total: int):
     return update
 
 
-def format_summary(s: RunSummary, tz_name: str) -> str:
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def format_summary(s: RunSummary) -> str:
+    tz = ZoneInfo(s.timezone)
+
     def at(instant: int | None) -> str:
-        if instant is None:
-            return "-"
-        import zoneinfo
-        return dt.datetime.fromtimestamp(instant, zoneinfo.ZoneInfo(tz_name)).strftime("%H:%M:%S")
+        return "-" if instant is None else dt.datetime.fromtimestamp(instant, tz).strftime("%H:%M:%S")
 
     days = f"{s.days} days from " if s.days > 1 else ""
     lines = [f"pvsim-run: {days}{s.date} ({s.timezone}), {s.readings:,} readings at {s.step} s steps "
              f"via {s.transport} in {s.elapsed_seconds:.2f} s "
              f"({s.readings / max(s.elapsed_seconds, 1e-9):,.0f} readings/s)"]
     for meter, b in s.meters.items():
-        share = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
         lines += [
             f"meter {meter}:",
             f"  consumed      {b.consumed_kwh:9.2f} kWh   peak {b.peak_meter.kw:6.2f} kW at {at(b.peak_meter.instant)}",
             f"  PV produced   {b.pv_kwh:9.2f} kWh   peak {b.peak_pv.kw:6.2f} kW at {at(b.peak_pv.instant)}",
             f"  grid import   {b.import_kwh:9.2f} kWh   peak {max(b.peak_import.kw, 0):6.2f} kW at {at(b.peak_import.instant)}",
             f"  grid export   {b.export_kwh:9.2f} kWh",
-            f"  self-consumption {share(b.self_consumption)} of PV used on site, "
-            f"self-sufficiency {share(b.self_sufficiency)} of consumption",
+            f"  self-consumption {_share(b.self_consumption)} of PV used on site, "
+            f"self-sufficiency {_share(b.self_sufficiency)} of consumption",
         ]
         lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff)
     lines.append("CSV: " + ", ".join(str(p) for p in s.files))
@@ -232,7 +235,10 @@ def load_config(path: Path | None) -> configmod.Config:
 
 def apply_overrides(cfg: configmod.Config, args: argparse.Namespace) -> configmod.Config:
     if args.timezone is not None:
-        configmod._check_string(args.timezone, "--timezone", "timezone")
+        try:
+            configmod.check_string(args.timezone, "--timezone", "timezone")
+        except configmod.ConfigError as exc:
+            raise configmod.ConfigError("--timezone", "", exc.problem) from None
         cfg = dataclasses.replace(cfg, timezone=args.timezone)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, meter=dataclasses.replace(cfg.meter, seed=args.seed))
@@ -272,9 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pvsim-run: interrupted; the CSV holds the rows written so far", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2, default=_json_default))
+        print(json.dumps(summary.to_dict(), indent=2))
     else:
-        print(format_summary(summary, cfg.timezone))
+        print(format_summary(summary))
     if args.plot is not None:
         try:
             plot.plot_run(summary.files, args.plot, summary.meters,
@@ -285,12 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
-
-
-def _json_default(value: object) -> object:
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _date(text: str) -> dt.date:
