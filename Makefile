@@ -8,11 +8,11 @@ TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-matplotl
 DEMO_OUT    ?= $(CURDIR)/out
 PYTEST_ARGS ?=
 
-.PHONY: demo check test bench deps test-deps rabbitmq deb clean
+.PHONY: demo check test bench deps test-deps rabbitmq deb clean help
 
 ## demo: install what is missing, start RabbitMQ, simulate today in seconds, print the summary
 demo: deps rabbitmq
-	$(PYTHON) -m pvsim.run --accelerated --config config/pvsim.yaml --output $(DEMO_OUT)
+	bin/pvsim-run --accelerated --config config/pvsim.yaml --output $(DEMO_OUT)
 
 ## check: install the test dependencies and run the whole test suite
 check: test-deps rabbitmq
@@ -24,6 +24,7 @@ test: check
 bench: test-deps rabbitmq
 	$(PYTHON) bench/bench_pipeline.py
 
+## deps: install the Debian packages the programs need (what bin/pvsim-run etc. run on)
 deps:
 	@scripts/ensure-packages $(RUNTIME_DEPS)
 
@@ -37,6 +38,20 @@ rabbitmq:
 deb:
 	scripts/build-deb
 
+## clean: remove what the targets and the programs left in the clone
 clean:
-	rm -rf out build .pytest_cache *.egg-info
+	rm -rf out pvsim-output build .pytest_cache *.egg-info
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+## help: list these targets, the programs and their manuals
+help:
+	@echo "make targets:"
+	@sed -n 's/^## \([a-z-]*\): /  \1\t/p' $(MAKEFILE_LIST) | expand -t 14
+	@echo
+	@echo "programs, run from this clone (the .deb installs them in /usr/bin):"
+	@echo "  bin/pvsim-run --help      simulate whole days; bin/pvsim-run --accelerated --broker none"
+	@echo "  bin/pvsim-meter --help    the meter daemon (--config FILE; default /etc/pvsim/pvsim.yaml)"
+	@echo "  bin/pvsim-pv --help       the PV daemon, with /metrics, /healthz and the JOI Energy API"
+	@echo
+	@echo "manuals, read from this clone (after installing the .deb: man pvsim-run):"
+	@for page in man/*.[1-8]; do echo "  man -l $$page"; done

@@ -4,7 +4,7 @@
     PYTHONPATH=. /usr/bin/python3 bench/bench_daemons.py throughput [--seconds 20]
                                                           [--rates 1000,2000,4000,8000]
 
-Both start the real daemons (`python3 -m pvsim.meter_daemon`, `-m pvsim.pv_daemon`) against the
+Both start the real daemons (`python3 -m pvsim.daemons.meter`, `-m pvsim.daemons.pv`) against the
 RabbitMQ on 127.0.0.1:5672, on a private exchange and queues (deleted afterwards), writing CSVs
 to a temporary directory.
 
@@ -45,8 +45,8 @@ URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(ROOT))
 
-from pvsim.broker import Topology  # noqa: E402
-from pvsim.messages import Reading, encode  # noqa: E402
+from pvsim.model.reading import Reading  # noqa: E402
+from pvsim.pipeline.messages import encode  # noqa: E402
 
 
 def free_port() -> int:
@@ -81,7 +81,7 @@ class Rig:
     def start(self, name: str) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen([PYTHON, "-m", f"pvsim.{name}_daemon", "--config", str(self.config)],
+        proc = subprocess.Popen([PYTHON, "-m", f"pvsim.daemons.{name}", "--config", str(self.config)],
                                 cwd=ROOT, env=env, stdout=log, stderr=log)
         self.procs[name] = proc
         deadline = time.monotonic() + 20
@@ -109,8 +109,11 @@ class Rig:
     def cleanup(self) -> None:
         try:
             conn = pika.BlockingConnection(pika.URLParameters(URL))
-            Topology(self.names["exchange"], self.names["queue"], self.names["dead_letter_exchange"],
-                     self.names["dead_letter_queue"]).delete(conn.channel())
+            channel = conn.channel()
+            for queue in (self.names["queue"], self.names["dead_letter_queue"]):
+                channel.queue_delete(queue)
+            for exchange in (self.names["exchange"], self.names["dead_letter_exchange"]):
+                channel.exchange_delete(exchange)
             conn.close()
         except Exception as exc:  # a benchmark leaves at worst a few idle names behind
             print(f"cleanup: {exc}", file=sys.stderr)

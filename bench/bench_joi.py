@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 from pvsim import config
-from pvsim.csvsink import HEADER, file_name
-from pvsim.joi import JoiApi
-from pvsim.pvcurve import PvCurve
-from pvsim.pvservice import Outcome
+from pvsim.api.joi import JoiApi
+from pvsim.model.pvcurve import PvCurve
+from pvsim.pipeline.csvsink import HEADER, file_name
+from pvsim.pipeline.pvservice import Outcome
 
 METER = "smart-meter-0"
 

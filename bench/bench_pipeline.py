@@ -25,7 +25,7 @@ from pathlib import Path
 import pika
 
 from pvsim import config as configmod
-from pvsim.run import RunOptions, simulate
+from pvsim.cli.run import RunOptions, simulate
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 

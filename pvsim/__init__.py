@@ -1,3 +1,15 @@
-"""pvsim: a building's grid meter and a PV plant, simulated over RabbitMQ."""
+"""pvsim: a building's grid meter and a PV plant, simulated over RabbitMQ.
+
+The package is layered; each layer imports only from the layers listed before it (a test,
+tests/test_layers.py, keeps this rule):
+
+    config, logsetup   the YAML config as frozen dataclasses; logging. Read by every layer.
+    model/             pure computation: time, noise, PV curve, meter model, energy, price plans
+    pipeline/          readings on their way: messages, RabbitMQ, transports, PV service, CSV sink
+    store/             the readings written, read back from the CSVs, and their daily aggregates
+    api/               the JOI Energy API over the store and the PV service
+    cli/, daemons/     the programs: pvsim-run (cli), pvsim-meter and pvsim-pv (daemons); neither
+                       imports the other
+"""
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 Every mistake a user can make in the file (malformed YAML, an unknown key, a wrong type, a value
 out of range, a missing file) becomes one ConfigError whose message names the file, the key and
-the problem; the entry points turn it into one line on stderr and exit code 78 (EX_CONFIG), which
+the problem; the entry points turn it into one line on stderr and exit code 78 (os.EX_CONFIG), which
 the systemd units list in RestartPreventExitStatus so a broken config does not restart-loop.
 
 The schema is the dataclasses below: their field types, defaults and `metadata` (ranges, choices,
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
 import typing
 import zoneinfo
 from dataclasses import dataclass, field
@@ -23,12 +24,13 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 DEFAULT_PATH = Path("/etc/pvsim/pvsim.yaml")
-EX_CONFIG = 78
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class ConfigError(Exception):
     """A problem with the configuration, phrased for the person who edits the file."""
+
+    exit_code = os.EX_CONFIG  # 78: the units do not restart on it (RestartPreventExitStatus)
 
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source, self.key, self.problem = source, key, problem

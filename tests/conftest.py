@@ -5,7 +5,7 @@
 - `pvsim_config`: a config file in tmp_path with a fresh exchange/queue/dead-letter names, free
   HTTP ports, output directory and meter state file of its own; the names are deleted afterwards.
   `.write(section={...})` changes keys, `.channel()` gives a pika channel for the test's own use.
-- `daemons`: starts `python3 -m pvsim.<name>_daemon --config FILE` as a subprocess
+- `daemons`: starts `python3 -m pvsim.daemons.<name> --config FILE` as a subprocess
   (`daemons.start("pv", cfg)`), waits for /healthz, and kills whatever is left at teardown.
 - `amqp_proxy`: a TCP proxy in front of RabbitMQ that a test can take down and bring back, to
   simulate an unreachable or vanishing broker without disturbing anything else.
@@ -126,7 +126,7 @@ class PvsimConfig:
 
     @property
     def topology(self):
-        from pvsim.broker import Topology
+        from pvsim.pipeline.broker import Topology
         return Topology(self.names["exchange"], self.names["queue"],
                         self.names["dead_letter_exchange"], self.names["dead_letter_queue"])
 
@@ -149,10 +149,18 @@ class PvsimConfig:
             return
         try:
             conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-            self.topology.delete(conn.channel())
+            delete_topology(conn.channel(), self.topology)
             conn.close()
         except Exception:
             pass
+
+
+def delete_topology(channel, topology) -> None:
+    """Remove a test's queues and exchanges (the daemons never delete theirs)."""
+    for queue in (topology.queue, topology.dead_letter_queue):
+        channel.queue_delete(queue)
+    for exchange in (topology.exchange, topology.dead_letter_exchange):
+        channel.exchange_delete(exchange)
 
 
 @pytest.fixture
@@ -194,7 +202,7 @@ class DaemonProcess:
     def start(self) -> "DaemonProcess":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", f"pvsim.{self.name}_daemon", "--config", str(self.config.path)],
+            [PYTHON, "-m", f"pvsim.daemons.{self.name}", "--config", str(self.config.path)],
             cwd=ROOT, env=self.env, stdout=log, stderr=log)
         log.close()
         return self

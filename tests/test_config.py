@@ -98,7 +98,7 @@ def test_unreadable_file(tmp_path):
         config.load(tmp_path)
 
 
-@pytest.mark.parametrize("module", ["pvsim.run"])
+@pytest.mark.parametrize("module", ["pvsim.cli.run"])
 def test_command_line_exits_78_with_one_line_and_no_traceback(tmp_path, module):
     path = write(tmp_path, "meter:\n  seed: twelve\n")
     proc = subprocess.run([sys.executable, "-m", module, "--accelerated", "--config", str(path)],

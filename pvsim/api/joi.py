@@ -1,0 +1,302 @@
+"""The JOI Energy smart-meter API, framework-free: `JoiApi(method, path, query, body)` -> (status,
+JSON body). pvsim-pv's HTTP server calls it for every path but /metrics and /healthz.
+
+Same URLs and JSON shapes as JOI's reference app (docs/reference/joi-energy-api.md), without
+its defects:
+
+    POST /readings/store                       {"smartMeterId", "electricityReadings": [{"time", "reading"}]}
+    GET  /readings/read/<meter>                [{"reading": kW, "time": epoch}, ...] oldest first
+    GET  /price-plans/compare-all/<meter>      {"pricePlanId", "pricePlanComparisons": [{plan: cost}], ...}
+    GET  /price-plans/recommend/<meter>        [{plan: cost}, ...] cheapest first
+
+Query parameters: `from`/`to` on the three GETs (epoch seconds, an ISO date or an ISO date-time;
+[from, to) with an ISO *date* as `to` counting that whole day), `limit` on read (page size,
+default 10000, at most 100000: the next page starts at `from` = last time + 1) and recommend,
+`withPv=true` on recommend (rank by, and show, the cost of the net grid import with PV) and
+`details=true` on recommend (an object with the energy balance instead of the bare list).
+
+Posted readings enter the same pipeline as the meter's (`ingest`: PV value, CSV row, durable
+when it returns); reads come from the CSVs through a ReadingStore. Client errors are 4xx with a
+problem body {"title", "status", "detail"}; an unknown meter (no account, no reading) is 404.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import re
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+from pvsim.api.problem import problem
+from pvsim.config import Config
+from pvsim.model import energy
+from pvsim.model.clock import local_midnight
+from pvsim.model.energy import EnergyBalance
+from pvsim.model.plans import PlanCost, Pricing, joi_list, rank, recommend
+from pvsim.model.reading import Reading
+from pvsim.pipeline.csvsink import Row, SinkError
+from pvsim.pipeline.messages import InvalidMessage, MAX_READINGS, validate
+from pvsim.pipeline.pvservice import Outcome
+from pvsim.store.readingstore import ReadingStore
+
+log = logging.getLogger(__name__)
+
+Ingest = Callable[[list[Reading]], Outcome]
+
+READ_PAGE = 10_000
+READ_PAGE_MAX = 100_000
+MAX_POSTED = 100_000
+MAX_INSTANT = 32_503_680_000  # 3000-01-01: later windows are client mistakes
+KWH_DECIMALS = 6
+_WHOLE = re.compile(r"^[+-]?\d+$")
+_TRUE, _FALSE = {"true", "1", "yes", ""}, {"false", "0", "no"}
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+class JoiApi:
+    def __init__(self, cfg: Config, output_dir: Path, ingest: Ingest, *,
+                 store: ReadingStore | None = None) -> None:
+        self.cfg, self.tz, self.ingest = cfg, cfg.tz, ingest
+        self.pricing = Pricing.from_config(cfg.pricing)
+        # The journal must hold every row the sink may not have flushed yet (see readingstore).
+        journal = max(20_000, 2 * cfg.output.sync_rows + 2 * MAX_READINGS)
+        self.store = store or ReadingStore(output_dir, cfg.tz, cfg.pricing.max_gap_seconds,
+                                           journal_rows=journal)
+        self.routes = {
+            ("readings", "store"): (("POST",), self._store),
+            ("readings", "read"): (("GET", "HEAD"), self._read),
+            ("price-plans", "compare-all"): (("GET", "HEAD"), self._compare_all),
+            ("price-plans", "recommend"): (("GET", "HEAD"), self._recommend),
+        }
+
+    def on_row(self, row: Row, instant: int) -> None:
+        """PvService listener: keeps the store's day aggregates current without rereading."""
+        self.store.on_row(row, instant)
+
+    def __call__(self, method: str, path: str, query: dict[str, list[str]],
+                 body: bytes) -> tuple[int, object]:
+        try:
+            return self._dispatch(method.upper(), path, query or {}, body or b"")
+        except ClientError as exc:
+            return exc.status, problem(exc.status, exc.detail, **exc.extra)
+
+    def _dispatch(self, method: str, path: str, query: dict[str, list[str]],
+                  body: bytes) -> tuple[int, object]:
+        path, _, raw_query = path.partition("?")
+        if raw_query:
+            query = {**urllib.parse.parse_qs(raw_query, keep_blank_values=True), **query}
+        segments = path.strip("/").split("/")
+        key, args = tuple(segments[:2]), [urllib.parse.unquote(s) for s in segments[2:]]
+        route = self.routes.get(key)
+        wants_meter = key != ("readings", "store")
+        if route is None or len(args) != (1 if wants_meter else 0) or (wants_meter and not args[0]):
+            raise ClientError(404, f"no resource at {path}; the JOI Energy API has POST "
+                                   "/readings/store and GET /readings/read/<meter>, "
+                                   "/price-plans/compare-all/<meter>, /price-plans/recommend/<meter>")
+        methods, handler = route
+        if method not in methods:
+            raise ClientError(405, f"{method} is not allowed on {path}; use {methods[0]}",
+                              allow=list(methods))
+        return handler(query, body, *args)
+
+    # -- endpoints --
+
+    def _store(self, query: dict, body: bytes) -> tuple[int, object]:
+        doc = _json_body(body)
+        meter_id = doc.get("smartMeterId")
+        items = doc.get("electricityReadings")
+        if meter_id is None:
+            raise ClientError(400, "smartMeterId is missing")
+        if not isinstance(meter_id, str):
+            raise ClientError(400, "smartMeterId must be a string")
+        if items is None:
+            raise ClientError(400, "electricityReadings is missing")
+        if not isinstance(items, list):
+            raise ClientError(400, "electricityReadings must be a list of {\"time\", \"reading\"}")
+        if len(items) > MAX_POSTED:
+            raise ClientError(413, f"{len(items)} readings in one request; send at most {MAX_POSTED}")
+        readings = [self._reading(meter_id, item, i) for i, item in enumerate(items)]
+        if readings:
+            try:
+                outcome = self.ingest(readings)
+            except SinkError as exc:  # the sink cannot write: not the client's fault
+                log.error("cannot store posted readings: %s", exc)
+                return 503, problem(503, f"the readings could not be stored: {exc}")
+            log.info("stored %d posted readings of %s (%d duplicates dropped)",
+                     outcome.written, meter_id, outcome.duplicates)
+        return 200, doc
+
+    def _reading(self, meter_id: str, item: object, i: int) -> Reading:
+        where = f"electricityReadings[{i}]"
+        if not isinstance(item, dict):
+            raise ClientError(400, f"{where} must be an object {{\"time\", \"reading\"}}")
+        for name in ("time", "reading"):
+            if name not in item:
+                raise ClientError(400, f"{where}.{name} is missing")
+        time, kw = item["time"], item["reading"]
+        if isinstance(time, bool) or not isinstance(time, int):
+            raise ClientError(400, f"{where}.time must be whole epoch seconds, got {time!r:.40}")
+        if isinstance(kw, bool) or not isinstance(kw, (int, float)):
+            raise ClientError(400, f"{where}.reading must be a number of kW, got {kw!r:.40}")
+        if not 0 <= time <= MAX_INSTANT:
+            raise ClientError(400, f"{where}.time {time} is not an epoch second from 1970 to 2999")
+        reading = Reading(meter_id, time, dt.datetime.fromtimestamp(time, self.tz), float(kw) * 1000.0)
+        try:
+            validate(reading, where)
+        except InvalidMessage as exc:
+            raise ClientError(400, f"{exc.detail} (reading {kw!r} kW)") from None
+        return reading
+
+    def _read(self, query: dict, body: bytes, meter_id: str) -> tuple[int, object]:
+        start, end = self._window(query)
+        limit = _limit(query, default=READ_PAGE, maximum=READ_PAGE_MAX)
+        self._known(meter_id)
+        rows = self.store.readings(meter_id, start, end, limit)
+        return 200, [{"reading": kw, "time": t} for t, kw in rows]
+
+    def _compare_all(self, query: dict, body: bytes, meter_id: str) -> tuple[int, object]:
+        start, end = self._window(query)
+        _flag(query, "withPv")  # accepted for symmetry; compare-all always carries both
+        self._known(meter_id)
+        costs, balance = self._costs(meter_id, start, end)
+        return 200, {
+            "pricePlanId": self.pricing.plan_of(meter_id),
+            "pricePlanComparisons": joi_list(rank(costs)),
+            "pricePlanComparisonsWithPv": joi_list(rank(costs, with_pv=True), with_pv=True),
+            "energyBalance": _balance(balance),
+            "feedInTariff": self.pricing.feed_in_tariff,
+            "pricePlans": [c.to_dict(camel_case=True) for c in costs],
+            "window": {"from": start, "to": end},
+        }
+
+    def _recommend(self, query: dict, body: bytes, meter_id: str) -> tuple[int, object]:
+        start, end = self._window(query)
+        limit = _limit(query, default=None)
+        with_pv, details = _flag(query, "withPv"), _flag(query, "details")
+        self._known(meter_id)
+        costs, balance = self._costs(meter_id, start, end)
+        chosen = joi_list(recommend(costs, limit, with_pv=with_pv), with_pv=with_pv)
+        if not details:
+            return 200, chosen
+        return 200, {"pricePlanId": self.pricing.plan_of(meter_id), "withPv": with_pv,
+                     "recommendations": chosen, "energyBalance": _balance(balance),
+                     "feedInTariff": self.pricing.feed_in_tariff,
+                     "window": {"from": start, "to": end}}
+
+    # -- helpers --
+
+    def _known(self, meter_id: str) -> None:
+        if self.pricing.plan_of(meter_id) is None and not self.store.has_meter(meter_id):
+            raise ClientError(404, f"unknown meter {meter_id!r}: no account and no readings")
+
+    def _costs(self, meter_id: str, start: int | None,
+               end: int | None) -> tuple[list[PlanCost], EnergyBalance]:
+        days = self.store.energy_by_day(meter_id, start, end)
+        return self.pricing.compare(days), energy.total(days.values())
+
+    def _window(self, query: dict) -> tuple[int | None, int | None]:
+        start = self._instant(_one(query, "from"), "from", inclusive_day_end=False)
+        end = self._instant(_one(query, "to"), "to", inclusive_day_end=True)
+        if start is not None and end is not None and start > end:
+            raise ClientError(400, f"from ({start}) is after to ({end})")
+        return start, end
+
+    def _instant(self, text: str | None, name: str, *, inclusive_day_end: bool) -> int | None:
+        """Epoch seconds from an epoch, an ISO date (local midnight; for `to`, the midnight
+        ending that day) or an ISO date-time (naive: local time)."""
+        if text is None:
+            return None
+        text = text.strip()
+        if _WHOLE.match(text):
+            value = int(text)
+        else:
+            try:
+                if len(text) == 10:
+                    day = dt.date.fromisoformat(text)
+                    value = local_midnight(day + dt.timedelta(days=1 if inclusive_day_end else 0), self.tz)
+                else:
+                    moment = dt.datetime.fromisoformat(text)
+                    if moment.tzinfo is None:
+                        moment = moment.replace(tzinfo=self.tz)
+                    value = math.floor(moment.timestamp())
+            except (ValueError, OverflowError):
+                raise ClientError(400, f"{name} must be epoch seconds, an ISO date (2020-11-29) or "
+                                       f"an ISO date-time, got {text[:40]!r}") from None
+        if not 0 <= value <= MAX_INSTANT:
+            raise ClientError(400, f"{name} {text[:40]!r} is outside 1970-2999")
+        return value
+
+
+def _json_body(body: bytes) -> dict:
+    if not body.strip():
+        raise ClientError(400, "the request has no body; send {\"smartMeterId\": ..., "
+                               "\"electricityReadings\": [...]}")
+    try:
+        doc = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ClientError(400, f"the body is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(doc, dict):
+        raise ClientError(400, "the body must be a JSON object")
+    return doc
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return value
+
+
+def _one(query: dict, name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ClientError(400, f"give {name} once, not {len(values)} times")
+    return values[0]
+
+
+def _limit(query: dict, *, default: int | None, maximum: int | None = None) -> int | None:
+    text = _one(query, "limit")
+    if text is None:
+        return default
+    if not _WHOLE.match(text.strip()):
+        raise ClientError(400, f"limit must be a whole number, got {text[:40]!r}")
+    value = int(text)
+    if value < 0:
+        raise ClientError(400, f"limit must not be negative, got {value}")
+    if maximum is not None and value > maximum:
+        raise ClientError(400, f"limit must be at most {maximum} (page with from), got {value}")
+    return value
+
+
+def _flag(query: dict, name: str) -> bool:
+    text = _one(query, name)
+    if text is None:
+        return False
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise ClientError(400, f"{name} must be true or false, got {text[:40]!r}")
+
+
+def _balance(b: EnergyBalance) -> dict:
+    r = lambda v: round(v, KWH_DECIMALS) + 0.0  # noqa: E731
+    return {"consumedKwh": r(b.consumed_kwh), "pvKwh": r(b.pv_kwh),
+            "gridImportKwh": r(b.import_kwh), "gridExportKwh": r(b.export_kwh),
+            "selfConsumedKwh": r(b.self_consumed_kwh), "readings": b.readings,
+            "firstReading": b.first, "lastReading": b.last}

@@ -1,0 +1,291 @@
+"""pvsim-meter: one reading per second per meter, published to RabbitMQ with confirms.
+
+    pvsim-meter [--config FILE]
+
+Two threads and a buffer between them:
+- the ticker reads every configured meter at each whole second of wall time (RealClock: no drift,
+  an hour is exactly 3,600 readings per meter) and appends the readings to a bounded buffer
+  (meter.buffer_size; when full the oldest are dropped and counted);
+- the publisher owns the pika connection: it publishes what the buffer holds, in order (all it
+  has, up to broker.batch_size readings per message), and removes readings only once RabbitMQ
+  has confirmed them. When the broker is down or goes away it reconnects forever (capped
+  exponential backoff with jitter), redeclares the topology and republishes what was not
+  confirmed; pvsim-pv drops what it already wrote.
+The last confirmed instant per meter goes to meter.state_file; after a restart or a crash the
+ticker first produces the seconds that were missed (at most buffer_size readings): a reading is a
+pure function of seed, meter id and instant, so a late reading is the very same reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pvsim import config as configmod
+from pvsim.daemons import lifecycle, metrics
+from pvsim.daemons.brokerlink import BrokerLink
+from pvsim.daemons.buffer import Buffer
+from pvsim.model.clock import Clock, RealClock
+from pvsim.model.metermodel import MeterModel, read
+from pvsim.model.reading import Reading
+from pvsim.pipeline import broker
+from pvsim.pipeline.messages import InvalidMessage, encode
+
+log = logging.getLogger("pvsim.meter")
+
+PROG = "pvsim-meter"
+STATE_VERSION = 1
+
+
+class _Stopped(Exception):
+    """Raised out of the clock's sleep when the stop flag is set."""
+
+
+class MeterState:
+    """The last confirmed instant per meter, in a small JSON file replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._warned = False
+
+    def load(self) -> dict[str, int]:
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            last = doc["last_confirmed"]
+            if doc.get("version") != STATE_VERSION or not isinstance(last, dict):
+                raise ValueError("unknown layout")
+            return {str(m): int(t) for m, t in last.items() if isinstance(t, int)}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring state file %s (%s): starting at the current second", self.path, exc)
+            return {}
+
+    def save(self, last: dict[str, int]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"version": STATE_VERSION, "last_confirmed": last}),
+                           encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._warned:  # once: the meter works without it, it only cannot resume
+                log.warning("cannot write state file %s: %s; after a restart the seconds missed "
+                            "will not be produced", self.path, exc.strerror or exc)
+                self._warned = True
+            return
+        self._warned = False
+
+
+class MeterDaemon:
+    def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle,
+                 clock: Clock | None = None) -> None:
+        lifecycle.broker_config_error(cfg)
+        self.cfg, self.lifecycle = cfg, life
+        self.stop = life.stop
+        self.tz = cfg.tz
+        self.models = [MeterModel(m, cfg.meter.seed, cfg.meter.model) for m in cfg.meter.id]
+        _check_meter_ids(cfg)
+        self.registry = metrics.registry()
+        self.metrics = metrics.MeterMetrics(self.registry)
+        self.metrics.buffer_capacity.set(cfg.meter.buffer_size)
+        self._produced = {m: self.metrics.produced.labels(m) for m in cfg.meter.id}
+        self._published = {m: self.metrics.published.labels(m) for m in cfg.meter.id}
+        self._power = {m: self.metrics.last_power.labels(m) for m in cfg.meter.id}
+        self._confirmed_at = {m: self.metrics.last_confirmed.labels(m) for m in cfg.meter.id}
+        self.buffer: Buffer[Reading] = Buffer(cfg.meter.buffer_size, on_drop=self._on_drop)
+        self.topology = broker.Topology.from_config(cfg.broker)
+        self.state = MeterState(Path(cfg.meter.state_file))
+        self.last_confirmed: dict[str, int] = {}
+        self.published_total = 0
+        self.clock = clock or RealClock(sleep=self._sleep)
+        self.app = None
+        self.link = BrokerLink(self.metrics.broker, "readings are buffered")
+        self._ticker = lifecycle.Heartbeat()
+        self._publisher_beat = lifecycle.Heartbeat()
+        self._last_confirm = time.monotonic()
+        self._state_saved = 0.0
+        self._drop_logged = 0.0
+
+    # --- the Service protocol -------------------------------------------------------------
+
+    def threads(self) -> list[tuple[str, Callable[[], None]]]:
+        return [("ticker", self.tick_loop), ("publisher", self.publish_loop)]
+
+    def ready(self) -> bool:
+        return self.link.ever_connected
+
+    def health(self) -> tuple[bool, str]:
+        depth = len(self.buffer)
+        if not self.link.connected:
+            return False, f"not connected to RabbitMQ (reconnecting); {depth} readings buffered"
+        if self.link.blocked:
+            return False, f"RabbitMQ blocks publishing (memory or disk alarm); {depth} readings buffered"
+        if self._ticker.age() > 5:
+            return False, f"no reading taken for {self._ticker.age():.0f} s"
+        if depth and time.monotonic() - self._last_confirm > 10:
+            return False, f"no confirm from RabbitMQ for {time.monotonic() - self._last_confirm:.0f} s"
+        return True, (f"publishing {len(self.models)} meter(s) at 1 Hz to "
+                      f"{self.topology.exchange}; {depth} readings buffered")
+
+    def alive(self) -> bool:
+        return self._ticker.age() < lifecycle.STALL_SECONDS and (
+            self._publisher_beat.age() < lifecycle.STALL_SECONDS or self.link.blocked)
+
+    def status(self) -> str:
+        published = self.published_total
+        if not self.link.connected:
+            return (f"RabbitMQ unreachable, reconnecting: {len(self.buffer)} readings buffered, "
+                    f"{self.buffer.dropped} dropped")
+        state = "blocked by RabbitMQ (resource alarm)" if self.link.blocked else "publishing"
+        return f"{state}: {published} readings confirmed, {len(self.buffer)} buffered"
+
+    def close(self) -> None:
+        """After the workers stopped: the publisher thread has closed its own connection."""
+        if self.last_confirmed:
+            self.state.save(self.last_confirmed)
+
+    # --- ticker thread ----------------------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise _Stopped
+
+    def tick_loop(self) -> None:
+        first = True
+        try:
+            for instant in self.clock.ticks():
+                if self.stop.is_set():
+                    break
+                if first:
+                    first = False
+                    self.backfill(instant)
+                self._produce(list(read(self.models, (instant,), self.tz)))
+        except _Stopped:
+            pass
+        finally:
+            self.buffer.wake()
+
+    def backfill(self, first_tick: int) -> None:
+        """Produce the seconds missed since the last confirmed reading of a previous run."""
+        last = self.state.load()
+        cap = max(1, self.buffer.capacity // len(self.models))
+        starts = {m.meter_id: last[m.meter_id] + 1 for m in self.models
+                  if m.meter_id in last and last[m.meter_id] + 1 < first_tick}
+        if not starts:
+            return
+        begin = min(starts.values())
+        if first_tick - begin > cap:
+            log.warning("the meter was stopped for %d s, more than the buffer holds: the first "
+                        "%d s are lost", first_tick - begin, first_tick - begin - cap)
+            begin = first_tick - cap
+        log.info("resuming: producing the %d s missed since the last confirmed reading",
+                 first_tick - begin)
+        for chunk in range(begin, first_tick, 3600):
+            instants = range(chunk, min(chunk + 3600, first_tick))
+            readings = [r for r in read(self.models, instants, self.tz)
+                        if r.meter_id in starts and r.seq >= starts[r.meter_id]]
+            self._produce(readings)
+            if self.stop.is_set():
+                return
+
+    def _produce(self, readings: Sequence[Reading]) -> None:
+        self.buffer.put(readings)
+        for r in readings:
+            self._produced[r.meter_id].inc()
+        if readings:
+            for r in readings[-len(self.models):]:
+                self._power[r.meter_id].set(r.power_w)
+        self.metrics.buffer.set(len(self.buffer))
+        self._ticker.beat()
+
+    def _on_drop(self, count: int) -> None:
+        self.metrics.dropped.inc(count)
+        now = time.monotonic()
+        if now - self._drop_logged > 60:
+            log.warning("buffer full (%d readings): dropping the oldest; %d dropped so far",
+                        self.buffer.capacity, self.buffer.dropped)
+            self._drop_logged = now
+
+    # --- publisher thread -------------------------------------------------------------------
+
+    def _should_stop(self) -> bool:
+        self._publisher_beat.beat()
+        return self.stop.is_set()
+
+    def publish_loop(self) -> None:
+        """Publish the buffer for as long as the daemon runs, reconnecting whenever needed; a
+        message RabbitMQ refuses (nack, unroutable) ends the session like a lost link, and is
+        published again on the next connection."""
+        broker.run_sessions(self.cfg.broker, self._publish_session, should_stop=self._should_stop,
+                            on_blocked=self.link.on_blocked, on_end=self._session_ended,
+                            retry_on=broker.CONNECTION_ERRORS + broker.PUBLISH_REFUSED)
+
+    def _publish_session(self, connection) -> None:
+        publisher = broker.Publisher(connection, self.topology)
+        self.link.up()
+        self._last_confirm = time.monotonic()
+        log.info("publishing to exchange %s (queue %s); %d readings buffered",
+                 self.topology.exchange, self.topology.queue, len(self.buffer))
+        while not self.stop.is_set():
+            end, items = self.buffer.peek(self.cfg.broker.batch_size, timeout=0.5)
+            self._publisher_beat.beat()
+            if items:
+                self._publish(publisher, end, items)
+            else:
+                connection.process_data_events(0)  # heartbeats, alarms
+
+    def _session_ended(self, error: BaseException | None) -> None:
+        if isinstance(error, broker.PUBLISH_REFUSED):
+            self.metrics.publish_errors.inc()
+            log.warning("RabbitMQ did not accept a message (%s); publishing it again",
+                        broker.describe_error(error))
+        elif error is not None:
+            log.warning("lost the connection to RabbitMQ: %s; buffering and reconnecting",
+                        broker.describe_error(error))
+        self.link.down(error)
+
+    def _publish(self, publisher: broker.Publisher, end: int, items: list[Reading]) -> None:
+        body = encode(items)
+        first = items[0]
+        began = time.monotonic()
+        publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(items)}")
+        now = time.monotonic()
+        self.metrics.confirm_seconds.observe(now - began)
+        self.buffer.release(end)
+        self._last_confirm = now
+        self.metrics.messages.inc()
+        self.published_total += len(items)
+        for r in items:
+            self._published[r.meter_id].inc()
+            self.last_confirmed[r.meter_id] = r.seq
+        for meter_id in {r.meter_id for r in items}:
+            self._confirmed_at[meter_id].set(self.last_confirmed[meter_id])
+        self.metrics.buffer.set(len(self.buffer))
+        if now - self._state_saved >= 1.0:
+            self.state.save(self.last_confirmed)
+            self._state_saved = now
+
+
+def _check_meter_ids(cfg: configmod.Config) -> None:
+    """A meter id that no message may carry is a config error, found now rather than each second."""
+    for i, meter_id in enumerate(cfg.meter.id):
+        try:
+            encode([Reading(meter_id, 0, dt.datetime.fromtimestamp(0, cfg.tz), 0.0)])
+        except InvalidMessage as exc:
+            raise configmod.ConfigError(cfg.source, f"meter.id[{i}]", exc.detail.replace(
+                "reading.meter_id", "a meter id")) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return lifecycle.main(PROG, "Publish simulated meter readings, one per second per meter, to "
+                       "RabbitMQ.", "meter.listen", MeterDaemon, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

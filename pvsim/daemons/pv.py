@@ -1,0 +1,205 @@
+"""pvsim-pv: consume meter readings, compute PV, write each reading's row exactly once.
+
+    pvsim-pv [--config FILE]
+
+The consuming thread owns the pika connection and runs `broker.consume` in a reconnect-forever
+loop: each message is decoded and validated, each reading gets the PV power at its own local
+time and a row in its own local day's CSV (so files rotate at local midnight, DST included), and
+the message is acknowledged only after its rows are fsynced. Invalid messages go to the
+dead-letter queue with the reason in a header. After a start, the first reading of each local day
+reads that day's CSV back, so a reading redelivered after a crash or a reconnect is recognised
+and not written twice.
+
+SIGHUP closes the CSV files between two messages (logrotate); the next row reopens its file.
+A CSV that cannot be written stops the daemon with exit 73 (nothing unwritten is acknowledged;
+systemd restarts it). The HTTP endpoint serves /metrics, /healthz and the JOI Energy API, whose
+POSTed readings go through the same service under the same lock as the consumed ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from pvsim import config as configmod
+from pvsim.api.joi import JoiApi
+from pvsim.daemons import lifecycle, metrics
+from pvsim.daemons.brokerlink import BrokerLink
+from pvsim.model.pvcurve import PvCurve
+from pvsim.model.reading import Reading
+from pvsim.pipeline import broker
+from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
+from pvsim.pipeline.messages import InvalidMessage, decode
+from pvsim.pipeline.pvservice import Outcome, PvService
+
+log = logging.getLogger("pvsim.pv")
+
+PROG = "pvsim-pv"
+
+
+class PvDaemon:
+    def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle, *,
+                 with_api: bool = True) -> None:
+        lifecycle.broker_config_error(cfg)
+        self.cfg, self.lifecycle = cfg, life
+        self.stop = life.stop
+        self.registry = metrics.registry()
+        self.metrics = metrics.PvMetrics(self.registry)
+        self.topology = broker.Topology.from_config(cfg.broker)
+        curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
+        self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
+        self.service = PvService.recovering(curve, self.sink, cfg.tz)
+        self.lock = threading.RLock()  # the consuming thread and the API's ingest share the service
+        self.service.listeners.append(self._on_row)
+        self._unsynced: list[int] = []  # instants of rows appended since the last sync
+        self._gauges: dict[str, tuple] = {}
+        self.app: JoiApi | None = None
+        if with_api:
+            self.app = JoiApi(cfg, Path(cfg.output.directory), self.ingest)
+            self.service.listeners.append(self.app.on_row)
+        self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
+        self._beat = lifecycle.Heartbeat()
+
+    # --- the Service protocol -------------------------------------------------------------
+
+    def threads(self) -> list[tuple[str, Callable[[], None]]]:
+        return [("consumer", self.consume_loop)]
+
+    def ready(self) -> bool:
+        return self.link.ever_connected
+
+    def health(self) -> tuple[bool, str]:
+        if not self.link.connected:
+            return False, "not connected to RabbitMQ (reconnecting)"
+        if self._beat.age() > 10:
+            return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
+        return True, (f"consuming {self.topology.queue}; {self.service.rows_total} rows written, "
+                      f"{self.service.duplicates_total} duplicates dropped")
+
+    def alive(self) -> bool:
+        return self._beat.age() < lifecycle.STALL_SECONDS or self.link.blocked
+
+    def status(self) -> str:
+        if not self.link.connected:
+            return f"RabbitMQ unreachable, reconnecting; {self.service.rows_total} rows written"
+        return (f"consuming {self.topology.queue}: {self.service.rows_total} rows written, "
+                f"{self.service.duplicates_total} duplicates dropped")
+
+    def close(self) -> None:
+        with self.lock:
+            self._sync()
+            self.sink.close()
+
+    # --- rows, syncs and the API ------------------------------------------------------------
+
+    def _on_row(self, row: Row, instant: int) -> None:
+        gauges = self._gauges.get(row.meter_id)
+        if gauges is None:
+            m = self.metrics
+            gauges = self._gauges[row.meter_id] = (
+                m.last_meter.labels(row.meter_id), m.last_pv.labels(row.meter_id),
+                m.last_net.labels(row.meter_id), m.last_written.labels(row.meter_id))
+        gauges[0].set(row.meter_w)
+        gauges[1].set(round(row.pv_kw * 1000.0, 1))
+        gauges[2].set(round(row.net_kw * 1000.0, 1))
+        gauges[3].set(instant)
+        self._unsynced.append(instant)
+
+    def _sync(self) -> None:
+        """Make the rows durable (lock held), then record their end-to-end lag."""
+        self.service.sync()
+        if self._unsynced:
+            self.metrics.syncs.inc()
+            self.metrics.written.inc(len(self._unsynced))
+            now = time.time()
+            for instant in self._unsynced:
+                self.metrics.lag.observe(now - instant)
+            self._unsynced.clear()
+
+    def process(self, readings: Iterable[Reading]) -> Outcome:
+        readings = list(readings)
+        with self.lock:
+            outcome = self.service.process(readings)
+        self.metrics.readings.inc(len(readings))
+        self.metrics.duplicates.inc(outcome.duplicates)
+        return outcome
+
+    def ingest(self, readings: list[Reading]) -> Outcome:
+        """For the API: process and make durable before answering."""
+        with self.lock:
+            outcome = self.process(readings)
+            self._sync()
+        return outcome
+
+    # --- the broker.consume handler ---------------------------------------------------------
+
+    def handle(self, body: bytes) -> Outcome:
+        self._beat.beat()
+        self.metrics.messages.inc()
+        self._maybe_reopen()
+        readings = decode(body)  # InvalidMessage: dead-lettered by broker.consume
+        try:
+            return self.process(readings)
+        except (SinkError, InvalidMessage):
+            raise
+        except Exception as exc:  # a bug on some input must not crash-loop on redelivery
+            log.exception("failed to process a message")
+            raise InvalidMessage("processing_error", f"{type(exc).__name__}: {exc}") from None
+
+    def sync(self) -> None:
+        with self.lock:
+            self._sync()
+
+    def _idle(self) -> None:
+        self._beat.beat()
+        self._maybe_reopen()
+
+    def _maybe_reopen(self) -> None:
+        if self.lifecycle.reopen.is_set():
+            self.lifecycle.reopen.clear()
+            with self.lock:
+                self._sync()
+                self.sink.reopen()
+            log.info("SIGHUP: closed the CSV files; the next row reopens its day's file")
+
+    def _rejected(self, error: InvalidMessage) -> None:
+        self.metrics.rejected.labels(error.reason).inc()
+
+    def _should_stop(self) -> bool:
+        self._beat.beat()
+        return self.stop.is_set()
+
+    # --- consuming thread -------------------------------------------------------------------
+
+    def consume_loop(self) -> None:
+        """Consume for as long as the daemon runs, reconnecting whenever needed. A SinkError is
+        not a broker error: it leaves the loop (exit 73) with nothing unwritten acknowledged."""
+        broker.run_sessions(self.cfg.broker, self._consume_session, should_stop=self._should_stop,
+                            on_blocked=self.link.on_blocked, on_end=self._session_ended)
+
+    def _consume_session(self, connection) -> None:
+        self.link.up()
+        log.info("consuming from queue %s", self.topology.queue)
+        max_pending = max(1, min(self.cfg.output.sync_rows, self.cfg.broker.prefetch // 2))
+        broker.consume(connection, self.topology, self, should_stop=self._should_stop,
+                       prefetch=self.cfg.broker.prefetch, max_pending=max_pending,
+                       on_idle=self._idle, on_reject=self._rejected)
+
+    def _session_ended(self, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning("lost the connection to RabbitMQ: %s; reconnecting",
+                        broker.describe_error(error))
+        self.link.down(error)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return lifecycle.main(PROG, "Consume meter readings from RabbitMQ, add simulated PV power and "
+                       "write daily CSV files.", "pv.listen", PvDaemon, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

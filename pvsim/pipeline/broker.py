@@ -1,0 +1,356 @@
+"""RabbitMQ through pika: connections, topology, confirmed publishing, acknowledged consuming.
+
+This module owns every pika object. Rules it keeps:
+- a connection belongs to the thread that opened it (pika is not thread-safe);
+- connecting, and the daemons' reconnecting, are retried with tenacity (exponential backoff with
+  jitter, each attempt logged);
+- messages are persistent and published with publisher confirms: `Publisher.publish` returns
+  only once RabbitMQ has taken responsibility for the message;
+- consumed messages are acknowledged only after the PV service has made their rows durable
+  (`consume` syncs, then acks everything up to that delivery at once);
+- a message that fails validation is republished to the dead-letter exchange with the reason
+  in headers (x-pvsim-reason, x-pvsim-detail), confirmed, and only then acked;
+- the broker URL is logged with its password redacted, always.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import pika
+import pika.exceptions
+import tenacity
+
+from pvsim.config import BrokerConfig
+from pvsim.pipeline.messages import CONTENT_TYPE, InvalidMessage
+
+log = logging.getLogger(__name__)
+
+# Errors after which a fresh connection may succeed.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosedByBroker,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ChannelClosedByBroker,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ConnectionWrongStateError,
+    ConnectionError,
+    OSError,
+)
+# RabbitMQ refused a published message (a nack, or unroutable and returned): publish it again.
+PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
+# A session that worked this long before it failed reconnects at once, without backoff.
+STABLE_SECONDS = 30.0
+REASON_HEADER = "x-pvsim-reason"
+DETAIL_HEADER = "x-pvsim-detail"
+
+
+class BrokerUnavailable(Exception):
+    """RabbitMQ could not be reached after the configured attempts; the message says what to do."""
+
+    exit_code = os.EX_UNAVAILABLE
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, fit for logs and error messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The names of what pvsim declares; every declaration is idempotent."""
+
+    exchange: str
+    queue: str
+    dead_letter_exchange: str
+    dead_letter_queue: str
+    # Set for a one-shot run's private queue: RabbitMQ deletes it when unused for this long.
+    expires_ms: int | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return self.queue
+
+    @classmethod
+    def from_config(cls, cfg: BrokerConfig, queue: str | None = None,
+                    expires_ms: int | None = None) -> "Topology":
+        return cls(cfg.exchange, queue or cfg.queue, cfg.dead_letter_exchange,
+                   cfg.dead_letter_queue, expires_ms)
+
+    def declare(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+        channel.exchange_declare(self.exchange, "direct", durable=True)
+        channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
+        channel.queue_declare(self.dead_letter_queue, durable=True)
+        channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
+        args: dict = {"x-dead-letter-exchange": self.dead_letter_exchange}
+        if self.expires_ms:
+            args["x-expires"] = self.expires_ms
+        channel.queue_declare(self.queue, durable=True, arguments=args)
+        channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
+
+
+
+def parameters(cfg: BrokerConfig) -> pika.URLParameters:
+    try:
+        params = pika.URLParameters(cfg.url)
+    except Exception as exc:  # pika raises assorted errors for bad URLs
+        raise BrokerUnavailable(f"invalid broker.url {redact(cfg.url)}: {exc}") from None
+    params.heartbeat = cfg.heartbeat_seconds
+    params.connection_attempts = 1  # tenacity does the retrying, with logging
+    params.socket_timeout = 10
+    params.stack_timeout = 30
+    # A connection blocked by a memory or disk alarm for this long is closed and reconnected,
+    # so a blocked broker shows up as an error and a reconnect instead of a silent hang.
+    params.blocked_connection_timeout = 300
+    return params
+
+
+def _log_attempt(url: str) -> Callable[[tenacity.RetryCallState], None]:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("RabbitMQ at %s: %s (attempt %d); retrying in %.1f s",
+                    redact(url), describe_error(exc), state.attempt_number,
+                    state.next_action.sleep if state.next_action else 0.0)
+    return before_sleep
+
+
+def _retrying(cfg: BrokerConfig, *, forever: bool, should_stop: Callable[[], bool],
+              retry_on: tuple[type[BaseException], ...] = CONNECTION_ERRORS) -> tenacity.Retrying:
+    """The one retry policy: capped exponential backoff with jitter, each attempt logged."""
+    stop = tenacity.stop_never if forever else tenacity.stop_after_attempt(cfg.connect_attempts)
+    return tenacity.Retrying(
+        stop=stop | tenacity.stop.stop_when_event_set(_Flag(should_stop)),
+        wait=tenacity.wait_exponential_jitter(initial=cfg.retry_initial_seconds,
+                                              max=cfg.retry_max_seconds, jitter=cfg.retry_initial_seconds),
+        retry=tenacity.retry_if_exception_type(retry_on),
+        before_sleep=_log_attempt(cfg.url),
+        sleep=_interruptible_sleep(should_stop),
+        reraise=True,
+    )
+
+
+def _open(cfg: BrokerConfig, on_blocked: Callable[[bool], None] | None) -> pika.BlockingConnection:
+    """One connection attempt, with the blocked/unblocked callbacks of a resource alarm."""
+    connection = pika.BlockingConnection(parameters(cfg))
+    if on_blocked is not None:
+        connection.add_on_connection_blocked_callback(lambda *_: on_blocked(True))
+        connection.add_on_connection_unblocked_callback(lambda *_: on_blocked(False))
+    log.info("connected to RabbitMQ at %s", redact(cfg.url))
+    return connection
+
+
+def connect(cfg: BrokerConfig, *, should_stop: Callable[[], bool] = lambda: False) -> pika.BlockingConnection:
+    """Open a connection for a one-shot run, giving up after `connect_attempts`.
+
+    Raises BrokerUnavailable with a message a user can act on. The daemons use `run_sessions`,
+    which never gives up.
+    """
+    parameters(cfg)  # a bad URL is BrokerUnavailable at once, not after the retries
+    try:
+        return _retrying(cfg, forever=False, should_stop=should_stop)(_open, cfg, None)
+    except CONNECTION_ERRORS as exc:
+        reason = describe_error(exc)
+        hint = "" if "broker.url" in reason else (
+            " Is it running? Start it with 'sudo systemctl start rabbitmq-server' (or "
+            "'rabbitmq-server -detached'), or point broker.url at another broker.")
+        raise BrokerUnavailable(
+            f"cannot connect to RabbitMQ at {redact(cfg.url)} after {cfg.connect_attempts} "
+            f"attempts: {reason}.{hint}") from None
+
+
+class _StableSessionEnded(Exception):
+    """A session that had worked for STABLE_SECONDS lost its link: reconnect without backoff."""
+
+
+def run_sessions(cfg: BrokerConfig, session: Callable[[pika.BlockingConnection], None], *,
+                 should_stop: Callable[[], bool],
+                 on_blocked: Callable[[bool], None] | None = None,
+                 on_end: Callable[[BaseException | None], None] | None = None,
+                 retry_on: tuple[type[BaseException], ...] = CONNECTION_ERRORS) -> None:
+    """The daemons' link to RabbitMQ: `session(connection)` on fresh connections until stopped.
+
+    Opening a connection and running the session on it are one attempt for tenacity, so a broker
+    that is down, a topology that cannot be declared, or a session that fails soon after it
+    started are all retried after the same capped exponential backoff with jitter, forever. A
+    session that had run for STABLE_SECONDS when it failed was a working link: the next
+    connection is tried at once and the backoff starts afresh. `session` returns once
+    `should_stop()`; `on_end(error)` is called after each session, with the broker error that
+    ended it (None when it returned, or ended by an error outside `retry_on`).
+    The connection is opened and closed by the calling thread, which alone uses it (pika is not
+    thread-safe, shutdown included). Errors outside `retry_on` propagate to the caller.
+    """
+    def attempt() -> None:
+        connection = _open(cfg, on_blocked)
+        began = time.monotonic()
+        error: BaseException | None = None
+        try:
+            session(connection)
+        except retry_on as exc:
+            error = exc
+            if time.monotonic() - began >= STABLE_SECONDS:
+                raise _StableSessionEnded() from exc
+            raise
+        finally:
+            close_quietly(connection)
+            if on_end is not None:
+                on_end(error)
+
+    while not should_stop():
+        try:
+            _retrying(cfg, forever=True, should_stop=should_stop, retry_on=retry_on)(attempt)
+        except _StableSessionEnded:
+            continue
+        except retry_on:
+            if not should_stop():  # tenacity only gives up when asked to stop
+                raise
+        return
+
+
+class _Flag:
+    """Adapts a should-stop callable to tenacity's stop_when_event_set (which calls is_set)."""
+
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self.is_set = predicate
+
+
+def _interruptible_sleep(should_stop: Callable[[], bool]) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not should_stop() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+    return sleep
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """A short human reason for a pika error (pika nests the socket error inside its own)."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return "authentication failed (check the user and password in broker.url)"
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return "access denied (check the virtual host in broker.url and the user's permissions)"
+    inner = getattr(exc, "exception", None)  # pika's connection-workflow errors wrap the cause
+    if isinstance(inner, BaseException):
+        return describe_error(inner)
+    for arg in exc.args:
+        if isinstance(arg, BaseException):
+            return describe_error(arg)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+class Publisher:
+    """Publishes message bodies with confirms on a connection of the calling thread."""
+
+    def __init__(self, connection: pika.BlockingConnection, topology: Topology) -> None:
+        self.topology = topology
+        self.channel = connection.channel()
+        topology.declare(self.channel)
+        self.channel.confirm_delivery()
+
+    def publish(self, body: bytes, message_id: str | None = None) -> None:
+        """Returns once RabbitMQ confirmed the message; raises PUBLISH_REFUSED on a nack or a
+        return, a CONNECTION_ERRORS error on a lost link."""
+        props = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE,
+                                     message_id=message_id, timestamp=int(time.time()))
+        self.channel.basic_publish(self.topology.exchange, self.topology.routing_key, body,
+                                   properties=props, mandatory=True)
+
+
+def close_quietly(connection: pika.BlockingConnection | None) -> None:
+    if connection is not None and connection.is_open:
+        try:
+            connection.close()
+        except Exception as exc:  # closing a dying connection: nothing left to save
+            log.debug("error while closing connection: %s", exc)
+
+
+class Handler(Protocol):
+    """What `consume` drives: in practice the PV service."""
+
+    def handle(self, body: bytes) -> object:
+        """Process a message body; raise InvalidMessage to have it dead-lettered."""
+
+    def sync(self) -> None:
+        """Make everything handled so far durable."""
+
+
+def consume(connection: pika.BlockingConnection, topology: Topology, handler: Handler, *,
+            should_stop: Callable[[], bool], prefetch: int = 1000, max_pending: int = 1000,
+            max_delay: float = 0.2, on_idle: Callable[[], None] | None = None,
+            on_reject: Callable[[InvalidMessage], None] | None = None) -> None:
+    """Consume until `should_stop()`: handle each message, sync, then ack in batches.
+
+    Acks go out when `max_pending` messages await them, when the oldest has waited `max_delay`
+    seconds, when the queue is idle, and before stopping; each ack is preceded by a sync, so
+    nothing acknowledged can be lost. Returns when asked to stop; connection errors propagate
+    (the caller reconnects; unacked messages are redelivered and deduplicated).
+    """
+    channel = connection.channel()
+    topology.declare(channel)
+    channel.confirm_delivery()  # for dead-letter republishing
+    channel.basic_qos(prefetch_count=prefetch)
+    last_tag = 0
+    pending = 0
+    oldest = 0.0
+
+    def settle() -> None:
+        nonlocal pending
+        if pending:
+            handler.sync()
+            channel.basic_ack(last_tag, multiple=True)
+            pending = 0
+
+    for method, props, body in channel.consume(topology.queue, inactivity_timeout=0.1):
+        if method is None:  # idle: make everything durable and acknowledged
+            settle()
+            if on_idle is not None:
+                on_idle()
+        else:
+            try:
+                handler.handle(body)
+            except InvalidMessage as error:
+                settle()
+                _dead_letter(channel, topology, body, props, error)
+                channel.basic_ack(method.delivery_tag)
+                if on_reject is not None:
+                    on_reject(error)
+            else:
+                if not pending:
+                    oldest = time.monotonic()
+                last_tag = method.delivery_tag
+                pending += 1
+                if pending >= max_pending or time.monotonic() - oldest >= max_delay:
+                    settle()
+        if should_stop():
+            settle()
+            channel.cancel()  # nacks (requeues) anything prefetched but not yet handled
+            break
+    if channel.is_open:
+        channel.close()
+
+
+def _dead_letter(channel, topology: Topology, body: bytes, props: pika.BasicProperties,
+                 error: InvalidMessage) -> None:
+    headers = dict(props.headers or {})
+    headers.update({REASON_HEADER: error.reason, DETAIL_HEADER: error.detail[:500],
+                    "x-pvsim-queue": topology.queue})
+    dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
+                                    message_id=props.message_id, timestamp=props.timestamp,
+                                    headers=headers)
+    channel.basic_publish(topology.dead_letter_exchange, topology.queue, body, properties=dl_props)
+    log.warning("dead-lettered a message: %s", error)

@@ -1,0 +1,208 @@
+"""Daily CSV files: one per local calendar day, appended, made durable before acknowledgement.
+
+File `<directory>/pvsim-YYYY-MM-DD.csv`, header `timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw`.
+A row goes to the file of its own local date, so rotation at local midnight (and across DST
+changes, where a day has 23 or 25 hours) needs no timer: the first row of the new day opens the
+new file. `sync()` flushes and fsyncs every file written since the last sync; the PV service acks
+a message only after that, so an acknowledged reading is on disk.
+
+`written(day)` reads a day's file back, so that a restarted PV service knows what it holds: a crash
+between a write and its ack then cannot double a row when the message is redelivered.
+A torn last line (a crash in the middle of a write, never acknowledged) is cut off on open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+HEADER = "timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw"
+_HEADER_BYTES = (HEADER + "\n").encode()
+_NAME = re.compile(r"^pvsim-(\d{4}-\d{2}-\d{2})\.csv$")
+
+
+class SinkError(Exception):
+    """The output directory or a file in it cannot be written; the message says which and why.
+
+    Deliberately not an OSError: broker code treats OSError as a lost connection, and a storage
+    failure must never pass for one (it stops the daemon with exit 73 instead)."""
+
+    exit_code = os.EX_CANTCREAT
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    timestamp: dt.datetime  # local time of the PV plant, with its UTC offset
+    meter_id: str
+    meter_w: float
+    meter_kw: float
+    pv_kw: float
+    net_kw: float
+
+    def to_line(self) -> bytes:
+        return (f"{self.timestamp.isoformat()},{self.meter_id},{self.meter_w:.1f},"
+                f"{self.meter_kw:.4f},{self.pv_kw:.4f},{self.net_kw + 0.0:.4f}\n").encode()
+
+
+def file_name(day: dt.date) -> str:
+    return f"pvsim-{day.isoformat()}.csv"
+
+
+def day_files(directory: Path) -> list[tuple[dt.date, Path]]:
+    """The daily CSV files in a directory, oldest first."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = [(dt.date.fromisoformat(m.group(1)), directory / n)
+             for n in names if (m := _NAME.match(n))]
+    return sorted(found)
+
+
+def parse_line(line: str) -> tuple[dt.datetime, str, float, float, float, float] | None:
+    """A data line back into values; None for the header or a line that is not a row."""
+    parts = line.rstrip("\n").split(",")
+    if len(parts) != 6 or parts[0] == "timestamp":
+        return None
+    try:
+        return (dt.datetime.fromisoformat(parts[0]), parts[1], float(parts[2]), float(parts[3]),
+                float(parts[4]), float(parts[5]))
+    except ValueError:
+        return None
+
+
+class CsvSink:
+    """Appends rows to daily files; `truncate=True` starts each day's file afresh (pvsim-run)."""
+
+    def __init__(self, directory: str | Path, *, truncate: bool = False, max_open: int = 3) -> None:
+        self.directory = Path(directory)
+        self.truncate, self.max_open = truncate, max_open
+        self._files: dict[dt.date, BinaryIO] = {}
+        self._dirty: set[dt.date] = set()
+        self._started: set[dt.date] = set()  # days truncated by this sink already
+        self.paths: list[Path] = []           # every file written, in order of first write
+        self._ensure_directory()
+
+    def _ensure_directory(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"cannot create output directory {self.directory}: {exc.strerror}") from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise SinkError(f"output directory {self.directory} is not writable "
+                            f"(choose another with --output DIR or output.directory)")
+
+    def path_for(self, day: dt.date) -> Path:
+        return self.directory / file_name(day)
+
+    def append(self, row: Row) -> None:
+        day = row.timestamp.date()
+        f = self._files.get(day) or self._open(day)
+        try:
+            f.write(row.to_line())
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path_for(day)}: {exc.strerror}") from None
+        self._dirty.add(day)
+
+    def sync(self) -> None:
+        """Flush and fsync every file written since the last sync."""
+        for day in sorted(self._dirty):
+            f = self._files[day]
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                raise SinkError(f"cannot write {self.path_for(day)}: {exc.strerror}") from None
+        self._dirty.clear()
+
+    def reopen(self) -> None:
+        """Close every file (synced); the next row reopens its day's file (SIGHUP, logrotate)."""
+        self.sync()
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    close = reopen
+
+    def _open(self, day: dt.date) -> BinaryIO:
+        path = self.path_for(day)
+        fresh = self.truncate and day not in self._started
+        try:
+            existed = path.exists()
+            if fresh or not existed or path.stat().st_size == 0:
+                f = open(path, "wb")
+                f.write(_HEADER_BYTES)
+            else:
+                repair_tail(path)
+                f = open(path, "ab")
+            if not existed:
+                _fsync_directory(self.directory)
+        except OSError as exc:
+            raise SinkError(f"cannot open {path}: {exc.strerror}") from None
+        self._started.add(day)
+        if path not in self.paths:
+            self.paths.append(path)
+        self._files[day] = f
+        while len(self._files) > self.max_open:  # keep a few days open for late arrivals
+            oldest = min(self._files)
+            self.sync()
+            self._files.pop(oldest).close()
+        log.info("writing %s", path)
+        return f
+
+    def written(self, day: dt.date) -> Iterator[tuple[str, int]]:
+        """(meter id, instant) of every row in a day's file: what a restarted service must skip."""
+        path = self.path_for(day)
+        try:
+            if not path.exists():
+                return
+            repair_tail(path)
+            count = 0
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    values = parse_line(line)
+                    if values is not None:
+                        count += 1
+                        yield values[1], int(values[0].timestamp())
+        except OSError as exc:
+            raise SinkError(f"cannot read back {path}: {exc.strerror}") from None
+        log.info("recovered %d rows from %s", count, path)
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a torn last line (no newline: a write interrupted by a crash, never acknowledged)."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        back = min(size, 4096)
+        f.seek(size - back)
+        tail = f.read(back)
+        keep = size - back + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        f.truncate(keep)
+        if keep == 0:
+            f.seek(0)
+            f.write(_HEADER_BYTES)
+        f.flush()
+        os.fsync(f.fileno())
+        log.warning("cut a torn last line off %s (%d bytes)", path, size - keep)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new file's directory entry durable, not only its contents."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

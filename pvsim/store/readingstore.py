@@ -1,0 +1,338 @@
+"""The readings the pipeline wrote, read back from the daily CSVs: by meter and window, paged, and
+as energy per local day, fast enough to price a month of 1-second readings in milliseconds.
+
+The daily CSV files are the store (they survive restarts and are what the pipeline made durable);
+this module adds an index over them, one `aggregates.MeterDay` per (local day, meter):
+
+- Days are loaded lazily. A complete past day's aggregate is persisted beside its CSV as
+  `.pvsim-YYYY-MM-DD.agg.json`, stamped with the CSV's size and mtime; it is used only while both
+  still match (otherwise the day is rebuilt from the CSV and the file rewritten), so a month of
+  past days loads from 30 small JSON files after a restart.
+- New rows arrive through `on_row(row, instant)`, the PvService listener. It only queues them (no
+  I/O, never blocks the pipeline for long); every query first applies the queue to the days in
+  memory. A row that arrives out of order for its (day, meter) marks the day for a rebuild.
+  The last rows seen are kept in a journal and merged whenever a day is read from its CSV, so a
+  row that the sink has appended but not yet flushed is never missed; an instant already in the
+  day is never counted twice (duplicates in a CSV are ignored too).
+- A window's energy is `aggregates.combine` over the days it touches: whole days from their
+  aggregates, the days it cuts through from their samples.
+
+Windows are half-open, [start, end) in epoch seconds; None is unbounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pvsim.model.clock import local_midnight
+from pvsim.model.energy import EnergyBalance
+from pvsim.pipeline.csvsink import HEADER, Row, day_files, file_name
+from pvsim.store.aggregates import DayPart, MeterDay, NEVER_AFTER, NEVER_BEFORE, Sample, combine
+
+log = logging.getLogger(__name__)
+
+AGG_VERSION = 2  # 2: peaks included
+_HEADER_LEN = len(HEADER) + 1
+DRAIN_AT = 5_000          # queued rows that make on_row apply the queue itself (if the store is free)
+PENDING_CAP = 500_000     # queued rows beyond which the oldest are dropped and their day rebuilt
+
+
+def agg_name(day: dt.date) -> str:
+    return f".pvsim-{day.isoformat()}.agg.json"
+
+
+@dataclass
+class _Day:
+    """A day in memory: its meters and how many bytes of its CSV they account for."""
+
+    meters: dict[str, MeterDay] = field(default_factory=dict)
+    nbytes: int = 0
+    persisted: tuple[int, int] | None = None  # (size, mtime_ns) of the CSV the agg file matches
+    dirty: bool = True  # changed since it was loaded or persisted
+
+
+class ReadingStore:
+    """Readings and per-day energy of the meters in a directory of daily CSVs (thread-safe)."""
+
+    def __init__(self, directory: str | Path, tz: ZoneInfo, max_gap_seconds: float = 3600.0, *,
+                 persist: bool = True, journal_rows: int = 20_000,
+                 today: Callable[[], dt.date] | None = None) -> None:
+        self.directory = Path(directory)
+        self.tz, self.max_gap, self.persist = tz, float(max_gap_seconds), persist
+        self._today = today or (lambda: dt.datetime.now(self.tz).date())
+        self._lock = threading.RLock()      # the store's state; held by queries
+        self._in_lock = threading.Lock()    # the queue only; held by on_row for microseconds
+        self._pending: deque[tuple] = deque()
+        self._overflowed: set[dt.date] = set()
+        self._recent: deque[tuple] = deque(maxlen=max(1, journal_rows))
+        self._days: dict[dt.date, _Day] = {}
+        self._stale: set[dt.date] = set()
+        self.rebuilds = 0  # days built from their CSV (for tests and the benchmark)
+
+    # -- input --
+
+    def on_row(self, row: Row, instant: int) -> None:
+        """PvService listener: queue a new row; never does I/O."""
+        item = (row.timestamp.date(), row.meter_id, instant, row.meter_kw, row.pv_kw,
+                len(row.to_line()))
+        with self._in_lock:
+            self._pending.append(item)
+            if len(self._pending) > PENDING_CAP:
+                self._overflowed.add(self._pending.popleft()[0])
+            big = len(self._pending) >= DRAIN_AT
+        if big and self._lock.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _drain(self) -> None:
+        with self._in_lock:
+            items, self._pending = self._pending, deque()
+            overflowed, self._overflowed = self._overflowed, set()
+        self._stale |= overflowed
+        for item in items:
+            self._recent.append(item)
+            day, meter, instant, meter_kw, pv_kw, nbytes = item
+            loaded = self._days.get(day)
+            if loaded is None or day in self._stale:
+                continue
+            md = loaded.meters.get(meter)
+            if md is None:
+                md = loaded.meters[meter] = MeterDay(self.max_gap)
+            if instant in md.instants:
+                continue  # read from the CSV already
+            if md.add(instant, meter_kw, pv_kw):
+                loaded.nbytes += nbytes
+                loaded.dirty = True
+            else:
+                self._stale.add(day)
+
+    # -- queries --
+
+    def meters(self) -> set[str]:
+        """Every meter with at least one reading."""
+        with self._lock:
+            self._drain()
+            found: set[str] = set()
+            for day in self._all_days():
+                found.update(m for m, md in self._day(day).meters.items() if md.first is not None)
+            return found
+
+    def has_meter(self, meter_id: str) -> bool:
+        with self._lock:
+            self._drain()
+            for day in reversed(self._all_days()):
+                md = self._day(day).meters.get(meter_id)
+                if md is not None and md.first is not None:
+                    return True
+            return False
+
+    def energy_by_day(self, meter_id: str, start: int | None = None,
+                      end: int | None = None) -> dict[dt.date, EnergyBalance]:
+        """Energy per local day of one meter's readings in [start, end)."""
+        with self._lock:
+            self._drain()
+            lookback = dt.timedelta(days=math.ceil(self.max_gap / 82_800) + 1)  # 23-hour days
+            lo = self._date(start) - lookback if start is not None else None
+            hi = self._date(end - 1) + lookback if end is not None else None
+            parts = []
+            for day in self._all_days():
+                if (lo is not None and day < lo) or (hi is not None and day > hi):
+                    continue
+                md = self._day(day).meters.get(meter_id)
+                if md is None or md.first is None:
+                    continue
+                d_start, d_end = local_midnight(day, self.tz), local_midnight(day + dt.timedelta(days=1), self.tz)
+                s, e = start if start is not None else NEVER_BEFORE, end if end is not None else NEVER_AFTER
+                if s <= md.first[0] and md.last[0] < e and s <= d_start and d_end <= e:
+                    parts.append(DayPart(day, md.first, md.last, md=md))
+                elif md.last[0] < s or md.first[0] >= e:
+                    parts.append(DayPart(day, md.first, md.last, inside=False))
+                else:
+                    parts.append(DayPart(day, md.first, md.last,
+                                       samples=self._samples(day, meter_id)))
+            result = combine(parts, self.tz, self.max_gap, start, end)
+            self._persist_ready()
+            return result
+
+    def readings(self, meter_id: str, start: int | None = None, end: int | None = None,
+                 limit: int = 10_000) -> list[tuple[int, float]]:
+        """(instant, meter kW) of one meter in [start, end), oldest first, at most `limit`."""
+        with self._lock:
+            self._drain()
+            out: list[tuple[int, float]] = []
+            s = start if start is not None else NEVER_BEFORE
+            e = end if end is not None else NEVER_AFTER
+            for day in self._all_days():
+                if len(out) >= limit:
+                    break
+                if (start is not None and day < self._date(start) - dt.timedelta(days=1)) or \
+                        (end is not None and day > self._date(end - 1) + dt.timedelta(days=1)):
+                    continue
+                md = self._day(day).meters.get(meter_id)
+                if md is None or md.first is None or md.last[0] < s or md.first[0] >= e:
+                    continue
+                out.extend((t, m) for t, m, _ in self._samples(day, meter_id) if s <= t < e)
+            self._persist_ready()
+            return out[:limit]
+
+    # -- days --
+
+    def _date(self, instant: int) -> dt.date:
+        return dt.datetime.fromtimestamp(instant, self.tz).date()
+
+    def _all_days(self) -> list[dt.date]:
+        days = {day for day, _ in day_files(self.directory)}
+        days.update(self._days)
+        return sorted(days)
+
+    def _day(self, day: dt.date) -> _Day:
+        loaded = self._days.get(day)
+        if loaded is not None and day not in self._stale:
+            return loaded
+        if day in self._stale:
+            self._stale.discard(day)
+            loaded = self._build(day)
+        else:
+            loaded = self._load_agg(day) or self._build(day)
+        self._days[day] = loaded
+        return loaded
+
+    def _csv(self, day: dt.date) -> Path:
+        return self.directory / file_name(day)
+
+    def _agg(self, day: dt.date) -> Path:
+        return self.directory / agg_name(day)
+
+    def _load_agg(self, day: dt.date) -> _Day | None:
+        if not self.persist:
+            return None
+        try:
+            st = os.stat(self._csv(day))
+            doc = json.loads(self._agg(day).read_text(encoding="utf-8"))
+            if (doc.get("version") != AGG_VERSION or doc.get("csv_size") != st.st_size
+                    or doc.get("csv_mtime_ns") != st.st_mtime_ns
+                    or doc.get("max_gap_seconds") != self.max_gap):
+                return None
+            meters = {m: MeterDay.from_json(d, self.max_gap) for m, d in doc["meters"].items()}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("ignoring unreadable aggregate %s: %s", self._agg(day), exc)
+            return None
+        return _Day(meters, st.st_size, (st.st_size, st.st_mtime_ns), dirty=False)
+
+    def _read_csv(self, day: dt.date, meter_id: str | None = None) -> tuple[dict[str, list[Sample]], int]:
+        """Samples per meter in a day's CSV (complete lines only), and the bytes those lines take."""
+        per_meter: dict[str, list[Sample]] = {}
+        try:
+            with open(self._csv(day), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return per_meter, 0
+        end = data.rfind(b"\n") + 1  # a torn last line is not a row (yet)
+        fromiso = dt.datetime.fromisoformat
+        for line in data[:end].decode("utf-8", errors="replace").splitlines():
+            parts = line.split(",")
+            if len(parts) != 6 or parts[0] == "timestamp":
+                continue
+            meter = parts[1]
+            if meter_id is not None and meter != meter_id:
+                continue
+            try:
+                sample = (int(fromiso(parts[0]).timestamp()), float(parts[3]), float(parts[4]))
+            except ValueError:
+                continue
+            samples = per_meter.get(meter)
+            if samples is None:
+                samples = per_meter[meter] = []
+            samples.append(sample)
+        return per_meter, end
+
+    def _journal(self, day: dt.date, meter_id: str | None = None) -> list[tuple]:
+        return [r for r in self._recent if r[0] == day and (meter_id is None or r[1] == meter_id)]
+
+    def _samples(self, day: dt.date, meter_id: str) -> list[Sample]:
+        """One meter's samples on a day, sorted, each instant once (CSV and journal merged)."""
+        per_meter, _ = self._read_csv(day, meter_id)
+        by_instant: dict[int, Sample] = {}
+        for s in per_meter.get(meter_id, ()):
+            by_instant.setdefault(s[0], s)
+        for _, _, instant, meter_kw, pv_kw, _ in self._journal(day, meter_id):
+            by_instant.setdefault(instant, (instant, meter_kw, pv_kw))
+        return sorted(by_instant.values())
+
+    def _build(self, day: dt.date) -> _Day:
+        """A day from its CSV (plus journal rows not flushed yet); persisted when complete."""
+        self.rebuilds += 1
+        path = self._csv(day)
+        before = _stat(path)
+        per_meter, nbytes = self._read_csv(day)
+        after = _stat(path)
+        if before is None and nbytes == 0:
+            nbytes = _HEADER_LEN  # the sink writes the header when it creates the file
+        meters = {m: MeterDay.build(s, self.max_gap) for m, s in per_meter.items()}
+        late: dict[str, dict[int, tuple[Sample, int]]] = {}
+        for _, meter, instant, meter_kw, pv_kw, size in self._journal(day):
+            md = meters.get(meter)
+            if md is not None and instant in md.instants:
+                continue  # in the CSV already
+            late.setdefault(meter, {}).setdefault(instant, ((instant, meter_kw, pv_kw), size))
+        extra = sum(size for rows in late.values() for _, size in rows.values())
+        for meter, rows in late.items():
+            md = meters.get(meter) or MeterDay(self.max_gap)
+            samples = sorted(sample for sample, _ in rows.values())
+            if not all(md.add(*sample) for sample in samples):  # earlier than the CSV's last
+                md = MeterDay.build(per_meter.get(meter, []) + samples, self.max_gap)
+            meters[meter] = md
+        loaded = _Day(meters, nbytes + extra)
+        log.debug("built the aggregate of %s from %s (%d meters)", day, path, len(meters))
+        if extra == 0 and before is not None and before == after and before[0] == nbytes:
+            self._write_agg(day, loaded, before)
+        return loaded
+
+    def _persist_ready(self) -> None:
+        """Persist days that are complete (past) and whose CSV holds exactly what they count."""
+        if not self.persist:
+            return
+        today = self._today()
+        for day, loaded in self._days.items():
+            if not loaded.dirty or day >= today or day in self._stale:
+                continue
+            st = _stat(self._csv(day))
+            if st is not None and st[0] == loaded.nbytes:
+                self._write_agg(day, loaded, st)
+
+    def _write_agg(self, day: dt.date, loaded: _Day, st: tuple[int, int]) -> None:
+        if not self.persist or day >= self._today():
+            return
+        doc = {"version": AGG_VERSION, "day": day.isoformat(), "csv_size": st[0],
+               "csv_mtime_ns": st[1], "max_gap_seconds": self.max_gap,
+               "meters": {m: md.to_json() for m, md in loaded.meters.items()}}
+        path, tmp = self._agg(day), self._agg(day).with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s (the day is rebuilt from its CSV next time): %s", path, exc)
+            return
+        loaded.persisted, loaded.dirty = st, False
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns

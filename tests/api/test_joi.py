@@ -1,0 +1,412 @@
+"""The JOI Energy API: every endpoint and error path, the spec's example readings round-trip,
+exact costs from hand-computed energy, and one test per defect of the reference app."""
+
+import csv
+import json
+import random
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from pvsim import config
+from pvsim.api.joi import JoiApi
+from pvsim.daemons.httpserver import HttpServer
+from pvsim.model.pvcurve import PvCurve
+from pvsim.pipeline.csvsink import CsvSink, SinkError
+from pvsim.pipeline.pvservice import PvService
+
+EXAMPLE = [(1606636800, 0.0503), (1606636860, 0.0621), (1606636920, 0.0222),
+           (1606636980, 0.0423), (1606637040, 0.0191)]  # GMT 2020-11-29 (a Sunday), 08:00-08:04
+# Trapezoid of the example over its 4 one-minute segments, in kWh:
+EXAMPLE_KWH = ((0.0503 + 0.0621) + (0.0621 + 0.0222) + (0.0222 + 0.0423) + (0.0423 + 0.0191)) / 2 / 60
+SAT_NIGHT, SUN_NOON = 1606528800, 1606651200  # 2020-11-28T02:00Z, 2020-11-29T12:00Z
+
+
+class Pipeline:
+    """A JoiApi over a real PvService + CsvSink, as pvsim-pv wires them (without RabbitMQ)."""
+
+    def __init__(self, directory, cfg=None):
+        self.cfg = cfg or config.Config()
+        self.directory = directory
+        self.sink = CsvSink(directory)
+        self.service = PvService(PvCurve(), self.sink, self.cfg.tz)
+        self.lock = threading.Lock()
+        self.api = JoiApi(self.cfg, directory, self.ingest)
+        self.service.listeners.append(self.api.on_row)
+
+    def ingest(self, readings):
+        with self.lock:
+            outcome = self.service.process(readings)
+            self.service.sync()
+            return outcome
+
+    def __call__(self, method, path, query=None, body=b""):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        return self.api(method, path, {k: v if isinstance(v, list) else [v] for k, v in (query or {}).items()},
+                        body)
+
+    def post(self, meter, readings):
+        return self("POST", "/readings/store", body={
+            "smartMeterId": meter, "electricityReadings": [{"time": t, "reading": r} for t, r in readings]})
+
+
+@pytest.fixture
+def joi(tmp_path):
+    return Pipeline(tmp_path)
+
+
+def with_pricing(tmp_path, yaml_text):
+    return Pipeline(tmp_path, config.parse(yaml_text))
+
+
+def assert_problem(answer, status):
+    code, body = answer
+    assert code == status, body
+    assert set(body) >= {"title", "status", "detail"} and body["status"] == status
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+# ---- the spec's example ---------------------------------------------------------------------
+
+def test_example_readings_round_trip(joi):
+    body = {"smartMeterId": "smart-meter-0",
+            "electricityReadings": [{"time": t, "reading": r} for t, r in EXAMPLE]}
+    assert joi("POST", "/readings/store", body=body) == (200, body)
+    assert joi("GET", "/readings/read/smart-meter-0") == (
+        200, [{"reading": r, "time": t} for t, r in EXAMPLE])
+
+
+def test_posted_readings_get_a_pv_value_and_a_csv_row(joi, tmp_path):
+    joi.post("smart-meter-0", EXAMPLE)
+    with open(tmp_path / "pvsim-2020-11-29.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["meter_kw"]) for r in rows] == [r for _, r in EXAMPLE]
+    assert all(float(r["pv_kw"]) > 0 for r in rows)  # 08:00 has sun on the reference curve
+    assert rows[0]["timestamp"] == "2020-11-29T08:00:00+00:00"
+
+
+def test_compare_all_example_costs(joi, tmp_path):
+    joi.post("smart-meter-0", EXAMPLE)
+    code, body = joi("GET", "/price-plans/compare-all/smart-meter-0")
+    assert code == 200
+    assert body["pricePlanId"] == "price-plan-0"
+    assert body["pricePlanComparisons"] == [
+        {"price-plan-2": round(EXAMPLE_KWH * 1, 4)},   # 0.0027
+        {"price-plan-1": round(EXAMPLE_KWH * 2, 4)},   # 0.0054
+        {"price-plan-0": round(EXAMPLE_KWH * 10, 4)}]  # 0.0269
+    assert [list(c.values())[0] for c in body["pricePlanComparisons"]] == [0.0027, 0.0054, 0.0269]
+    # with PV: the plant makes more than the meter draws all four minutes, so no import
+    with open(tmp_path / "pvsim-2020-11-29.csv", newline="") as f:
+        pv = [float(r["pv_kw"]) for r in csv.DictReader(f)]
+    pv_kwh = sum(pv[i] + pv[i + 1] for i in range(4)) / 2 / 60
+    e = body["energyBalance"]
+    assert e["consumedKwh"] == round(EXAMPLE_KWH, 6)
+    assert e["pvKwh"] == round(pv_kwh, 6)
+    assert e["gridImportKwh"] == 0.0
+    assert e["gridExportKwh"] == round(pv_kwh - EXAMPLE_KWH, 6)
+    assert e["readings"] == 5 and e["firstReading"] == EXAMPLE[0][0] and e["lastReading"] == EXAMPLE[-1][0]
+    # all plans cost 0 with PV: equal costs go by unit rate
+    assert body["pricePlanComparisonsWithPv"] == [{"price-plan-2": 0.0}, {"price-plan-1": 0.0},
+                                                  {"price-plan-0": 0.0}]
+
+
+def test_cost_with_pv_subtracts_the_feed_in_tariff(tmp_path):
+    joi = with_pricing(tmp_path, "pricing: {feed_in_tariff: 0.5}\n")
+    joi.post("smart-meter-0", EXAMPLE)
+    body = joi("GET", "/price-plans/compare-all/smart-meter-0")[1]
+    export = body["energyBalance"]["gridExportKwh"]
+    plan0 = next(p for p in body["pricePlans"] if p["pricePlanId"] == "price-plan-0")
+    assert plan0["costWithPv"] == pytest.approx(-0.5 * export, abs=1e-4)
+    assert plan0["cost"] == round(EXAMPLE_KWH * 10, 4)
+
+
+def test_recommend(joi):
+    joi.post("smart-meter-0", EXAMPLE)
+    full = [{"price-plan-2": 0.0027}, {"price-plan-1": 0.0054}, {"price-plan-0": 0.0269}]
+    assert joi("GET", "/price-plans/recommend/smart-meter-0") == (200, full)
+    assert joi("GET", "/price-plans/recommend/smart-meter-0", {"limit": "2"}) == (200, full[:2])
+    assert joi("GET", "/price-plans/recommend/smart-meter-0", {"limit": "0"}) == (200, [])
+    assert joi("GET", "/price-plans/recommend/smart-meter-0", {"limit": "10"}) == (200, full)
+
+
+def test_recommend_with_pv_ranks_by_net_import(tmp_path):
+    """Plan a is dear on Sundays; the meter's Sunday use is at noon, all covered by PV."""
+    joi = with_pricing(tmp_path, """
+pricing:
+  plans:
+    - {id: a, supplier: A, unit_rate: 1, peak_multipliers: {sunday: 5}}
+    - {id: b, supplier: B, unit_rate: 2}
+  accounts: {m: a}
+""")
+    joi.post("m", [(SAT_NIGHT + 60 * i, 1.0) for i in range(61)])  # 1 kWh, no sun
+    joi.post("m", [(SUN_NOON + 60 * i, 1.0) for i in range(61)])   # 1 kWh, PV > 1 kW
+    code, plain = joi("GET", "/price-plans/recommend/m")
+    assert (code, plain) == (200, [{"b": 4.0}, {"a": 6.0}])
+    code, net = joi("GET", "/price-plans/recommend/m", {"withPv": "true"})
+    assert (code, net) == (200, [{"a": 1.0}, {"b": 2.0}])
+    code, details = joi("GET", "/price-plans/recommend/m", {"withPv": "true", "details": "true", "limit": "1"})
+    assert code == 200 and details["recommendations"] == [{"a": 1.0}] and details["withPv"] is True
+    assert details["energyBalance"]["consumedKwh"] == 2.0
+    assert details["energyBalance"]["gridImportKwh"] == 1.0
+    code, cmp = joi("GET", "/price-plans/compare-all/m")
+    assert cmp["pricePlanComparisons"] == [{"b": 4.0}, {"a": 6.0}]
+    assert cmp["pricePlanComparisonsWithPv"] == [{"a": 1.0}, {"b": 2.0}]
+
+
+def test_windows_from_and_to(tmp_path):
+    joi = with_pricing(tmp_path, "pricing: {plans: [{id: p, supplier: P, unit_rate: 1}], accounts: {m: p}}\n")
+    joi.post("m", [(SAT_NIGHT + 60 * i, 1.0) for i in range(61)])
+    joi.post("m", [(SUN_NOON + 60 * i, 2.0) for i in range(61)])
+    get = lambda q: joi("GET", "/price-plans/compare-all/m", q)[1]["pricePlanComparisons"]  # noqa: E731
+    assert get({}) == [{"p": 3.0}]
+    assert get({"from": "2020-11-29"}) == [{"p": 2.0}]
+    assert get({"to": "2020-11-28"}) == [{"p": 1.0}]  # an ISO date as `to` includes that day
+    assert get({"from": "2020-11-28", "to": "2020-11-28"}) == [{"p": 1.0}]
+    assert get({"from": str(SAT_NIGHT), "to": str(SAT_NIGHT + 1800)}) == [{"p": 0.5}]
+    assert get({"from": "2020-11-28T02:30:00+00:00"}) == [{"p": 2.5}]
+    assert joi("GET", "/price-plans/recommend/m", {"from": "2020-11-29"}) == (200, [{"p": 2.0}])
+    code, rows = joi("GET", "/readings/read/m", {"from": str(SUN_NOON), "to": str(SUN_NOON + 120)})
+    assert (code, rows) == (200, [{"reading": 2.0, "time": SUN_NOON}, {"reading": 2.0, "time": SUN_NOON + 60}])
+
+
+def test_read_is_paged(joi):
+    joi.post("smart-meter-1", [(SUN_NOON + i, 0.5) for i in range(250)])
+    code, page = joi("GET", "/readings/read/smart-meter-1", {"limit": "100"})
+    assert code == 200 and len(page) == 100 and page[0]["time"] == SUN_NOON
+    code, page2 = joi("GET", "/readings/read/smart-meter-1", {"limit": "100", "from": str(page[-1]["time"] + 1)})
+    assert page2[0]["time"] == SUN_NOON + 100
+    assert_problem(joi("GET", "/readings/read/smart-meter-1", {"limit": "100001"}), 400)
+    code, default = joi("GET", "/readings/read/smart-meter-1")
+    assert len(default) == 250
+
+
+def test_a_store_is_visible_at_once_and_after_a_restart(joi, tmp_path):
+    joi.post("smart-meter-0", EXAMPLE[:3])
+    first = joi("GET", "/price-plans/compare-all/smart-meter-0")
+    joi.post("smart-meter-0", EXAMPLE[3:])
+    assert len(joi("GET", "/readings/read/smart-meter-0")[1]) == 5
+    after = joi("GET", "/price-plans/compare-all/smart-meter-0")
+    assert after != first
+    restarted = Pipeline(tmp_path)
+    assert restarted("GET", "/price-plans/compare-all/smart-meter-0") == after
+    assert restarted("GET", "/readings/read/smart-meter-0") == joi("GET", "/readings/read/smart-meter-0")
+
+
+def test_duplicates_are_dropped_and_still_answer_200(joi):
+    assert joi.post("smart-meter-0", EXAMPLE)[0] == 200
+    assert joi.post("smart-meter-0", EXAMPLE)[0] == 200
+    assert len(joi("GET", "/readings/read/smart-meter-0")[1]) == 5
+
+
+def test_known_meter_without_readings(joi):
+    assert joi("GET", "/readings/read/smart-meter-4") == (200, [])
+    code, body = joi("GET", "/price-plans/compare-all/smart-meter-4")
+    assert code == 200 and body["pricePlanId"] == "price-plan-1"
+    assert body["pricePlanComparisons"] == [{"price-plan-2": 0.0}, {"price-plan-1": 0.0}, {"price-plan-0": 0.0}]
+
+
+def test_percent_encoded_meter_id(joi):
+    joi.post("meter one", EXAMPLE[:2])
+    assert len(joi("GET", "/readings/read/meter%20one")[1]) == 2
+
+
+# ---- error paths -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/readings/read/nobody", "/price-plans/compare-all/nobody",
+                                  "/price-plans/recommend/nobody"])
+def test_unknown_meter_is_404(joi, path):
+    assert "nobody" in assert_problem(joi("GET", path), 404)["detail"]
+
+
+@pytest.mark.parametrize("path", ["/", "/readings", "/readings/read", "/readings/read/", "/price-plans/x/m",
+                                  "/readings/read/a/b", "/readings/store/x", "/price-plans/compare-all"])
+def test_unknown_path_is_404(joi, path):
+    assert_problem(joi("GET", path), 404)
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/readings/store"), ("PUT", "/readings/store"),
+                                         ("POST", "/readings/read/smart-meter-0"),
+                                         ("DELETE", "/price-plans/compare-all/smart-meter-0"),
+                                         ("POST", "/price-plans/recommend/smart-meter-0")])
+def test_wrong_method_is_405(joi, method, path):
+    body = assert_problem(joi(method, path), 405)
+    assert body["allow"]
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"", "no body"), (b"{not json", "not JSON"), (b"[1]", "object"), (b'"x"', "object"),
+    (b'{"smartMeterId": 5, "electricityReadings": []}', "smartMeterId"),
+    (b'{"smartMeterId": "m", "electricityReadings": {}}', "list"),
+    (b'{"smartMeterId": "m", "electricityReadings": [5]}', "[0]"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": "x", "reading": 1}]}', "time"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1.5, "reading": 1}]}', "time"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": true, "reading": 1}]}', "time"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": "1"}]}', "reading"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": -1, "reading": 1}]}', "time"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 99999999999999, "reading": 1}]}', "time"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 9.5}]}', "outside 0-9000 W"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": -0.1}]}', "outside"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": NaN}]}', "NaN"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1e999}]}', "large"),
+    (b'{"smartMeterId": "a,b", "electricityReadings": [{"time": 1, "reading": 1}]}', "comma"),
+    (b'{"smartMeterId": "", "electricityReadings": [{"time": 1, "reading": 1}]}', "meter_id"),
+    (b"[" * 100000, "not JSON"),
+    (b"\xff\xfe", "not JSON"),
+])
+def test_bad_posts_are_400(joi, body, needle):
+    assert needle in assert_problem(joi("POST", "/readings/store", body=body), 400)["detail"]
+
+
+def test_a_rejected_post_stores_nothing(joi, tmp_path):
+    bad = {"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": 1},
+                                                         {"time": 1606636860, "reading": 10}]}
+    assert_problem(joi("POST", "/readings/store", body=bad), 400)
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_too_many_readings_is_413(joi):
+    body = {"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1}] * 100_001}
+    assert_problem(joi("POST", "/readings/store", body=body), 413)
+
+
+def test_storage_failure_is_503_not_500(tmp_path):
+    def broken(readings):  # what CsvSink raises on ENOSPC
+        raise SinkError("cannot write /var/lib/pvsim/pvsim-1970-01-01.csv: No space left on device")
+    api = JoiApi(config.Config(), tmp_path, broken)
+    body = json.dumps({"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1}]}).encode()
+    assert_problem(api("POST", "/readings/store", {}, body), 503)
+
+
+@pytest.mark.parametrize("query", [{"limit": "x"}, {"limit": "1.5"}, {"limit": ["1", "2"]},
+                                   {"withPv": "maybe"}, {"details": "2"}, {"from": "yesterday"},
+                                   {"to": "2020-13-01"}, {"from": "-5"}, {"from": "99999999999999999999"},
+                                   {"from": "2020-11-29", "to": "2020-11-27"}, {"to": "9999-12-31"}])
+def test_bad_query_parameters_are_400(joi, query):
+    assert_problem(joi("GET", "/price-plans/recommend/smart-meter-0", query), 400)
+
+
+def test_no_input_yields_a_500(joi):
+    """Random paths, methods, queries and bodies: every answer is a JSON-serialisable < 500."""
+    joi.post("smart-meter-0", EXAMPLE)
+    rnd = random.Random(5)
+    pieces = ["readings", "store", "read", "price-plans", "compare-all", "recommend", "smart-meter-0",
+              "", "%", "%ff", "..", "nobody", "%2F", "\u00e9"]
+    values = ["", "-1", "0", "1", "x", "2020-11-29", "1606636800", "true", "1e9", "nan", "\x00"]
+    bodies = [b"", b"{}", b"null", b'{"smartMeterId": null}', b'{"smartMeterId": "m", "electricityReadings": null}',
+              b'{"smartMeterId": "m", "electricityReadings": [{}]}', b'{"electricityReadings": []}',
+              b'{"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": null}]}',
+              b'{"smartMeterId": "\\u0000", "electricityReadings": [{"time": 1, "reading": 1}]}',
+              bytes(rnd.randrange(256) for _ in range(64))]
+    for _ in range(1500):
+        path = "/" + "/".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 4)))
+        query = {k: [rnd.choice(values) for _ in range(rnd.randint(1, 2))]
+                 for k in rnd.sample(["limit", "from", "to", "withPv", "details", "x"], rnd.randint(0, 3))}
+        method = rnd.choice(["GET", "POST", "HEAD", "PUT"])
+        code, body = joi.api(method, path, query, rnd.choice(bodies))
+        assert 200 <= code < 500, (method, path, query, body)
+        json.dumps(body, allow_nan=False)
+
+
+# ---- the reference app's defects, one test each --------------------------------------------------
+
+def test_defect_read_returns_the_asked_meter_not_smart_meter_2(joi):
+    joi.post("smart-meter-2", [(1606636800, 1.0)])
+    joi.post("smart-meter-0", [(1606636800, 0.5)])
+    assert joi("GET", "/readings/read/smart-meter-0")[1] == [{"reading": 0.5, "time": 1606636800}]
+    assert joi("GET", "/readings/read/smart-meter-1") == (200, [])
+
+
+def test_defect_average_reading_is_not_doubled(tmp_path):
+    joi = with_pricing(tmp_path, "pricing: {plans: [{id: p, supplier: P, unit_rate: 1}], accounts: {m: p}}\n")
+    joi.post("m", [(SAT_NIGHT, 2.0), (SAT_NIGHT + 3600, 2.0)])  # 2 kW for an hour: 2 kWh
+    assert joi("GET", "/price-plans/compare-all/m")[1]["pricePlanComparisons"] == [{"p": 2.0}]
+
+
+def test_defect_recommend_answers_200_with_a_body(joi):
+    joi.post("smart-meter-0", EXAMPLE)
+    code, body = joi("GET", "/price-plans/recommend/smart-meter-0")
+    assert code == 200 and isinstance(body, list) and len(body) == 3
+
+
+def test_defect_cost_is_energy_not_average_power_divided_by_hours(tmp_path):
+    joi = with_pricing(tmp_path, "pricing: {plans: [{id: p, supplier: P, unit_rate: 1}], accounts: {m: p}}\n")
+    # 1 kW for 2 hours: energy 2 kWh (the reference computed 1 kW / 2 h = 0.5)
+    joi.post("m", [(SAT_NIGHT, 1.0), (SAT_NIGHT + 3600, 1.0), (SAT_NIGHT + 7200, 1.0)])
+    assert joi("GET", "/price-plans/compare-all/m")[1]["pricePlanComparisons"] == [{"p": 2.0}]
+
+
+def test_defect_one_reading_or_one_instant_costs_zero_not_500(joi):
+    joi.post("smart-meter-0", [(1606636800, 1.0)])
+    joi.post("smart-meter-0", [(1606636800, 2.0)])  # the same instant again: a duplicate
+    for path in ("/price-plans/compare-all/smart-meter-0", "/price-plans/recommend/smart-meter-0"):
+        code, body = joi("GET", path)
+        assert code == 200
+    assert body == [{"price-plan-2": 0.0}, {"price-plan-1": 0.0}, {"price-plan-0": 0.0}]
+
+
+@pytest.mark.parametrize("body", [
+    {"electricityReadings": [{"time": 1, "reading": 1}]},
+    {"smartMeterId": "smart-meter-0"},
+    {"smartMeterId": "smart-meter-0", "electricityReadings": [{"reading": 1}]},
+    {"smartMeterId": "smart-meter-0", "electricityReadings": [{"time": 1}]},
+])
+def test_defect_missing_fields_are_400_not_500(joi, body):
+    detail = assert_problem(joi("POST", "/readings/store", body=body), 400)["detail"]
+    assert "missing" in detail
+
+
+def test_defect_meter_without_account_compare_all_is_200_with_null_plan(joi):
+    joi.post("no-account", EXAMPLE)
+    code, body = joi("GET", "/price-plans/compare-all/no-account")
+    assert code == 200 and body["pricePlanId"] is None
+    assert body["pricePlanComparisons"][0] == {"price-plan-2": 0.0027}
+
+
+def test_defect_negative_limit_is_400_not_a_slice_from_the_end(joi):
+    joi.post("smart-meter-0", EXAMPLE)
+    assert "negative" in assert_problem(
+        joi("GET", "/price-plans/recommend/smart-meter-0", {"limit": "-1"}), 400)["detail"]
+
+
+def test_defect_sunday_peak_multiplier_applies(tmp_path):
+    joi = with_pricing(tmp_path, """
+pricing:
+  plans: [{id: p, supplier: P, unit_rate: 1, peak_multipliers: {sunday: 2, saturday: 3}}]
+  accounts: {m: p}
+""")
+    joi.post("m", EXAMPLE)  # a Sunday
+    assert joi("GET", "/price-plans/compare-all/m")[1]["pricePlanComparisons"] == [
+        {"p": round(EXAMPLE_KWH * 2, 4)}]
+
+
+def test_defect_no_debugger_and_no_vulnerable_pyyaml(tmp_path):
+    """No debug mode: an internal failure is a plain 500 problem without a traceback (from the
+    HTTP server), and the PyYAML in use has the CVE-2020-14343 fix (5.4+, safe_load only)."""
+    assert tuple(int(x) for x in yaml.__version__.split(".")[:2]) >= (5, 4)
+
+    def crash(readings):
+        raise RuntimeError("secret internals")
+    pipeline = Pipeline(tmp_path)
+    pipeline.api.ingest = crash
+    server = HttpServer("127.0.0.1", 0, CollectorRegistry(), lambda: (True, "ok"), pipeline.api).start()
+    try:
+        req = urllib.request.Request(server.url + "/readings/store", method="POST", data=json.dumps(
+            {"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1}]}).encode())
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        text = err.value.read().decode()
+        assert err.value.code == 500 and "Traceback" not in text and "secret" not in text
+        assert json.loads(text)["status"] == 500
+        pipeline.api.ingest = pipeline.ingest
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            assert answer.status == 200
+        with urllib.request.urlopen(server.url + "/price-plans/recommend/m?limit=1", timeout=10) as answer:
+            assert json.loads(answer.read()) == [{"price-plan-2": 0.0}]
+    finally:
+        server.stop()

@@ -1,0 +1,190 @@
+"""pvsim-run end to end: through the real RabbitMQ and in process, checked row by row."""
+
+import csv
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+
+from conftest import ROOT, delete_topology
+from pvsim.cli import run as run_module
+from pvsim.pipeline.broker import Topology
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def names():
+    """Exchange and queue names of this test alone, deleted afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    n = {"exchange": f"t-{tag}", "queue": f"t-{tag}.readings", "dlx": f"t-{tag}.dead",
+         "dlq": f"t-{tag}.readings.dead"}
+    yield n
+    conn = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F"))
+    delete_topology(conn.channel(), Topology(n["exchange"], n["queue"], n["dlx"], n["dlq"]))
+    conn.close()
+
+
+def config(tmp_path, names, extra: str = "", broker: str = "") -> Path:
+    path = tmp_path / "pvsim.yaml"
+    path.write_text(f"""
+timezone: Europe/Madrid
+broker:
+{broker}  exchange: {names['exchange']}
+  queue: {names['queue']}
+  dead_letter_exchange: {names['dlx']}
+  dead_letter_queue: {names['dlq']}
+{extra}""")
+    return path
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "pvsim.cli.run", *args], capture_output=True,
+                          text=True, env=ENV, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["timestamp", "meter_id", "meter_w", "meter_kw", "pv_kw", "net_kw"]
+        return list(reader)
+
+
+def queues() -> set[str]:
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True,
+                         text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_a_day_through_rabbitmq_equals_the_broker_less_day(tmp_path, names):
+    cfg = config(tmp_path, names)
+    via = run("--accelerated", "--date", "2026-06-22", "--config", str(cfg),
+              "--output", str(tmp_path / "mq"), "--json")
+    summary = json.loads(via.stdout)
+    assert summary["transport"] == "rabbitmq" and summary["readings"] == 86400
+    path = tmp_path / "mq" / "pvsim-2026-06-22.csv"
+    assert summary["files"] == [str(path)]
+    data = rows(path)
+    instants = [int(dt.datetime.fromisoformat(r["timestamp"]).timestamp()) for r in data]
+    start = int(dt.datetime(2026, 6, 22, tzinfo=dt.timezone(dt.timedelta(hours=2))).timestamp())
+    assert instants == list(range(start, start + 86400))  # every second once, in order
+    for r in data:
+        meter_w, meter_kw = float(r["meter_w"]), float(r["meter_kw"])
+        pv_kw, net_kw = float(r["pv_kw"]), float(r["net_kw"])
+        assert 0 <= meter_w <= 9000 and meter_kw == pytest.approx(meter_w / 1000, abs=5e-5)
+        assert net_kw == pytest.approx(meter_kw - pv_kw, abs=1e-9)
+        assert r["timestamp"].endswith("+02:00") and r["meter_id"] == "smart-meter-0"
+    assert max(float(r["pv_kw"]) for r in data) == 3.25
+    meter = summary["meters"]["smart-meter-0"]
+    assert meter["pv_kwh"] == pytest.approx(26.8, abs=0.05)
+    assert meter["import_kwh"] - meter["export_kwh"] == pytest.approx(
+        meter["consumed_kwh"] - meter["pv_kwh"], abs=1e-6)
+    assert not any(q.startswith(names["queue"] + ".run.") for q in queues())
+
+    run("--accelerated", "--date", "2026-06-22", "--config", str(cfg), "--broker", "none",
+        "--output", str(tmp_path / "none"))
+    assert (tmp_path / "none" / "pvsim-2026-06-22.csv").read_bytes() == path.read_bytes()
+
+
+def test_text_summary_names_the_figures_and_the_csv(tmp_path, names):
+    out = run("--accelerated", "--date", "2026-06-22", "--step", "60", "--config",
+              str(config(tmp_path, names)), "--output", str(tmp_path)).stdout
+    for word in ("consumed", "PV produced", "grid import", "grid export", "self-consumption",
+                 "peak", str(tmp_path / "pvsim-2026-06-22.csv")):
+        assert word in out
+
+
+@pytest.mark.parametrize("date,hours", [("2026-03-29", 23), ("2026-10-25", 25)])
+def test_dst_days_through_rabbitmq(tmp_path, names, date, hours):
+    summary = json.loads(run("--accelerated", "--date", date, "--step", "10", "--config",
+                             str(config(tmp_path, names)), "--output", str(tmp_path), "--json").stdout)
+    data = rows(tmp_path / f"pvsim-{date}.csv")
+    assert len(data) == summary["readings"] == hours * 360
+    assert len({r["timestamp"] for r in data}) == len(data)
+    instants = [int(dt.datetime.fromisoformat(r["timestamp"]).timestamp()) for r in data]
+    assert instants == sorted(set(instants))
+
+
+def test_several_days_and_meters_and_a_rerun_replaces_the_files(tmp_path, names):
+    cfg = config(tmp_path, names, "meter: {id: [a, b], model: uniform}\n")
+    args = ("--accelerated", "--date", "2026-01-31", "--days", "2", "--step", "30",
+            "--config", str(cfg), "--output", str(tmp_path), "--json")
+    first = json.loads(run(*args).stdout)
+    second = json.loads(run(*args, "--seed", "99").stdout)
+    assert first["readings"] == second["readings"] == 2 * 2 * 2880
+    assert [Path(p).name for p in second["files"]] == ["pvsim-2026-01-31.csv", "pvsim-2026-02-01.csv"]
+    for name in ("pvsim-2026-01-31.csv", "pvsim-2026-02-01.csv"):
+        data = rows(tmp_path / name)
+        assert len(data) == 2 * 2880
+        assert {r["meter_id"] for r in data} == {"a", "b"}
+    assert first["meters"]["a"]["consumed_kwh"] != second["meters"]["a"]["consumed_kwh"]
+
+
+def test_paced_run_at_a_speed_factor(tmp_path, names):
+    summary = json.loads(run("--speed", "864000", "--date", "2026-06-22", "--step", "600",
+                             "--config", str(config(tmp_path, names)), "--output", str(tmp_path),
+                             "--json").stdout)
+    assert summary["readings"] == 144 and len(rows(tmp_path / "pvsim-2026-06-22.csv")) == 144
+
+
+def test_unreachable_broker_is_one_clear_line_without_the_password(tmp_path, names):
+    cfg = config(tmp_path, names, broker="  url: amqp://pvsim:s3cret@127.0.0.1:1/%2F\n"
+                                          "  connect_attempts: 2\n  retry_initial_seconds: 0.05\n")
+    proc = run("--accelerated", "--config", str(cfg), "--output", str(tmp_path), check=False)
+    assert proc.returncode == 69
+    assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "amqp://pvsim:***@127.0.0.1:1" in last and "rabbitmq-server" in last
+    assert "attempt 1" in proc.stderr  # each retry is logged
+
+
+def test_unwritable_output_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run("--accelerated", "--broker", "none", "--output", str(blocker / "out"), check=False)
+    assert proc.returncode == 73
+    assert proc.stderr.strip().count("\n") == 0 and "cannot create output directory" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--accelerated", "--speed", "2"], "exclude each other"),
+    (["--accelerated", "--date", "22/06/2026"], "YYYY-MM-DD"),
+    (["--accelerated", "--step", "0"], "at least 1"),
+    (["--accelerated", "--days", "x"], "whole number"),
+    (["--accelerated", "--timezone", "Nowhere/Land"], "unknown time zone"),
+])
+def test_bad_flags_are_refused_clearly(args, message):
+    proc = run(*args, "--broker", "none", check=False)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_summary_prices_the_day(tmp_path, capsys):
+    """pvsim-run's JSON and text carry each plan's cost with and without PV and the pick."""
+    args = ["--accelerated", "--broker", "none", "--output", str(tmp_path), "--date", "2024-06-21",
+            "--step", "60", "--timezone", "Europe/Madrid", "--config", str(tmp_path / "none.yaml")]
+    (tmp_path / "none.yaml").write_text("pricing: {feed_in_tariff: 0.5}\n")
+    assert run_module.main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    meter = summary["meters"]["smart-meter-0"]
+    c = summary["costs"]["smart-meter-0"]
+    assert c["current_plan"] == "price-plan-0"
+    assert [p["price_plan_id"] for p in c["plans"]] == ["price-plan-2", "price-plan-1", "price-plan-0"]
+    p2 = c["plans"][0]
+    assert p2["cost"] == pytest.approx(meter["consumed_kwh"] * 1, abs=1e-4)
+    assert p2["grid_import_cost"] == pytest.approx(meter["import_kwh"], abs=1e-4)
+    assert p2["cost_with_pv"] == pytest.approx(meter["import_kwh"] - 0.5 * meter["export_kwh"], abs=1e-4)
+    assert c["plans"][2]["cost"] == pytest.approx(meter["consumed_kwh"] * 10, abs=1e-3)
+    assert c["recommended"] == c["recommended_with_pv"] == "price-plan-2"
+    assert run_module.main(args) == 0
+    text = capsys.readouterr().out
+    assert "cost per plan" in text and "recommended plan: price-plan-2 (Power for Everyone)" in text
+    assert f"{meter['consumed_kwh'] * 10:.2f}" in text

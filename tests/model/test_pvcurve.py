@@ -1,0 +1,100 @@
+import csv
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import ROOT
+from pvsim.model.pvcurve import PvCurve, local_seconds
+
+REFERENCE = ROOT / "docs" / "reference" / "pv-curve-hourly.csv"
+
+
+def hm(text: str) -> int:
+    h, m = text.split(":")
+    return int(h) * 3600 + int(m) * 60
+
+
+HOURLY = [("00:00", 0.00), ("05:00", 0.00), ("05:22", 0.00), ("06:00", 0.09), ("07:00", 0.21),
+          ("08:00", 0.34), ("09:00", 0.91), ("10:00", 1.71), ("11:00", 2.34), ("12:00", 2.82),
+          ("13:00", 3.10), ("14:00", 3.22), ("14:10", 3.25), ("15:00", 3.15), ("16:00", 2.98),
+          ("17:00", 2.56), ("18:00", 1.95), ("19:00", 1.18), ("20:00", 0.21), ("20:56", 0.00),
+          ("21:00", 0.00), ("24:00", 0.00)]
+
+
+@pytest.mark.parametrize("time,kw", HOURLY)
+def test_reproduces_every_value_read_off_the_chart(time, kw):
+    assert PvCurve().clear_sky_kw(hm(time)) == pytest.approx(kw, abs=1e-9)
+
+
+def test_reference_table_matches_the_chart_values():
+    with open(REFERENCE) as f:
+        rows = [(r["time"], float(r["pv_kw"])) for r in csv.DictReader(f)]
+    assert rows == HOURLY
+
+
+def test_zero_at_night_and_positive_in_daylight():
+    curve = PvCurve()
+    for s in range(0, hm("05:22"), 60):
+        assert curve.power_kw(s) == 0.0
+    for s in range(hm("20:56"), 86400, 60):
+        assert curve.power_kw(s) == 0.0
+    for s in range(hm("05:30"), hm("20:50"), 60):
+        assert curve.power_kw(s) > 0.0
+
+
+def test_peak_is_3_25_kw_at_14_10_and_energy_is_about_26_8_kwh():
+    curve = PvCurve()
+    values = [curve.power_kw(s) for s in range(86400)]
+    assert max(values) == pytest.approx(3.25)
+    assert values.index(max(values)) == hm("14:10")
+    assert curve.energy_kwh() == pytest.approx(26.8, abs=0.05)
+    assert sum(values) / 3600 == pytest.approx(curve.energy_kwh(), rel=1e-4)
+
+
+def test_slow_rise_before_eight_then_steep():
+    curve = PvCurve()
+    morning = curve.power_kw(hm("08:00")) - curve.power_kw(hm("06:00"))
+    climb = curve.power_kw(hm("10:00")) - curve.power_kw(hm("08:00"))
+    assert morning < 0.3 and climb > 1.3
+
+
+def test_scales_to_configured_peak():
+    big = PvCurve(peak_kw=6.5)
+    assert big.power_kw(hm("14:10")) == pytest.approx(6.5)
+    assert big.energy_kwh() == pytest.approx(2 * PvCurve().energy_kwh())
+
+
+def test_cloud_noise_is_bounded_deterministic_and_seeded():
+    clear = PvCurve()
+    cloudy = PvCurve(noise_depth=0.4, seed=3)
+    again = PvCurve(noise_depth=0.4, seed=3)
+    other = PvCurve(noise_depth=0.4, seed=4)
+    base = 1_782_000_000
+    diffs = 0
+    for i in range(0, 86400, 97):
+        s = i
+        c, n = clear.power_kw(s), cloudy.power_kw(s, base + i)
+        assert c * 0.6 - 1e-12 <= n <= c + 1e-12
+        assert n == again.power_kw(s, base + i)
+        diffs += n != other.power_kw(s, base + i)
+    assert diffs > 100
+    assert cloudy.power_kw(hm("02:00"), base) == 0.0
+
+
+def test_invalid_parameters_are_refused():
+    with pytest.raises(ValueError):
+        PvCurve(noise_depth=1.5)
+    with pytest.raises(ValueError):
+        PvCurve(knots=(("00:00", 0.0), ("12:00", 1.0)))
+
+
+def test_indexed_by_local_wall_time_on_a_dst_day():
+    tz = ZoneInfo("Europe/Madrid")
+    # 2026-03-29: clocks jump from 02:00 to 03:00; 14:10 local is still the peak.
+    peak = dt.datetime(2026, 3, 29, 14, 10, tzinfo=tz)
+    assert local_seconds(peak) == hm("14:10")
+    assert PvCurve().power_kw(local_seconds(peak)) == pytest.approx(3.25)
+    summer_utc = dt.datetime(2026, 6, 21, 12, 10, tzinfo=dt.timezone.utc)
+    assert local_seconds(summer_utc.astimezone(tz)) == hm("14:10")

@@ -1,0 +1,378 @@
+"""The .deb, proven under a real systemd: build it, install it into a booted Debian 12 container
+(systemd-nspawn, private network, its own RabbitMQ), and check what issue #4 promises an
+administrator: both units active, enabled and running as `pvsim`; one CSV row per second under
+/var/lib/pvsim; /metrics answering; no gap and no duplicate across a RabbitMQ restart; a clean stop;
+a config edit that survives a reinstall with mode 0640 root:pvsim; `pvsim-run` for an ordinary
+user; plain remove keeping config, state and user; purge leaving nothing of pvsim.
+
+The container machinery is tests/package/systemd/rig.sh; its debootstrapped root is cached under
+/var/cache/pvsim-test-rig, so only the first run pays the ~1 minute of debootstrap.
+Needs root (CI runs as root); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+RIG = ROOT / "tests" / "package" / "systemd" / "rig.sh"
+UNITS = ("pvsim-meter.service", "pvsim-pv.service")
+CONFIG = "/etc/pvsim/pvsim.yaml"
+HEADER = ["timestamp", "meter_id", "meter_w", "meter_kw", "pv_kw", "net_kw"]
+DEB_IN_CONTAINER = "/root/pvsim-test"
+NO_LOOPBACK = 3  # rig.sh up: the container has no working loopback interface
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="boots a systemd-nspawn container: needs root"),
+]
+
+_timings: dict[str, float] = {}
+
+
+class Timer:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self):
+        self.began = time.monotonic()
+
+    def __exit__(self, *exc):
+        _timings[self.name] = round(time.monotonic() - self.began, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The package and the container
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory) -> Path:
+    """Build the .deb with scripts/build-deb (lintian errors or warnings fail it) from a copy of
+    the work tree, so that dpkg-buildpackage's output in '..' lands in a temporary directory."""
+    work = tmp_path_factory.mktemp("build")
+    src = work / "pvsim"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "dist", ".pybuild", "__pycache__", ".pytest_cache", "*.egg-info", "out", "build"))
+    dist = work / "dist"
+    with Timer("build + lintian"):
+        proc = subprocess.run([str(src / "scripts" / "build-deb")], cwd=src, env=dict(os.environ, PVSIM_DIST=str(dist)),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"scripts/build-deb failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    debs = sorted(dist.glob("pvsim_*_all.deb"))
+    assert len(debs) == 1, debs
+    version = re.search(r'__version__ = "(.*)"', (ROOT / "pvsim" / "__init__.py").read_text()).group(1)
+    assert debs[0].name == f"pvsim_{version}_all.deb"
+    return debs[0]
+
+
+class Container:
+    def __init__(self, rundir: Path) -> None:
+        self.rundir = rundir
+
+    @property
+    def root(self) -> Path:
+        """The container's file system, as seen from the host."""
+        return Path(f"/proc/{(self.rundir / 'leader').read_text().strip()}/root")
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 120, user: str | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        if user is not None:
+            cmd = ("runuser", "-u", user, "--", "env", f"HOME=/home/{user}", f"USER={user}", *cmd)
+        proc = subprocess.run([str(RIG), "exec", str(self.rundir), *cmd], capture_output=True, text=True,
+                              timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (f"{' '.join(cmd)} exited {proc.returncode}\n"
+                                          f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def out(self, *cmd: str, **kw) -> str:
+        return self.run(*cmd, **kw).stdout.strip()
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        text = self.out("systemctl", "show", unit, *(f"--property={p}" for p in props))
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    def journal(self, *units: str, lines: int = 60) -> str:
+        args = [a for u in units for a in ("-u", u)]
+        return self.run("journalctl", "--no-pager", "-o", "short-monotonic", "-n", str(lines), *args,
+                        check=False).stdout
+
+    def python(self, code: str, **kw) -> str:
+        return self.out("python3", "-c", code, **kw)
+
+
+@pytest.fixture(scope="module")
+def container() -> Container:
+    with Timer("prepare cached root"):
+        proc = subprocess.run([str(RIG), "prepare"], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rundir = Path(tempfile.mkdtemp(prefix="pvsim-rig-", dir="/var/tmp"))
+    try:
+        with Timer("boot"):
+            proc = subprocess.run([str(RIG), "up", str(rundir)], capture_output=True, text=True, timeout=180)
+        if proc.returncode == NO_LOOPBACK:
+            pytest.skip(f"this host cannot run the container test: {proc.stderr.strip().splitlines()[-1]}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield Container(rundir)
+    finally:
+        with Timer("shutdown"):
+            subprocess.run([str(RIG), "down", str(rundir)], capture_output=True, text=True, timeout=120)
+        assert not rundir.exists(), f"rig.sh down left {rundir} behind"
+        print("\ntimings (s):", ", ".join(f"{k} {v}" for k, v in _timings.items()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def wait_for(what: str, predicate, timeout: float, interval: float = 0.5, detail=None):
+    """Poll predicate() until it is true; on time-out, fail with detail() (e.g. the journal)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                                 + (f"\n{detail()}" if detail else ""))
+        time.sleep(interval)
+
+
+def read_rows(c: Container, directory: str) -> list[dict[str, str]]:
+    """Every row of every daily CSV file (a run can span local midnight), checking each header."""
+    rows = []
+    for path in sorted((c.root / directory.lstrip("/")).glob("pvsim-*.csv")):
+        text = path.read_text()
+        # The last line may be in the middle of being written: keep complete lines only.
+        text = text[: text.rfind("\n") + 1]
+        if not text:
+            continue  # just created: not even the header is complete yet
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        assert header == HEADER, f"{path.name}: header {header}"
+        rows += [dict(zip(HEADER, r)) for r in reader]
+    return rows
+
+
+def series(rows: list[dict[str, str]]) -> dict[str, list[dt.datetime]]:
+    by_meter: dict[str, list[dt.datetime]] = {}
+    for row in rows:
+        ts = dt.datetime.fromisoformat(row["timestamp"])
+        assert ts.utcoffset() is not None, f"timestamp without offset: {row['timestamp']}"
+        by_meter.setdefault(row["meter_id"], []).append(ts)
+    return by_meter
+
+
+def assert_no_gap_no_duplicate(rows: list[dict[str, str]]) -> None:
+    for meter, stamps in series(rows).items():
+        dups = sorted({t for t in stamps if stamps.count(t) > 1})
+        assert not dups, f"{meter}: duplicated rows at {[t.isoformat() for t in dups[:5]]}"
+        ordered = sorted(stamps)
+        gaps = [(a.isoformat(), b.isoformat()) for a, b in zip(ordered, ordered[1:])
+                if (b - a) != dt.timedelta(seconds=1)]
+        assert not gaps, f"{meter}: gaps in the CSV between {gaps[:5]}"
+
+
+def last_instant(rows: list[dict[str, str]]) -> dt.datetime | None:
+    stamps = [t for ts in series(rows).values() for t in ts]
+    return max(stamps) if stamps else None
+
+
+def http_get(c: Container, address: str, path: str) -> tuple[int, str, str]:
+    code = (
+        "import sys, urllib.request, urllib.error\n"
+        f"url = 'http://{address}{path}'\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(url, timeout=5)\n"
+        "    status, ctype, body = r.status, r.headers.get('Content-Type', ''), r.read().decode()\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    status, ctype, body = e.code, e.headers.get('Content-Type', ''), e.read().decode()\n"
+        "print(status); print(ctype); sys.stdout.write(body)\n"
+    )
+    out = c.run("python3", "-c", code).stdout
+    status, ctype, body = out.split("\n", 2)
+    return int(status), ctype, body
+
+
+def both_active(c: Container) -> bool:
+    return all(c.run("systemctl", "is-active", "--quiet", u, check=False).returncode == 0 for u in UNITS)
+
+
+# ----------------------------------------------------------------------------------------------
+# The scenario: one administrator's day with the package, in order
+
+
+def test_deb_under_real_systemd(deb: Path, container: Container) -> None:
+    c = container
+    c.run("mkdir", "-p", DEB_IN_CONTAINER)
+    shutil.copy(deb, c.root / DEB_IN_CONTAINER.lstrip("/"))
+    deb_inside = f"{DEB_IN_CONTAINER}/{deb.name}"
+    assert c.out("systemctl", "is-active", "rabbitmq-server") == "active"
+    # Anything named pvsim before the package arrives (the .deb just copied in) is not its leftover.
+    baseline = set(c.out("find", "/", "/run", "/tmp", "-xdev", "-iname", "*pvsim*").splitlines())
+
+    # --- apt install ./pvsim_*.deb: the maintainer scripts enable and start both units.
+    with Timer("install"):
+        c.run("apt-get", "install", "-y", "-q", deb_inside, timeout=300)
+    assert c.out("dpkg-query", "-W", "-f=${Status}", "pvsim") == "install ok installed"
+    for unit in UNITS:
+        assert c.run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "enabled", unit
+    wait_for("both units active", lambda: both_active(c), 60, detail=lambda: c.journal(*UNITS))
+    passwd = c.out("getent", "passwd", "pvsim").split(":")
+    assert int(passwd[2]) < 1000, f"pvsim is not a system user: {passwd}"
+    assert passwd[6] in ("/usr/sbin/nologin", "/sbin/nologin"), passwd
+    pvsim_uid = passwd[2]
+    for unit in UNITS:
+        props = c.show(unit, "ActiveState", "SubState", "MainPID", "User", "Type", "WatchdogUSec", "NRestarts")
+        assert props["ActiveState"] == "active" and props["SubState"] == "running", (props, c.journal(unit))
+        assert props["User"] == "pvsim" and props["Type"] == "notify", props
+        assert props["WatchdogUSec"] not in ("0", "infinity"), props
+        status = (c.root / "proc" / props["MainPID"] / "status").read_text()
+        uids = re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()
+        assert set(uids) == {pvsim_uid}, f"{unit} runs as uid {uids}, pvsim is {pvsim_uid}"
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), f"{unit} has capabilities:\n{status}"
+    # sd_notify beyond READY=1: a STATUS= text, and WATCHDOG=1 pings that keep coming.
+    pings = {u: c.show(u, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"] for u in UNITS}
+
+    # Where the installed daemons listen and write, according to the installed config.
+    listen_meter, listen_pv, outdir = c.python(
+        "from pvsim import config; c = config.load(); "
+        "print(c.meter.listen); print(c.pv.listen); print(c.output.directory)").split("\n")
+    assert outdir == "/var/lib/pvsim", outdir
+    st = c.out("stat", "-c", "%U:%G %a", outdir)
+    assert st == "pvsim:pvsim 750", st
+
+    # --- CSV rows appear under /var/lib/pvsim, one per second and meter, in real time.
+    with Timer("first rows"):
+        wait_for("CSV rows under /var/lib/pvsim", lambda: len(read_rows(c, outdir)) >= 3, 45,
+                 detail=lambda: c.journal(*UNITS))
+    for path in (c.root / "var/lib/pvsim").glob("pvsim-*.csv"):
+        owner = c.out("stat", "-c", "%U:%G", f"/var/lib/pvsim/{path.name}")
+        assert owner == "pvsim:pvsim", (path.name, owner)
+        assert re.fullmatch(r"pvsim-\d{4}-\d{2}-\d{2}\.csv", path.name), path.name
+    before = series(read_rows(c, outdir))
+    time.sleep(5)
+    after = series(read_rows(c, outdir))
+    for unit in UNITS:
+        assert c.show(unit, "StatusText")["StatusText"], f"{unit} sent no STATUS="
+    assert set(after) == set(before) and after, after.keys()
+    for meter in after:
+        grown = len(after[meter]) - len(before[meter])
+        assert 3 <= grown <= 7, f"{meter}: {grown} rows in 5 s, expected about 5"
+    newest = last_instant(read_rows(c, outdir))
+    lag = dt.datetime.now(dt.timezone.utc) - newest
+    assert dt.timedelta(0) <= lag < dt.timedelta(seconds=10), f"newest row {newest} lags {lag}"
+    assert_no_gap_no_duplicate(read_rows(c, outdir))
+
+    # --- Both /metrics answer (Prometheus text format), and /healthz says healthy.
+    for unit, address in zip(UNITS, (listen_meter, listen_pv)):
+        status, ctype, body = http_get(c, address, "/metrics")
+        assert status == 200 and ctype.startswith("text/plain"), (unit, status, ctype)
+        assert re.search(r"^# TYPE pvsim_\w+ ", body, re.M), f"{unit}: no pvsim_ metric in\n{body[:2000]}"
+        # The process_* metrics need /proc/stat: a unit hardened with ProcSubset=pid loses them.
+        assert re.search(r"^process_resident_memory_bytes \d", body, re.M), f"{unit}: no process metrics"
+        status, _, body = http_get(c, address, "/healthz")
+        assert status == 200, (unit, status, body)
+
+    # --- Restart RabbitMQ: the daemons ride it out, and the CSV has no gap and no duplicate.
+    with Timer("rabbitmq restart"):
+        restart_began = dt.datetime.now(dt.timezone.utc)
+        c.run("systemctl", "restart", "rabbitmq-server", timeout=180)
+        restart_ended = dt.datetime.now(dt.timezone.utc)
+        wait_for("rows written after the broker restart",
+                 lambda: (last_instant(read_rows(c, outdir)) or restart_began) > restart_ended + dt.timedelta(seconds=3),
+                 90, detail=lambda: c.journal(*UNITS, "rabbitmq-server.service"))
+    rows = read_rows(c, outdir)
+    first = min(t for ts in series(rows).values() for t in ts)
+    assert first < restart_began, "the CSV does not reach back before the restart"
+    assert_no_gap_no_duplicate(rows)
+    for unit in UNITS:
+        props = c.show(unit, "ActiveState", "NRestarts")
+        assert props == {"ActiveState": "active", "NRestarts": "0"}, (unit, props, c.journal(unit))
+    for unit, address in zip(UNITS, (listen_meter, listen_pv)):
+        wait_for(f"{unit} healthy again", lambda: http_get(c, address, "/healthz")[0] == 200, 30)
+        # The restart really cut the daemons' connections, and they reconnected by themselves.
+        reconnects = re.search(r"^pvsim_broker_reconnects_total (\S+)$", http_get(c, address, "/metrics")[2], re.M)
+        assert reconnects and float(reconnects.group(1)) >= 1, f"{unit}: {reconnects and reconnects.group(0)}"
+
+    # --- pvsim-run works for an ordinary user, into a directory of their choice.
+    c.run("useradd", "--create-home", "--shell", "/bin/sh", "alice")
+    with Timer("pvsim-run as a user"):
+        proc = c.run("pvsim-run", "--accelerated", "--broker", "none", "--date", "2026-06-21", "--step", "60",
+                     "--json", "--output", "/home/alice/sim", user="alice", check=False)
+    assert proc.returncode == 0, f"pvsim-run as alice exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    user_files = c.out("find", "/home/alice/sim", "-type", "f", "-printf", "%u %f\n").splitlines()
+    assert user_files and all(re.fullmatch(r"alice pvsim-\d{4}-\d{2}-\d{2}\.csv", f) for f in user_files), user_files
+    user_rows = read_rows(c, "/home/alice/sim")
+    assert len(user_rows) >= 24 * 60 - 60, len(user_rows)  # a day at one reading a minute (DST aside)
+    c.run("userdel", "--remove", "alice")
+
+    # The watchdog pings kept coming (the daemons ping at half of WatchdogSec=30).
+    for unit in UNITS:
+        wait_for(f"a WATCHDOG=1 from {unit} after the first", lambda: int(
+            c.show(unit, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]) > int(pings[unit]), 20)
+
+    # --- Stop both: a clean exit 0 on SIGTERM, no SIGKILL, within TimeoutStopSec.
+    with Timer("stop"):
+        c.run("systemctl", "stop", *UNITS, timeout=60)
+    for unit in UNITS:
+        props = c.show(unit, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus")
+        # ExecMainCode 1 is CLD_EXITED: the daemon exited by itself (not killed by a signal).
+        assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainCode": "1",
+                         "ExecMainStatus": "0"}, (unit, props, c.journal(unit))
+        log = c.journal(unit, lines=200)
+        # What systemd logs when a stop needs SIGKILL or the main process dies of a signal.
+        assert not re.search(r"stop-sigterm' timed out|with signal SIGKILL|code=killed|code=dumped", log), log
+    # Everything received before the stop was written: still no gap and no duplicate.
+    assert_no_gap_no_duplicate(read_rows(c, outdir))
+
+    # --- An administrator's config edit survives a reinstall; the file stays 0640 root:pvsim.
+    assert c.out("stat", "-c", "%U:%G %a", CONFIG) == "root:pvsim 640"
+    token = f"# local edit {uuid.uuid4()}"
+    with open(c.root / CONFIG.lstrip("/"), "a") as fh:
+        fh.write(f"\n{token}\n")
+    with Timer("reinstall"):
+        c.run("apt-get", "install", "--reinstall", "-y", "-q", deb_inside, timeout=300)
+    assert token in (c.root / CONFIG.lstrip("/")).read_text(), "the config edit was lost on reinstall"
+    assert c.out("stat", "-c", "%U:%G %a", CONFIG) == "root:pvsim 640"
+    assert c.out("dpkg-statoverride", "--list", CONFIG) == f"root pvsim 640 {CONFIG}"
+    # The reinstall restarted the (enabled) units, with the edited config.
+    wait_for("both units active after the reinstall", lambda: both_active(c), 60,
+             detail=lambda: c.journal(*UNITS))
+
+    # --- Plain remove: the units stop; config, state and the user stay.
+    with Timer("remove"):
+        c.run("apt-get", "remove", "-y", "-q", "pvsim", timeout=300)
+    for unit in UNITS:
+        assert c.run("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0, f"{unit} still active"
+    assert c.run("pgrep", "-u", "pvsim", check=False).returncode == 1, "processes of pvsim left running"
+    assert c.out("dpkg-query", "-W", "-f=${Status}", "pvsim") == "deinstall ok config-files"
+    assert token in (c.root / CONFIG.lstrip("/")).read_text()
+    assert read_rows(c, outdir), "remove deleted the CSV files"
+    assert c.run("getent", "passwd", "pvsim", check=False).returncode == 0, "remove deleted the user"
+    assert c.run("test", "-e", "/usr/bin/pvsim-meter", check=False).returncode != 0
+
+    # --- Purge: nothing of pvsim is left.
+    with Timer("purge"):
+        c.run("apt-get", "purge", "-y", "-q", "pvsim", timeout=300)
+    assert c.run("dpkg-query", "-W", "pvsim", check=False).returncode != 0, "dpkg still knows pvsim"
+    assert c.run("getent", "passwd", "pvsim", check=False).returncode != 0, "user pvsim left"
+    assert c.run("getent", "group", "pvsim", check=False).returncode != 0, "group pvsim left"
+    assert "pvsim" not in c.out("dpkg-statoverride", "--list"), "statoverride left"
+    left = set(c.out("find", "/", "/run", "/tmp", "-xdev", "-iname", "*pvsim*").splitlines()) - baseline
+    assert not left, "left after purge:\n" + "\n".join(sorted(left))
+    for unit in UNITS:
+        assert c.show(unit, "LoadState")["LoadState"] == "not-found", unit

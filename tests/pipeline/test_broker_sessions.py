@@ -1,0 +1,105 @@
+"""broker.run_sessions, the daemons' link to RabbitMQ, against the real broker.
+
+One tenacity policy covers connecting and reconnecting: a session that fails soon after it
+started is retried with a growing backoff (tenacity's attempt numbers go up), a session that had
+worked for STABLE_SECONDS reconnects at once with the backoff started afresh, an error that is
+not the broker's propagates, and a stop request ends it even while the broker is unreachable.
+The assertions are on attempt numbers and calls, never on how long anything took.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+import pika.exceptions
+import pytest
+
+from conftest import AMQP_URL
+from pvsim.config import BrokerConfig
+from pvsim.pipeline import broker
+from pvsim.pipeline.csvsink import SinkError
+
+FAST = dict(retry_initial_seconds=0.01, retry_max_seconds=0.05)
+
+
+def attempts_logged(caplog) -> list[int]:
+    return [int(m.group(1)) for r in caplog.records if r.name == "pvsim.pipeline.broker"
+            and (m := re.search(r"\(attempt (\d+)\); retrying", r.getMessage()))]
+
+
+class Sessions:
+    """A session callable that fails `failures` times with a broker error, then stops."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.connections: list = []
+        self.ended: list[BaseException | None] = []
+        self.done = threading.Event()
+
+    def __call__(self, connection) -> None:
+        self.calls += 1
+        self.connections.append(connection)
+        assert connection.is_open
+        if self.calls <= self.failures:
+            raise pika.exceptions.ChannelClosedByBroker(406, "PRECONDITION_FAILED - test")
+        self.done.set()
+
+    def on_end(self, error: BaseException | None) -> None:
+        self.ended.append(error)
+
+
+def test_a_session_failing_soon_after_it_started_backs_off(rabbitmq, caplog):
+    caplog.set_level(logging.WARNING, logger="pvsim.pipeline.broker")
+    s = Sessions(failures=3)
+    broker.run_sessions(BrokerConfig(url=AMQP_URL, **FAST), s, should_stop=s.done.is_set,
+                        on_end=s.on_end)
+    assert s.calls == 4
+    assert attempts_logged(caplog) == [1, 2, 3]  # one policy: the backoff grows across sessions
+    assert [type(e) for e in s.ended] == [pika.exceptions.ChannelClosedByBroker] * 3 + [type(None)]
+    assert not any(c.is_open for c in s.connections)  # each closed by the thread that opened it
+
+
+def test_a_session_that_had_worked_reconnects_at_once(rabbitmq, caplog, monkeypatch):
+    monkeypatch.setattr(broker, "STABLE_SECONDS", 0.0)  # every session counts as having worked
+    caplog.set_level(logging.WARNING, logger="pvsim.pipeline.broker")
+    s = Sessions(failures=3)
+    broker.run_sessions(BrokerConfig(url=AMQP_URL, **FAST), s, should_stop=s.done.is_set,
+                        on_end=s.on_end)
+    assert s.calls == 4
+    assert attempts_logged(caplog) == []  # no backoff: straight back to attempt 1 each time
+
+
+def test_an_error_that_is_not_the_brokers_propagates(rabbitmq):
+    def session(connection) -> None:
+        session.connection = connection
+        raise SinkError("cannot write /nowhere/pvsim-2026-01-01.csv: No space left on device")
+
+    ended: list = []
+    with pytest.raises(SinkError):
+        broker.run_sessions(BrokerConfig(url=AMQP_URL, **FAST), session, should_stop=lambda: False,
+                            on_end=ended.append)
+    assert not session.connection.is_open
+    assert ended == [None]  # the session ended, and not by a broker error
+
+
+def test_a_stop_ends_it_while_the_broker_is_unreachable(amqp_proxy, caplog):
+    """The proxy is down: every attempt fails; asking to stop returns without an exception."""
+    caplog.set_level(logging.WARNING, logger="pvsim.pipeline.broker")
+    stop = threading.Event()
+    calls: list = []
+    waiter = threading.Thread(target=lambda: (wait_attempts(caplog, 2), stop.set()), daemon=True)
+    waiter.start()
+    broker.run_sessions(BrokerConfig(url=amqp_proxy.url, **FAST), calls.append,
+                        should_stop=stop.is_set)
+    assert calls == [] and stop.is_set()
+    assert attempts_logged(caplog)[:2] == [1, 2]
+
+
+def wait_attempts(caplog, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(attempts_logged(caplog)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)

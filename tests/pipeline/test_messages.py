@@ -1,0 +1,100 @@
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pvsim.pipeline.messages import InvalidMessage, MAX_BODY_BYTES, Reading, decode, encode, encode_batches
+
+TZ = ZoneInfo("Europe/Madrid")
+TS = dt.datetime(2026, 6, 21, 14, 10, tzinfo=TZ)
+
+
+def reading(**kw) -> Reading:
+    base = dict(meter_id="smart-meter-0", seq=int(TS.timestamp()), timestamp=TS, power_w=1234.5)
+    base.update(kw)
+    return Reading(**base)
+
+
+def body(**reading_fields) -> bytes:
+    item = {"meter_id": "m", "seq": 1, "ts": "2026-06-21T14:10:00+02:00", "power_w": 10.0}
+    item.update(reading_fields)
+    return json.dumps({"v": 1, "readings": [item]}).encode()
+
+
+def test_round_trip_keeps_every_field_and_the_offset():
+    readings = [reading(), reading(meter_id="b", power_w=0.0), reading(power_w=9000.0)]
+    back = decode(encode(readings))
+    assert back == readings
+    assert back[0].timestamp.isoformat() == "2026-06-21T14:10:00+02:00"
+    assert back[0].instant == int(TS.timestamp())
+
+
+def test_batches_keep_order_and_size():
+    readings = [reading(seq=i, timestamp=TS + dt.timedelta(seconds=i)) for i in range(1001)]
+    bodies = list(encode_batches(iter(readings), 400))
+    assert len(bodies) == 3
+    assert [r for b in bodies for r in decode(b)] == readings
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"not json at all", "not_json"),
+    (b"\xff\xfe", "not_json"),
+    (b'{"v": 1, "readings": [{"meter_id": "m", "seq": 1, "ts": "2026-06-21T14:10:00+02:00", "power_w": NaN}]}', "not_json"),
+    (b"[1, 2]", "bad_schema"),
+    (b'{"v": 2, "readings": []}', "bad_version"),
+    (b'{"v": true, "readings": []}', "bad_version"),
+    (b'{"readings": []}', "bad_version"),
+    (b'{"v": 1}', "missing_field"),
+    (b'{"v": 1, "readings": []}', "missing_field"),
+    (b'{"v": 1, "readings": [1], "x": 2}', "bad_schema"),
+    (b'{"v": 1, "readings": ["m"]}', "bad_type"),
+    (body(power_w=-0.1), "out_of_range"),
+    (body(power_w=9000.1), "out_of_range"),
+    (body(power_w=1e400), "not_json"),  # json.dumps writes Infinity, which JSON lacks
+    (body(power_w="12"), "bad_type"),
+    (body(power_w=True), "bad_type"),
+    (body(seq="1"), "bad_type"),
+    (body(seq=1.5), "bad_type"),
+    (body(seq=-1), "out_of_range"),
+    (body(meter_id=7), "bad_type"),
+    (body(meter_id=""), "bad_value"),
+    (body(meter_id="a,b"), "bad_value"),
+    (body(meter_id="x" * 200), "bad_value"),
+    (body(ts=12), "bad_type"),
+    (body(ts="yesterday"), "bad_timestamp"),
+    (body(ts="2026-06-21T14:10:00"), "bad_timestamp"),
+    (body(ts="2026-06-21T14:10:00.5+02:00"), "bad_timestamp"),
+])
+def test_every_invalid_message_is_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidMessage) as err:
+        decode(raw)
+    assert err.value.reason == reason
+    assert err.value.detail
+
+
+def test_missing_and_unknown_reading_fields():
+    with pytest.raises(InvalidMessage, match="power_w is missing"):
+        decode(b'{"v": 1, "readings": [{"meter_id": "m", "seq": 1, "ts": "2026-06-21T14:10:00+02:00"}]}')
+    with pytest.raises(InvalidMessage) as err:
+        decode(body(extra=1))
+    assert err.value.reason == "bad_schema"
+
+
+def test_oversized_bodies_and_batches_are_refused():
+    with pytest.raises(InvalidMessage) as err:
+        decode(b" " * (MAX_BODY_BYTES + 1))
+    assert err.value.reason == "oversized"
+    many = json.dumps({"v": 1, "readings": [{}] * 10001}).encode()
+    with pytest.raises(InvalidMessage) as err:
+        decode(many)
+    assert err.value.reason == "oversized"
+
+
+def test_the_sender_refuses_what_the_receiver_would_reject():
+    with pytest.raises(InvalidMessage):
+        encode([reading(power_w=float("nan"))])
+    with pytest.raises(InvalidMessage):
+        encode([reading(timestamp=TS.replace(tzinfo=None))])
+    with pytest.raises(ValueError):
+        encode([])
