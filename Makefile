@@ -2,7 +2,7 @@
 PYTHON      ?= /usr/bin/python3
 export PYTHONPATH := $(CURDIR)
 RUNTIME_DEPS = rabbitmq-server python3-pika python3-yaml python3-tenacity python3-prometheus-client
-TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-matplotlib prometheus \
+TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-hypothesis python3-matplotlib prometheus \
                debhelper dh-python pybuild-plugin-pyproject lintian systemd-container debootstrap \
                dpkg-dev python3-all python3-setuptools
 DEMO_OUT    ?= $(CURDIR)/out

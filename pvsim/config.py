@@ -15,7 +15,9 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 import typing
+import urllib.parse
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,10 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 DEFAULT_PATH = Path("/etc/pvsim/pvsim.yaml")
+# A meter id, everywhere (config, messages, the API): nothing a CSV cell must quote or a
+# spreadsheet could take for a formula.
+METER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+METER_ID_RULE = "1-64 characters from A-Z, a-z, 0-9 and . _ : -"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -35,7 +41,8 @@ class ConfigError(Exception):
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {problem}")
+        # One line, always: whatever a file holds, it cannot break the message across lines.
+        super().__init__(_one_line(f"{where}: {problem}"))
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
@@ -171,7 +178,7 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = [k for k in data if k not in fields]
     if unknown:
-        key = _join(prefix, str(unknown[0]))
+        key = _join(prefix, unknown[0])
         raise ConfigError(source, key, f"unknown key (known keys here: {', '.join(fields)})")
     values = {}
     for name, fld in fields.items():
@@ -206,7 +213,7 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(source, key, f"expected a mapping, got {_describe(value)}")
-        return {str(k): _convert(args[1], v, source, f"{key}.{k}", {}) for k, v in value.items()}
+        return {str(k): _convert(args[1], v, source, _join(key, k), {}) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(source, key, f"expected true or false, got {_describe(value)}")
@@ -245,9 +252,30 @@ def check_string(value: str, source: str, key: str) -> str:
             raise ConfigError(source, key, f"unknown time zone {value!r} (use an IANA name such as Europe/Madrid)")
     elif key.endswith(".listen"):
         parse_listen(value, source, key)
-    elif key == "broker.url" and not value.startswith(("amqp://", "amqps://")):
-        raise ConfigError(source, key, "must start with amqp:// or amqps://")
+    elif key == "broker.url":
+        _check_amqp_url(value, source, key)
+    elif key.startswith("meter.id") and not METER_ID.fullmatch(value):
+        raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {value[:70]!r}")
     return value
+
+
+def _check_amqp_url(url: str, source: str, key: str) -> None:
+    """The parts of an AMQP URL a typo breaks; the message never repeats the URL (it may hold
+    a password). pika checks the query options when the programs start (broker.check_url)."""
+    if not url.startswith(("amqp://", "amqps://")):
+        raise ConfigError(source, key, "must start with amqp:// or amqps://")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(source, key, f"not a valid URL: {str(exc).split(' as ')[0].lower()} "
+                          "(the form is amqp://USER:PASSWORD@HOST:PORT/VHOST)") from None
+    if not parts.hostname:
+        raise ConfigError(source, key, "has no host (the form is amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+    if port == 0:
+        raise ConfigError(source, key, "port must be from 1 to 65535")
+    if any(c.isspace() for c in url):
+        raise ConfigError(source, key, "must not contain white space")
 
 
 def _check_unique(items: tuple, source: str, key: str) -> tuple:
@@ -287,8 +315,17 @@ def validate_pricing(config: Config) -> None:
             raise ConfigError(config.source, f"pricing.accounts.{meter}", f"unknown plan {plan!r}")
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+def _join(prefix: str, name: object) -> str:
+    """A dotted key path; a name that is not plain text (a number, spaces, control characters)
+    is shown as Python would write it, so the message stays one readable line."""
+    text = str(name)
+    if not (isinstance(name, str) and text.isprintable() and text.strip() == text and text):
+        text = repr(name)
+    return f"{prefix}.{text}" if prefix else text
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _describe(value: Any) -> str:

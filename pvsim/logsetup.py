@@ -14,13 +14,18 @@ import sys
 _CREDENTIALS = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
 
 
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***; never fails, whatever the
+    text (a URL too broken to parse is still masked)."""
+    return _CREDENTIALS.sub(r"\1***@", text) if "@" in text else text
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "@" in message:
-            masked = _CREDENTIALS.sub(r"\1***@", message)
-            if masked != message:
-                record.msg, record.args = masked, None
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -9,11 +9,15 @@
   (`daemons.start("pv", cfg)`), waits for /healthz, and kills whatever is left at teardown.
 - `amqp_proxy`: a TCP proxy in front of RabbitMQ that a test can take down and bring back, to
   simulate an unreachable or vanishing broker without disturbing anything else.
+- `private_rabbitmq`: a RabbitMQ node of the test's own (node name, AMQP and distribution ports,
+  data and logs under the test's tmp dir), for tests that stop, restart or break the broker
+  itself: they never touch the machine's broker that other tests, or the developer, use.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import os
 import signal
@@ -66,6 +70,132 @@ def rabbitmq() -> str:
     return AMQP_URL
 
 
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+class RabbitNode:
+    """A RabbitMQ node of a test's own, run from Debian's /usr/lib/rabbitmq/bin as the current user.
+
+    Everything it has is under `base`: its config (listening on 127.0.0.1:`port` only, no
+    plugins), its Mnesia data (so durable queues and persistent messages survive `stop` and
+    `start`, as on a real restart), its logs and its Erlang cookie (HOME). Start and stop are
+    the real server's; `kill` is a SIGKILL of its whole process group.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.name = f"pvsimtest-{uuid.uuid4().hex[:8]}@localhost"
+        self.port, self.dist_port = free_port(), free_port()
+        (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (base / "rabbitmq-env.conf").write_text("")
+        (base / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": str(base), "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.name, "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_PID_FILE": str(base / "pid"), "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def start(self, timeout: float = 120) -> "RabbitNode":
+        with open(self.base / "server.out", "ab") as out:
+            self.proc = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env,
+                                         stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while self.ctl("await_startup", "--timeout", "10", timeout=30).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"RabbitMQ node {self.name} did not start:\n"
+                                     f"{(self.base / 'server.out').read_text()[-3000:]}")
+            time.sleep(0.5)
+        return self
+
+    def stop(self) -> None:
+        """The real thing: `rabbitmqctl stop`, and wait for the server to exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.ctl("stop")
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def private_rabbitmq(tmp_path_factory):
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        pytest.skip(f"needs the rabbitmq-server package ({RABBITMQ_BIN} is missing)")
+    node = RabbitNode(tmp_path_factory.mktemp("rabbitmq")).start()
+    yield node
+    node.stop()
+    node.kill()
+
+
+class TinyFs:
+    """A tmpfs of a few KiB mounted for one test: a real file system that really fills up."""
+
+    def __init__(self, path: Path, size_kib: int) -> None:
+        self.path = path
+        self.size_kib = size_kib
+
+    def resize(self, size_kib: int) -> None:
+        """Give it more (or less) room: a remount, as an administrator freeing space would."""
+        subprocess.run(["mount", "-o", f"remount,size={size_kib}k", str(self.path)], check=True,
+                       capture_output=True)
+        self.size_kib = size_kib
+
+    def fill(self, leave: int = 0) -> None:
+        """Take all its free space but `leave` bytes, with a file named .fill."""
+        with open(self.path / ".fill", "ab") as f:
+            while True:
+                free = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize
+                if free <= leave:
+                    break
+                try:
+                    f.write(b"\0" * min(4096, free - leave))
+                    f.flush()
+                except OSError:
+                    break
+
+    def free(self) -> None:
+        (self.path / ".fill").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """A 256 KiB tmpfs under tmp_path (root only: mounting needs it; skipped otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for a real full disk needs root")
+    path = tmp_path / "tinyfs"
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    yield TinyFs(path, 256)
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,6 +216,7 @@ class PvsimConfig:
 
     def __init__(self, directory: Path, url: str = AMQP_URL) -> None:
         self.dir = directory
+        self.url = url
         tag = f"test.{uuid.uuid4().hex[:12]}"
         self.names = {"exchange": tag, "queue": f"{tag}.readings",
                       "dead_letter_exchange": f"{tag}.dead",
@@ -117,6 +248,10 @@ class PvsimConfig:
         return config.load(self.path)
 
     @property
+    def output_dir(self) -> Path:
+        return Path(self.data["output"]["directory"])
+
+    @property
     def queue(self) -> str:
         return self.names["queue"]
 
@@ -132,7 +267,7 @@ class PvsimConfig:
 
     def channel(self):
         """A channel on a connection of its own (closed at teardown), topology declared."""
-        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        conn = pika.BlockingConnection(pika.URLParameters(self.url))
         self._connections.append(conn)
         ch = conn.channel()
         self.topology.declare(ch)
@@ -145,10 +280,8 @@ class PvsimConfig:
                     conn.close()
                 except Exception:
                     pass
-        if not broker_reachable():
-            return
         try:
-            conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            conn = pika.BlockingConnection(pika.URLParameters(self.url))
             delete_topology(conn.channel(), self.topology)
             conn.close()
         except Exception:
@@ -166,6 +299,14 @@ def delete_topology(channel, topology) -> None:
 @pytest.fixture
 def pvsim_config(tmp_path: Path, rabbitmq: str):
     cfg = PvsimConfig(tmp_path)
+    yield cfg
+    cfg.cleanup()
+
+
+@pytest.fixture
+def private_config(tmp_path: Path, private_rabbitmq: RabbitNode):
+    """Like pvsim_config, on the test's own RabbitMQ node (`private_rabbitmq`)."""
+    cfg = PvsimConfig(tmp_path, url=private_rabbitmq.url)
     yield cfg
     cfg.cleanup()
 
@@ -276,6 +417,41 @@ def daemons():
     ds = Daemons()
     yield ds
     ds.cleanup()
+
+
+def csv_instants(directory: Path) -> dict[str, list[int]]:
+    """Per meter, the instant of every complete row in a directory's daily CSVs."""
+    from pvsim.pipeline.csvsink import day_files
+    out: dict[str, list[int]] = {}
+    for _, path in day_files(directory):
+        text = path.read_text()
+        for line in text[: text.rfind("\n") + 1].splitlines()[1:]:
+            ts, meter = line.split(",")[:2]
+            out.setdefault(meter, []).append(int(dt.datetime.fromisoformat(ts).timestamp()))
+    return out
+
+
+def drain_and_check_every_second_once(pv: "DaemonProcess", meter: "DaemonProcess",
+                                      config: "PvsimConfig", meters: list[str],
+                                      first: int | None = None) -> dict[str, list[int]]:
+    """Stop the meter cleanly (it records what RabbitMQ confirmed), let pvsim-pv write all of it,
+    stop pvsim-pv, and check that every second of every meter, from `first` (default: the
+    meter's first row) to its last confirmed reading, is in the CSV exactly once."""
+    assert meter.stop(signal.SIGTERM) == 0
+    last = json.loads(config.state_file.read_text())["last_confirmed"]
+    wait_for(lambda: all(max(csv_instants(config.output_dir).get(m, [0])) >= last[m] for m in meters),
+             timeout=60, message="every confirmed reading written")
+    assert pv.stop(signal.SIGTERM) == 0
+    rows = csv_instants(config.output_dir)
+    assert sorted(rows) == sorted(meters)
+    for m in meters:
+        got = rows[m]
+        assert len(got) == len(set(got)), f"{m}: duplicate rows"
+        expected = set(range(min(got) if first is None else first, last[m] + 1))
+        missing = sorted(expected - set(got))
+        assert not missing, f"{m}: {len(missing)} seconds missing, first {missing[:5]}"
+        assert set(got) == expected, f"{m}: rows outside the expected seconds"
+    return rows
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "") -> None:

@@ -38,7 +38,7 @@ from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
 from pvsim.pipeline.messages import encode_batches
 from pvsim.pipeline.pvservice import PvService
-from pvsim.pipeline.transport import InProcess, RabbitRun, Transport
+from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun, Transport
 from pvsim.store.aggregates import DayAggregator
 
 log = logging.getLogger("pvsim.cli.run")
@@ -257,15 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return os.EX_UNAVAILABLE
     try:
         cfg = apply_overrides(load_config(args.config), args)
+        broker.check_url(cfg)
         opts = RunOptions(
             date=args.date or dt.datetime.now(cfg.tz).date(), days=args.days, step=args.step,
             speed=None if args.accelerated else (args.speed or 1.0),
             output=args.output or Path(DEFAULT_OUTPUT), broker=args.broker,
             progress=sys.stderr.isatty() and not args.json)
         summary = simulate(cfg, opts)
-    except (configmod.ConfigError, broker.BrokerUnavailable, SinkError) as exc:
+    except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected) as exc:
         print(f"pvsim-run: {exc}", file=sys.stderr)
-        return exc.exit_code  # 78, 69 or 73
+        return exc.exit_code  # 78, 69, 73 or 70
     except KeyboardInterrupt:
         print("pvsim-run: interrupted; the CSV holds the rows written so far", file=sys.stderr)
         return 130

@@ -142,6 +142,7 @@ def main(prog: str, description: str, listen_key: str,
     lifecycle = Lifecycle(prog)
     try:
         cfg = configmod.load(args.config)
+        broker.check_url(cfg)
         logsetup.setup(cfg.log_level)  # pika stays quiet below DEBUG: we log each event ourselves
         lifecycle.install_signals()
         service = build(cfg, lifecycle)
@@ -210,11 +211,3 @@ def run(service: Service, lifecycle: Lifecycle, listen: str, listen_key: str = "
     notifier.close()
     log.info("stopped")
     return lifecycle.exit_code
-
-
-def broker_config_error(cfg: configmod.Config) -> None:
-    """Check broker.url now: a URL pika cannot parse is a config error (78), not an outage."""
-    try:
-        broker.parameters(cfg.broker)
-    except broker.BrokerUnavailable as exc:
-        raise configmod.ConfigError(cfg.source, "broker.url", str(exc)) from None

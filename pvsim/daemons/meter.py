@@ -18,7 +18,6 @@ pure function of seed, meter id and instant, so a late reading is the very same 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from pvsim.model.clock import Clock, RealClock
 from pvsim.model.metermodel import MeterModel, read
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
-from pvsim.pipeline.messages import InvalidMessage, encode
+from pvsim.pipeline.messages import encode_batches
 
 log = logging.getLogger("pvsim.meter")
 
@@ -85,12 +84,10 @@ class MeterState:
 class MeterDaemon:
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle,
                  clock: Clock | None = None) -> None:
-        lifecycle.broker_config_error(cfg)
         self.cfg, self.lifecycle = cfg, life
         self.stop = life.stop
         self.tz = cfg.tz
         self.models = [MeterModel(m, cfg.meter.seed, cfg.meter.model) for m in cfg.meter.id]
-        _check_meter_ids(cfg)
         self.registry = metrics.registry()
         self.metrics = metrics.MeterMetrics(self.registry)
         self.metrics.buffer_capacity.set(cfg.meter.buffer_size)
@@ -251,15 +248,16 @@ class MeterDaemon:
         self.link.down(error)
 
     def _publish(self, publisher: broker.Publisher, end: int, items: list[Reading]) -> None:
-        body = encode(items)
+        """Publish a batch (as several messages when it is too large for one) and release it
+        from the buffer once RabbitMQ has confirmed all of it."""
         first = items[0]
-        began = time.monotonic()
-        publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(items)}")
-        now = time.monotonic()
-        self.metrics.confirm_seconds.observe(now - began)
+        for part, body in enumerate(encode_batches(items, len(items))):
+            began = time.monotonic()
+            publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(items)}/{part}")
+            self._last_confirm = now = time.monotonic()
+            self.metrics.confirm_seconds.observe(now - began)
+            self.metrics.messages.inc()
         self.buffer.release(end)
-        self._last_confirm = now
-        self.metrics.messages.inc()
         self.published_total += len(items)
         for r in items:
             self._published[r.meter_id].inc()
@@ -270,16 +268,6 @@ class MeterDaemon:
         if now - self._state_saved >= 1.0:
             self.state.save(self.last_confirmed)
             self._state_saved = now
-
-
-def _check_meter_ids(cfg: configmod.Config) -> None:
-    """A meter id that no message may carry is a config error, found now rather than each second."""
-    for i, meter_id in enumerate(cfg.meter.id):
-        try:
-            encode([Reading(meter_id, 0, dt.datetime.fromtimestamp(0, cfg.tz), 0.0)])
-        except InvalidMessage as exc:
-            raise configmod.ConfigError(cfg.source, f"meter.id[{i}]", exc.detail.replace(
-                "reading.meter_id", "a meter id")) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,7 +44,6 @@ PROG = "pvsim-pv"
 class PvDaemon:
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle, *,
                  with_api: bool = True) -> None:
-        lifecycle.broker_config_error(cfg)
         self.cfg, self.lifecycle = cfg, life
         self.stop = life.stop
         self.registry = metrics.registry()
@@ -129,10 +128,20 @@ class PvDaemon:
         return outcome
 
     def ingest(self, readings: list[Reading]) -> Outcome:
-        """For the API: process and make durable before answering."""
-        with self.lock:
-            outcome = self.process(readings)
-            self._sync()
+        """For the API: process and make durable before answering.
+
+        A storage failure answers 503 (the API turns the SinkError into it) and stops the daemon
+        with exit 73, as on the consuming path: after the restart the day files are read back,
+        so the client's retry stores exactly the readings that did not reach the disk."""
+        try:
+            with self.lock:
+                outcome = self.process(readings)
+                self._sync()
+        except SinkError as exc:
+            log.error("%s; stopping (exit %d): the client is answered 503 and may retry",
+                      exc, exc.exit_code)
+            self.lifecycle.fail(exc.exit_code)
+            raise
         return outcome
 
     # --- the broker.consume handler ---------------------------------------------------------
@@ -146,6 +155,8 @@ class PvDaemon:
             return self.process(readings)
         except (SinkError, InvalidMessage):
             raise
+        except OSError as exc:  # I/O while processing is storage: never a bad message
+            raise SinkError(f"storage error while writing rows: {exc}") from None
         except Exception as exc:  # a bug on some input must not crash-loop on redelivery
             log.exception("failed to process a message")
             raise InvalidMessage("processing_error", f"{type(exc).__name__}: {exc}") from None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,7 +26,8 @@ import pika
 import pika.exceptions
 import tenacity
 
-from pvsim.config import BrokerConfig
+from pvsim import logsetup
+from pvsim.config import BrokerConfig, Config, ConfigError
 from pvsim.pipeline.messages import CONTENT_TYPE, InvalidMessage
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,16 @@ class BrokerUnavailable(Exception):
 
 def redact(url: str) -> str:
     """The URL with its password replaced, fit for logs and error messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return logsetup.redact(url)
+
+
+def check_url(cfg: Config) -> None:
+    """What pika makes of broker.url (its query options included), checked when a program
+    starts: a URL it cannot use is a config error (exit 78), not a broker outage."""
+    try:
+        pika.URLParameters(cfg.broker.url)
+    except Exception as exc:  # pika raises assorted errors for bad URLs
+        raise ConfigError(cfg.source, "broker.url", redact(str(exc))[:200]) from None
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ class Topology:
     queue: str
     dead_letter_exchange: str
     dead_letter_queue: str
-    # Set for a one-shot run's private queue: RabbitMQ deletes it when unused for this long.
+    # Set for a one-shot run's private queues: RabbitMQ deletes them when unused for this long
+    # (and the dead-letter exchange with its last binding), should the run die before it cleans up.
     expires_ms: int | None = None
 
     @property
@@ -84,29 +88,41 @@ class Topology:
         return self.queue
 
     @classmethod
-    def from_config(cls, cfg: BrokerConfig, queue: str | None = None,
-                    expires_ms: int | None = None) -> "Topology":
-        return cls(cfg.exchange, queue or cfg.queue, cfg.dead_letter_exchange,
-                   cfg.dead_letter_queue, expires_ms)
+    def from_config(cls, cfg: BrokerConfig) -> "Topology":
+        """The daemons' topology."""
+        return cls(cfg.exchange, cfg.queue, cfg.dead_letter_exchange, cfg.dead_letter_queue)
+
+    @classmethod
+    def for_run(cls, cfg: BrokerConfig, run_id: str, expires_ms: int) -> "Topology":
+        """A one-shot run's own queue and dead-letter queue on the daemons' exchange: a run
+        never takes the daemons' readings, nor leaves its rejects among theirs."""
+        queue = f"{cfg.queue}.run.{run_id}"
+        return cls(cfg.exchange, queue, f"{cfg.dead_letter_exchange}.run.{run_id}",
+                   f"{queue}.dead", expires_ms)
 
     def declare(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+        private = bool(self.expires_ms)
+        expiry = {"x-expires": self.expires_ms} if private else {}
         channel.exchange_declare(self.exchange, "direct", durable=True)
-        channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
-        channel.queue_declare(self.dead_letter_queue, durable=True)
+        channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True,
+                                 auto_delete=private)
+        channel.queue_declare(self.dead_letter_queue, durable=True, arguments=expiry)
         channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
-        args: dict = {"x-dead-letter-exchange": self.dead_letter_exchange}
-        if self.expires_ms:
-            args["x-expires"] = self.expires_ms
-        channel.queue_declare(self.queue, durable=True, arguments=args)
+        channel.queue_declare(self.queue, durable=True, arguments={
+            "x-dead-letter-exchange": self.dead_letter_exchange, **expiry})
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
+
+    def delete_private(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+        """Remove a run's queues (the auto-delete dead-letter exchange goes with its binding)."""
+        if not self.expires_ms:
+            raise ValueError("only a run's private queues are deleted")
+        channel.queue_delete(self.queue)
+        channel.queue_delete(self.dead_letter_queue)
 
 
 
 def parameters(cfg: BrokerConfig) -> pika.URLParameters:
-    try:
-        params = pika.URLParameters(cfg.url)
-    except Exception as exc:  # pika raises assorted errors for bad URLs
-        raise BrokerUnavailable(f"invalid broker.url {redact(cfg.url)}: {exc}") from None
+    params = pika.URLParameters(cfg.url)  # checked at start-up (check_url)
     params.heartbeat = cfg.heartbeat_seconds
     params.connection_attempts = 1  # tenacity does the retrying, with logging
     params.socket_timeout = 10
@@ -157,7 +173,6 @@ def connect(cfg: BrokerConfig, *, should_stop: Callable[[], bool] = lambda: Fals
     Raises BrokerUnavailable with a message a user can act on. The daemons use `run_sessions`,
     which never gives up.
     """
-    parameters(cfg)  # a bad URL is BrokerUnavailable at once, not after the retries
     try:
         return _retrying(cfg, forever=False, should_stop=should_stop)(_open, cfg, None)
     except CONNECTION_ERRORS as exc:

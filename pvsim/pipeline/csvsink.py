@@ -178,7 +178,12 @@ class CsvSink:
 
 
 def repair_tail(path: Path) -> None:
-    """Cut a torn last line (no newline: a write interrupted by a crash, never acknowledged)."""
+    """Cut a torn last line (no newline: a write interrupted by a crash, never acknowledged).
+
+    Only the torn part goes, however far back the last newline is (a power loss can leave
+    megabytes of NUL bytes after the last complete row); every complete row is kept, and what
+    was cut is logged. A file with no newline at all is reset to its header.
+    """
     with open(path, "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
@@ -186,17 +191,32 @@ def repair_tail(path: Path) -> None:
         f.seek(size - 1)
         if f.read(1) == b"\n":
             return
-        back = min(size, 4096)
-        f.seek(size - back)
-        tail = f.read(back)
-        keep = size - back + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        keep = _after_last_newline(f, size)
+        f.seek(keep)
+        cut = f.read(min(size - keep, 40))
         f.truncate(keep)
         if keep == 0:
             f.seek(0)
             f.write(_HEADER_BYTES)
         f.flush()
         os.fsync(f.fileno())
-        log.warning("cut a torn last line off %s (%d bytes)", path, size - keep)
+    log.warning("cut a torn last line off %s: %d bytes from offset %d (starting %r)",
+                path, size - keep, keep, cut)
+
+
+def _after_last_newline(f: BinaryIO, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just after the last newline of a file of `size` bytes (0 when there is none),
+    reading backwards a chunk at a time."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        f.seek(start)
+        block = f.read(end - start)
+        at = block.rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
 
 
 def _fsync_directory(directory: Path) -> None:

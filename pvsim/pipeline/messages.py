@@ -15,13 +15,13 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
 
+from pvsim.config import METER_ID, METER_ID_RULE
 from pvsim.model.reading import Reading
 
 VERSION = 1
 MAX_BODY_BYTES = 1 << 20
 MAX_READINGS = 10_000
 MAX_POWER_W = 9000.0
-MAX_METER_ID = 128
 CONTENT_TYPE = "application/json"
 _FIELDS = frozenset(("meter_id", "seq", "ts", "power_w"))
 
@@ -47,16 +47,30 @@ def encode(readings: Sequence[Reading]) -> bytes:
                       allow_nan=False).encode()
 
 
-def encode_batches(readings: Iterable[Reading], size: int) -> Iterator[bytes]:
-    """Message bodies of up to `size` readings each, in order."""
+def encode_batches(readings: Iterable[Reading], size: int,
+                   max_bytes: int = MAX_BODY_BYTES) -> Iterator[bytes]:
+    """Message bodies of up to `size` readings and `max_bytes` bytes each, in order.
+
+    Every body is one `decode` accepts: a batch whose encoding would exceed the body limit (long
+    meter ids, a large broker.batch_size) is split in halves until each part fits."""
     batch: list[Reading] = []
     for reading in readings:
         batch.append(reading)
         if len(batch) >= size:
-            yield encode(batch)
+            yield from _fitting(batch, max_bytes)
             batch = []
     if batch:
-        yield encode(batch)
+        yield from _fitting(batch, max_bytes)
+
+
+def _fitting(batch: Sequence[Reading], max_bytes: int) -> Iterator[bytes]:
+    body = encode(batch)
+    if len(body) <= max_bytes or len(batch) == 1:  # one reading is a few hundred bytes at most
+        yield body
+        return
+    half = len(batch) // 2
+    yield from _fitting(batch[:half], max_bytes)
+    yield from _fitting(batch[half:], max_bytes)
 
 
 def decode(body: bytes) -> list[Reading]:
@@ -132,9 +146,8 @@ _valid_ids: set[str] = set()  # meter ids already checked: a handful in practice
 
 
 def _check_meter_id(meter_id: str, where: str) -> None:
-    if not meter_id or len(meter_id) > MAX_METER_ID or not meter_id.isprintable() or "," in meter_id:
-        raise InvalidMessage("bad_value", f"{where}.meter_id must be 1-{MAX_METER_ID} printable "
-                             "characters without commas")
+    if not METER_ID.fullmatch(meter_id):
+        raise InvalidMessage("bad_value", f"{where}.meter_id must be {METER_ID_RULE}")
     if len(_valid_ids) < 10_000:
         _valid_ids.add(meter_id)
 

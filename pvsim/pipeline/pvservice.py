@@ -68,26 +68,32 @@ class PvService:
                    round(meter_kw - pv_kw, 4)), instant
 
     def process(self, readings: Iterable[Reading]) -> Outcome:
-        """Append the rows of readings not written before; call `sync` before acknowledging."""
+        """Append the rows of readings not written before; call `sync` before acknowledging.
+
+        A reading counts as written only once its row is appended: when the sink fails
+        (SinkError), that reading and the rest are not marked, so a retry writes them."""
         outcome = Outcome()
         written, append, listeners, row_for = self.written, self.sink.append, self.listeners, self.row_for
-        for reading in readings:
-            row, instant = row_for(reading)
-            if self.recover and row.timestamp.date() not in self._days_loaded:
-                self._load_day(row.timestamp.date())
-            seen = written.get(reading.meter_id)
-            if seen is None:
-                seen = written[reading.meter_id] = RangeSet()
-            if not seen.add(instant):
-                outcome.duplicates += 1
-                log.debug("duplicate reading %s@%d dropped", reading.meter_id, instant)
-                continue
-            append(row)
-            outcome.written += 1
-            for listener in listeners:
-                listener(row, instant)
-        self.rows_total += outcome.written
-        self.duplicates_total += outcome.duplicates
+        try:
+            for reading in readings:
+                row, instant = row_for(reading)
+                if self.recover and row.timestamp.date() not in self._days_loaded:
+                    self._load_day(row.timestamp.date())
+                seen = written.get(reading.meter_id)
+                if seen is None:
+                    seen = written[reading.meter_id] = RangeSet()
+                if instant in seen:
+                    outcome.duplicates += 1
+                    log.debug("duplicate reading %s@%d dropped", reading.meter_id, instant)
+                    continue
+                append(row)  # SinkError: this reading and the rest stay unmarked
+                seen.add(instant)
+                outcome.written += 1
+                for listener in listeners:
+                    listener(row, instant)
+        finally:
+            self.rows_total += outcome.written
+            self.duplicates_total += outcome.duplicates
         return outcome
 
     def handle(self, body: bytes) -> Outcome:

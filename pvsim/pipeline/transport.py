@@ -6,12 +6,16 @@ Two implementations of one small interface, `deliver(bodies, service, expected)`
   from a thread with its own connection, consumed with acks by the caller's thread, with the
   same `broker.consume` loop as the pvsim-pv daemon. The queue is deleted afterwards (and
   expires by itself if the run dies), so a run never disturbs running daemons.
-Both encode and decode every message, so the two write byte-identical CSVs.
+Both encode and decode every message, so the two write byte-identical CSVs. A message the
+service rejects ends the run at once with MessageRejected (the encoder makes only messages the
+decoder accepts, so a reject is a bug to report, not a reading to wait for); through RabbitMQ it
+is kept in the run's own dead-letter queue until the run ends.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterable
@@ -25,6 +29,17 @@ from pvsim.pipeline.pvservice import PvService
 log = logging.getLogger(__name__)
 
 
+class MessageRejected(Exception):
+    """A message of the run was rejected: the run cannot complete."""
+
+    exit_code = os.EX_SOFTWARE
+
+    def __init__(self, error: InvalidMessage) -> None:
+        super().__init__(f"a message of the run was rejected ({error}); the run is incomplete, "
+                         "please report this")
+        self.error = error
+
+
 class Transport(Protocol):
     name: str
 
@@ -35,16 +50,13 @@ class Transport(Protocol):
 class InProcess:
     name = "in-process"
 
-    def __init__(self) -> None:
-        self.dead_letters: list[InvalidMessage] = []
-
     def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int) -> None:
         for body in bodies:
             try:
                 service.handle(body)
             except InvalidMessage as error:
-                self.dead_letters.append(error)
-                log.warning("rejected a message: %s", error)
+                service.sync()  # what was written so far is kept
+                raise MessageRejected(error) from None
         service.sync()
 
 
@@ -53,12 +65,13 @@ class RabbitRun:
 
     def __init__(self, cfg: BrokerConfig) -> None:
         self.cfg = cfg
-        queue = f"{cfg.queue}.run.{uuid.uuid4().hex[:12]}"
-        self.topology = broker.Topology.from_config(cfg, queue=queue, expires_ms=600_000)
+        self.topology = broker.Topology.for_run(cfg, uuid.uuid4().hex[:12], expires_ms=600_000)
 
     def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int) -> None:
         consumer = broker.connect(self.cfg)  # fails fast, with a clear message, if unreachable
         failure: list[BaseException] = []
+        rejected: list[InvalidMessage] = []
+        finished = threading.Event()  # the consuming side is done: publish no more
 
         def publish_all() -> None:
             connection = None
@@ -66,6 +79,8 @@ class RabbitRun:
                 connection = broker.connect(self.cfg)
                 publisher = broker.Publisher(connection, self.topology)
                 for body in bodies:
+                    if finished.is_set():
+                        return
                     publisher.publish(body)
             except BaseException as exc:  # reported by the consuming thread
                 failure.append(exc)
@@ -76,8 +91,11 @@ class RabbitRun:
         try:
             thread.start()
             broker.consume(consumer, self.topology, service, prefetch=self.cfg.prefetch,
-                           max_pending=64,
-                           should_stop=lambda: bool(failure) or service.rows_total >= expected)
+                           max_pending=64, on_reject=rejected.append,
+                           should_stop=lambda: bool(failure or rejected)
+                           or service.rows_total >= expected)
+            if rejected:
+                raise MessageRejected(rejected[0])
             if failure:
                 raise failure[0]
         except broker.CONNECTION_ERRORS as exc:
@@ -85,15 +103,16 @@ class RabbitRun:
                 f"lost the connection to RabbitMQ at {broker.redact(self.cfg.url)} during the run: "
                 f"{broker.describe_error(exc)}") from None
         finally:
+            finished.set()
             thread.join(timeout=10)
-            self._delete_queue(consumer)
+            self._delete_queues(consumer)
             broker.close_quietly(consumer)
 
-    def _delete_queue(self, connection) -> None:
+    def _delete_queues(self, connection) -> None:
         try:
             if connection.is_open:
-                connection.channel().queue_delete(self.topology.queue)
+                self.topology.delete_private(connection.channel())
         except broker.CONNECTION_ERRORS as exc:
-            log.warning("could not delete run queue %s (it expires by itself): %s",
+            log.warning("could not delete the run's queues %s (they expire by themselves): %s",
                         self.topology.queue, exc)
 

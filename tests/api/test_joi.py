@@ -212,8 +212,8 @@ def test_known_meter_without_readings(joi):
 
 
 def test_percent_encoded_meter_id(joi):
-    joi.post("meter one", EXAMPLE[:2])
-    assert len(joi("GET", "/readings/read/meter%20one")[1]) == 2
+    joi.post("site:meter-1", EXAMPLE[:2])
+    assert len(joi("GET", "/readings/read/site%3Ameter-1")[1]) == 2
 
 
 # ---- error paths -------------------------------------------------------------------------------
@@ -254,7 +254,11 @@ def test_wrong_method_is_405(joi, method, path):
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": -0.1}]}', "outside"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": NaN}]}', "NaN"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1e999}]}', "large"),
-    (b'{"smartMeterId": "a,b", "electricityReadings": [{"time": 1, "reading": 1}]}', "comma"),
+    (b'{"smartMeterId": "a,b", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
+    (b'{"smartMeterId": "=cmd()", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
+    (b'{"smartMeterId": "quo\\"te", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
+    (b'{"smartMeterId": "line\\nbreak", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
+    (b'{"smartMeterId": "meter one", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
     (b'{"smartMeterId": "", "electricityReadings": [{"time": 1, "reading": 1}]}', "meter_id"),
     (b"[" * 100000, "not JSON"),
     (b"\xff\xfe", "not JSON"),

@@ -188,3 +188,18 @@ def test_run_summary_prices_the_day(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "cost per plan" in text and "recommended plan: price-plan-2 (Power for Everyone)" in text
     assert f"{meter['consumed_kwh'] * 10:.2f}" in text
+
+
+def test_a_large_batch_of_long_meter_ids_completes_through_rabbitmq(tmp_path, names):
+    """broker.batch_size 10,000 with a 40-character meter id made 1.24 MB messages that the
+    decoder refused, and the run waited forever: now batches are split by size and it completes."""
+    meter = "building-" + "x" * 31
+    cfg = config(tmp_path, names, extra=f"meter:\n  id: {meter}\n",
+                 broker="  batch_size: 10000\n")
+    proc = subprocess.run([sys.executable, "-m", "pvsim.cli.run", "--accelerated", "--date",
+                           "2026-06-22", "--config", str(cfg), "--output", str(tmp_path / "out"),
+                           "--json"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["readings"] == 86400 and list(summary["meters"]) == [meter]
+    assert len(rows(tmp_path / "out" / "pvsim-2026-06-22.csv")) == 86400

@@ -22,7 +22,6 @@ import pika
 import pytest
 
 from conftest import PYTHON, PvsimConfig, ROOT, http_get, metric_value, wait_for
-from pvsim import config as configmod
 from pvsim.daemons import lifecycle as daemon
 from pvsim.daemons.buffer import Buffer
 from pvsim.daemons.meter import MeterDaemon

@@ -1,6 +1,5 @@
 import csv
 import datetime as dt
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest

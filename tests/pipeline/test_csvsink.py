@@ -6,7 +6,7 @@ import pytest
 
 from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline.csvsink import CsvSink, HEADER, Row, SinkError, day_files, parse_line
-from pvsim.pipeline.messages import Reading
+from pvsim.model.reading import Reading
 from pvsim.pipeline.pvservice import PvService
 
 TZ = ZoneInfo("Europe/Madrid")
@@ -94,6 +94,39 @@ def test_torn_last_line_is_cut_and_its_reading_rewritten(tmp_path):
     again.sync()
     data = lines(path)
     assert len(data) == 6 and all(parse_line(x) for x in data[1:])
+
+
+def test_a_megabyte_of_nuls_after_the_last_row_costs_no_complete_row(tmp_path, caplog):
+    """A power loss can leave the tail of a file as NUL bytes: a day of 1,440 rows with 1 MiB of
+    NULs appended keeps every row when pvsim-pv reads the day back, and the cut is logged."""
+    start = dt.datetime(2026, 6, 21, 0, tzinfo=TZ)
+    svc = service(tmp_path)
+    assert svc.process(readings(start, 86400, step=60)).written == 1440
+    svc.sync()
+    svc.sink.close()
+    path = tmp_path / "pvsim-2026-06-21.csv"
+    size = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(b"\0" * (1 << 20))
+    again = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    out = again.process(readings(start, 86400, step=60))  # the day again: all there already
+    assert (out.written, out.duplicates) == (0, 1440)
+    late = again.process(readings(start + dt.timedelta(seconds=86370), 1))  # and one new row
+    again.sync()
+    assert late.written == 1
+    data = lines(path)
+    assert len(data) == 1 + 1441 and all(parse_line(x) for x in data[1:])
+    assert path.stat().st_size > size and b"\0" not in path.read_bytes()
+    assert any(f"{1 << 20} bytes from offset {size}" in r.getMessage() for r in caplog.records)
+
+
+def test_a_file_without_any_newline_is_reset_to_its_header(tmp_path):
+    path = tmp_path / "pvsim-2026-06-21.csv"
+    path.write_bytes(b"\0" * 10_000)
+    svc = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    svc.process(readings(dt.datetime(2026, 6, 21, 12, tzinfo=TZ), 2))
+    svc.sync()
+    assert lines(path)[0] == HEADER and len(lines(path)) == 3
 
 
 def test_run_mode_truncates_a_previous_file_once(tmp_path):

@@ -37,6 +37,20 @@ def test_batches_keep_order_and_size():
     assert [r for b in bodies for r in decode(b)] == readings
 
 
+def test_a_batch_too_large_for_one_message_is_split_into_messages_the_decoder_accepts():
+    """broker.batch_size 10,000 with a 40-character meter id is 1.24 MB in one body: over the
+    1 MiB the decoder accepts. encode_batches splits it so every body decodes."""
+    meter = "building-" + "x" * 31
+    start = 1_782_043_200
+    tz = dt.timezone(dt.timedelta(hours=2))
+    many = [Reading(meter, t, dt.datetime.fromtimestamp(t, tz), 1234.5) for t in range(start, start + 25_000)]
+    assert len(encode(many[:10_000])) > MAX_BODY_BYTES
+    bodies = list(encode_batches(many, 10_000))
+    assert all(len(b) <= MAX_BODY_BYTES for b in bodies)
+    assert [r for b in bodies for r in decode(b)] == many
+    assert len(bodies) == 5  # each 10,000 -> 2 x 5,000, and the last 5,000 whole
+
+
 @pytest.mark.parametrize("raw,reason", [
     (b"not json at all", "not_json"),
     (b"\xff\xfe", "not_json"),

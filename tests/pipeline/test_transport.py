@@ -1,0 +1,60 @@
+"""The transports of a one-shot run, against the real RabbitMQ: a message the service rejects
+ends the run at once (it never waits for rows that cannot come), and through RabbitMQ the reject
+lands in the run's own dead-letter queue, deleted with the run, never in the daemons'."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pvsim.model.pvcurve import PvCurve
+from pvsim.model.reading import Reading
+from pvsim.pipeline.csvsink import CsvSink
+from pvsim.pipeline.messages import encode
+from pvsim.pipeline.pvservice import PvService
+from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun
+
+TZ = ZoneInfo("Europe/Madrid")
+T0 = 1_782_043_200
+
+
+def bodies_with_a_bad_one() -> list[bytes]:
+    good = [encode([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)]) for t in (T0, T0 + 1)]
+    return [good[0], b'{"v": 1, "readings": "not a list"}', good[1]]
+
+
+def test_in_process_a_rejected_message_ends_the_run(tmp_path):
+    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    with pytest.raises(MessageRejected, match="missing_field"):
+        InProcess().deliver(bodies_with_a_bad_one(), service, expected=2)
+    assert service.rows_total == 1  # what came before the reject is written
+
+
+def test_through_rabbitmq_a_rejected_message_ends_the_run_at_once(pvsim_config, tmp_path):
+    cfg = pvsim_config.load().broker
+    transport = RabbitRun(cfg)
+    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            transport.deliver(bodies_with_a_bad_one(), service, expected=2)
+        except BaseException as exc:
+            errors.append(exc)
+        done.set()
+
+    threading.Thread(target=deliver, daemon=True).start()
+    assert done.wait(60), "the run waited for rows that could not come"
+    assert len(errors) == 1 and isinstance(errors[0], MessageRejected), errors
+    assert "missing_field" in str(errors[0])
+    channel = pvsim_config.channel()
+    daemons_dlq = channel.queue_declare(cfg.dead_letter_queue, passive=True).method.message_count
+    assert daemons_dlq == 0  # the daemons' dead-letter queue never sees a run's reject
+    for queue in (transport.topology.queue, transport.topology.dead_letter_queue):
+        with pytest.raises(Exception, match="NOT_FOUND"):  # the run's queues are gone
+            pvsim_config.channel().queue_declare(queue, passive=True)
+    assert transport.topology.dead_letter_queue.startswith(cfg.queue + ".run.")
