@@ -10,8 +10,12 @@ A daemon is a `Service` (see the Protocol below) built from the config; `main` d
 - the HTTP endpoint (/metrics, /healthz, the service's app) in its own thread;
 - the service's worker threads, each guarded: a fatal sink error stops the daemon with exit 73
   (systemd restarts it; nothing unwritten was acknowledged), an unexpected error with 70;
-- the main thread: READY=1 once the service is connected, WATCHDOG=1 at half of WatchdogSec while
-  the workers are alive, STATUS= lines, then on stop STOPPING=1, joins, closes, exit 0.
+- the main thread: READY=1 once the daemon itself is set up (config read, state loaded, HTTP
+  port bound, workers started), whether or not RabbitMQ is there yet: a broker down at boot must
+  not make systemd kill and restart the unit, nor keep `apt install` waiting. The broker link is
+  reported in STATUS=, /healthz and pvsim_broker_connected, and the workers keep reconnecting.
+  Then WATCHDOG=1 at half of WatchdogSec while the workers are alive, STATUS= lines, and on stop
+  STOPPING=1, joins, closes, exit 0.
 """
 
 from __future__ import annotations
@@ -47,9 +51,6 @@ class Service(Protocol):
 
     def threads(self) -> list[tuple[str, Callable[[], None]]]:
         """The worker loops, each run in a thread of its own until the stop flag is set."""
-
-    def ready(self) -> bool:
-        """True once connected and serving (READY=1 is sent the first time)."""
 
     def health(self) -> tuple[bool, str]:
         """(healthy, detail) for /healthz: connected and making progress."""
@@ -175,15 +176,12 @@ def run(service: Service, lifecycle: Lifecycle, listen: str, listen_key: str = "
     for worker in workers:
         worker.start()
     log.info("%s %s started (pid %d)", prog, __version__, os.getpid())
+    last_status = service.status()
+    notifier.ready(last_status)
     interval = notifier.ping_interval
-    ready_sent = False
-    next_ping = next_status = 0.0
-    last_status = ""
+    next_ping, next_status = 0.0, time.monotonic() + 5.0
     while not lifecycle.stop.is_set():
         now = time.monotonic()
-        if not ready_sent and service.ready():
-            notifier.ready(service.status())
-            ready_sent = True
         if interval and now >= next_ping and service.alive():
             notifier.watchdog()
             next_ping = now + interval

@@ -100,7 +100,10 @@ class MeterDaemon:
         self.state = MeterState(Path(cfg.meter.state_file))
         self.last_confirmed: dict[str, int] = {}
         self.published_total = 0
-        self.clock = clock or RealClock(sleep=self._sleep)
+        # Seconds per meter the buffer holds: what a restart or a clock jump can still produce.
+        self.catch_up = max(1, cfg.meter.buffer_size // len(self.models))
+        self.clock = clock or RealClock(max_catch_up=self.catch_up, sleep=self._sleep,
+                                        on_skip=self._on_skip)
         self.app = None
         self.link = BrokerLink(self.metrics.broker, "readings are buffered")
         self._ticker = lifecycle.Heartbeat()
@@ -113,9 +116,6 @@ class MeterDaemon:
 
     def threads(self) -> list[tuple[str, Callable[[], None]]]:
         return [("ticker", self.tick_loop), ("publisher", self.publish_loop)]
-
-    def ready(self) -> bool:
-        return self.link.ever_connected
 
     def health(self) -> tuple[bool, str]:
         depth = len(self.buffer)
@@ -150,10 +150,15 @@ class MeterDaemon:
     # --- ticker thread ----------------------------------------------------------------------
 
     def _sleep(self, seconds: float) -> None:
+        """The clock's sleep: waiting for the next second (or for a wall clock that stepped
+        back) is the ticker being alive, not hung."""
         if self.stop.wait(seconds):
             raise _Stopped
+        self._ticker.beat()
 
     def tick_loop(self) -> None:
+        last = self.state.load()
+        newest = max(last.values(), default=-1)
         first = True
         try:
             for instant in self.clock.ticks():
@@ -161,17 +166,19 @@ class MeterDaemon:
                     break
                 if first:
                     first = False
-                    self.backfill(instant)
-                self._produce(list(read(self.models, (instant,), self.tz)))
+                    self.backfill(instant, last)
+                readings = list(read(self.models, (instant,), self.tz))
+                if instant <= newest:  # the clock went back across a restart: never twice
+                    readings = [r for r in readings if r.seq > last.get(r.meter_id, -1)]
+                self._produce(readings)
         except _Stopped:
             pass
         finally:
             self.buffer.wake()
 
-    def backfill(self, first_tick: int) -> None:
+    def backfill(self, first_tick: int, last: dict[str, int]) -> None:
         """Produce the seconds missed since the last confirmed reading of a previous run."""
-        last = self.state.load()
-        cap = max(1, self.buffer.capacity // len(self.models))
+        cap = self.catch_up
         starts = {m.meter_id: last[m.meter_id] + 1 for m in self.models
                   if m.meter_id in last and last[m.meter_id] + 1 < first_tick}
         if not starts:
@@ -200,6 +207,10 @@ class MeterDaemon:
                 self._power[r.meter_id].set(r.power_w)
         self.metrics.buffer.set(len(self.buffer))
         self._ticker.beat()
+
+    def _on_skip(self, first: int, seconds: int) -> None:
+        """The wall clock jumped further ahead than the buffer holds (the clock logged it)."""
+        self.metrics.dropped.inc(seconds * len(self.models))
 
     def _on_drop(self, count: int) -> None:
         self.metrics.dropped.inc(count)

@@ -68,12 +68,12 @@ class PvDaemon:
     def threads(self) -> list[tuple[str, Callable[[], None]]]:
         return [("consumer", self.consume_loop)]
 
-    def ready(self) -> bool:
-        return self.link.ever_connected
-
     def health(self) -> tuple[bool, str]:
         if not self.link.connected:
             return False, "not connected to RabbitMQ (reconnecting)"
+        if self.link.blocked:
+            return False, ("RabbitMQ blocks the connection (memory or disk alarm); dead-lettering "
+                           "waits until it lifts")
         if self._beat.age() > 10:
             return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
         return True, (f"consuming {self.topology.queue}; {self.service.rows_total} rows written, "
@@ -195,9 +195,8 @@ class PvDaemon:
     def _consume_session(self, connection) -> None:
         self.link.up()
         log.info("consuming from queue %s", self.topology.queue)
-        max_pending = max(1, min(self.cfg.output.sync_rows, self.cfg.broker.prefetch // 2))
         broker.consume(connection, self.topology, self, should_stop=self._should_stop,
-                       prefetch=self.cfg.broker.prefetch, max_pending=max_pending,
+                       prefetch=self.cfg.broker.prefetch, max_rows=self.cfg.output.sync_rows,
                        on_idle=self._idle, on_reject=self._rejected)
 
     def _session_ended(self, error: BaseException | None) -> None:

@@ -70,30 +70,46 @@ class RealClock:
     """Whole seconds of wall time, forever, on a schedule that does not drift.
 
     Each tick is computed from the previous one (+1 s), not from when the previous work ended,
-    so an hour yields exactly 3,600 ticks. A short stall (GC, a slow publish) is caught up by
-    yielding the missed seconds at once; a jump of the wall clock larger than `max_catch_up`
-    (suspend, NTP step) restarts the schedule at the current second rather than flooding, and a
-    step backwards is waited out so that no instant is ever read twice.
+    so an hour yields exactly 3,600 ticks. Seconds the schedule fell behind (a stall, a suspend,
+    a VM pause, an NTP step forward) are all yielded at once, as after a restart, up to
+    `max_catch_up` of them: older ones are skipped and reported to `on_skip(first, count)`. A step
+    backwards is waited out, in slices of at most a second (so the caller's `sleep` can show it is
+    alive), so that no instant is ever yielded twice.
     """
 
-    def __init__(self, max_catch_up: int = 300,
+    def __init__(self, max_catch_up: int = 86400,
                  now: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_skip: Callable[[int, int], None] | None = None) -> None:
         self.max_catch_up = max_catch_up
-        self._now, self._sleep = now, sleep
+        self._now, self._sleep, self._on_skip = now, sleep, on_skip
 
     def ticks(self) -> Iterator[int]:
         nxt = int(self._now()) + 1
+        waiting = catching_up = False  # log each step back and each jump ahead once
         while True:
             now = self._now()
             if now < nxt:
-                if nxt - now > 2:
-                    # The wall clock went backwards: wait for it rather than read an instant twice.
-                    log.warning("wall clock moved back %.0f s; waiting for it", nxt - now)
-                self._sleep(nxt - now)
-                continue  # re-check: a signal may wake us early
-            if now - nxt > self.max_catch_up:
-                log.warning("wall clock jumped %.0f s ahead; resuming at the current second", now - nxt)
-                nxt = int(now)
+                if nxt - now > 2 and not waiting:
+                    log.warning("wall clock moved back %.0f s; waiting for it, so that no "
+                                "instant is read twice", nxt - now)
+                waiting = True
+                self._sleep(min(nxt - now, 1.0))
+                continue  # re-check: a signal may wake us early, the clock may move again
+            waiting = False
+            behind = int(now) - nxt  # seconds due besides this one
+            if behind > self.max_catch_up:
+                skipped = behind - self.max_catch_up
+                log.warning("wall clock jumped %d s ahead: producing the last %d s, the %d s "
+                            "before them are lost", behind, self.max_catch_up, skipped)
+                if self._on_skip is not None:
+                    self._on_skip(nxt, skipped)
+                nxt += skipped
+                catching_up = True
+            elif behind > 2 and not catching_up:
+                log.warning("wall clock jumped %d s ahead: producing the seconds missed", behind)
+                catching_up = True
+            elif behind == 0:
+                catching_up = False
             yield nxt
             nxt += 1

@@ -161,8 +161,13 @@ def _open(cfg: BrokerConfig, on_blocked: Callable[[bool], None] | None) -> pika.
     """One connection attempt, with the blocked/unblocked callbacks of a resource alarm."""
     connection = pika.BlockingConnection(parameters(cfg))
     if on_blocked is not None:
-        connection.add_on_connection_blocked_callback(lambda *_: on_blocked(True))
-        connection.add_on_connection_unblocked_callback(lambda *_: on_blocked(False))
+        # BlockingConnection defers these callbacks to process_data_events, which a thread
+        # waiting for a publisher confirm (exactly what a blocked connection makes it do) never
+        # reaches: register them on the connection underneath, whose I/O loop calls them as the
+        # frame arrives, in this same thread. They only set flags.
+        target = getattr(connection, "_impl", connection)
+        target.add_on_connection_blocked_callback(lambda *_: on_blocked(True))
+        target.add_on_connection_unblocked_callback(lambda *_: on_blocked(False))
     log.info("connected to RabbitMQ at %s", redact(cfg.url))
     return connection
 
@@ -294,10 +299,14 @@ def close_quietly(connection: pika.BlockingConnection | None) -> None:
             log.debug("error while closing connection: %s", exc)
 
 
+class Handled(Protocol):
+    written: int  # rows the message added, which the next sync makes durable
+
+
 class Handler(Protocol):
     """What `consume` drives: in practice the PV service."""
 
-    def handle(self, body: bytes) -> object:
+    def handle(self, body: bytes) -> Handled:
         """Process a message body; raise InvalidMessage to have it dead-lettered."""
 
     def sync(self) -> None:
@@ -305,12 +314,13 @@ class Handler(Protocol):
 
 
 def consume(connection: pika.BlockingConnection, topology: Topology, handler: Handler, *,
-            should_stop: Callable[[], bool], prefetch: int = 1000, max_pending: int = 1000,
+            should_stop: Callable[[], bool], prefetch: int = 1000, max_rows: int = 1000,
             max_delay: float = 0.2, on_idle: Callable[[], None] | None = None,
             on_reject: Callable[[InvalidMessage], None] | None = None) -> None:
     """Consume until `should_stop()`: handle each message, sync, then ack in batches.
 
-    Acks go out when `max_pending` messages await them, when the oldest has waited `max_delay`
+    Acks go out when the messages awaiting them hold `max_rows` rows (output.sync_rows) or half
+    the prefetch window (so the broker keeps sending), when the oldest has waited `max_delay`
     seconds, when the queue is idle, and before stopping; each ack is preceded by a sync, so
     nothing acknowledged can be lost. Returns when asked to stop; connection errors propagate
     (the caller reconnects; unacked messages are redelivered and deduplicated).
@@ -320,15 +330,16 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
     channel.confirm_delivery()  # for dead-letter republishing
     channel.basic_qos(prefetch_count=prefetch)
     last_tag = 0
-    pending = 0
+    pending = rows = 0
     oldest = 0.0
+    max_messages = max(1, prefetch // 2)
 
     def settle() -> None:
-        nonlocal pending
+        nonlocal pending, rows
         if pending:
             handler.sync()
             channel.basic_ack(last_tag, multiple=True)
-            pending = 0
+            pending = rows = 0
 
     for method, props, body in channel.consume(topology.queue, inactivity_timeout=0.1):
         if method is None:  # idle: make everything durable and acknowledged
@@ -337,7 +348,7 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
                 on_idle()
         else:
             try:
-                handler.handle(body)
+                handled = handler.handle(body)
             except InvalidMessage as error:
                 settle()
                 _dead_letter(channel, topology, body, props, error)
@@ -349,7 +360,9 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
                     oldest = time.monotonic()
                 last_tag = method.delivery_tag
                 pending += 1
-                if pending >= max_pending or time.monotonic() - oldest >= max_delay:
+                rows += handled.written
+                if (rows >= max_rows or pending >= max_messages
+                        or time.monotonic() - oldest >= max_delay):
                     settle()
         if should_stop():
             settle()

@@ -91,7 +91,7 @@ class RabbitRun:
         try:
             thread.start()
             broker.consume(consumer, self.topology, service, prefetch=self.cfg.prefetch,
-                           max_pending=64, on_reject=rejected.append,
+                           max_rows=64 * self.cfg.batch_size, on_reject=rejected.append,
                            should_stop=lambda: bool(failure or rejected)
                            or service.rows_total >= expected)
             if rejected:

@@ -202,6 +202,81 @@ def test_an_hour_is_exactly_3600_readings_on_whole_seconds_across_dst(tmp_path):
     assert b'"ts":"2026-10-25T02:30:01+02:00"' in body
 
 
+class JumpingWallClock(FakeWallClock):
+    """A fake wall clock that steps by `jumps[n]` seconds at its n-th sleep (suspend, NTP)."""
+
+    def __init__(self, start: float, end: float, stop: threading.Event, jumps: dict[int, float]) -> None:
+        super().__init__(start, end, stop)
+        self.jumps, self.sleeps = jumps, 0
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.t += self.jumps.get(self.sleeps, 0.0)
+        super().sleep(seconds)
+
+
+def meter_on(clock_cls, tmp_path, *, buffer_size: int, state: dict | None = None, **clock_kw):
+    cfg_file = PvsimConfig(tmp_path)
+    cfg_file.write(meter={"id": ["m-1"], "buffer_size": buffer_size})
+    if state is not None:
+        cfg_file.state_file.write_text(json.dumps({"version": 1, "last_confirmed": state}))
+    lc = daemon.Lifecycle("test")
+    fake = clock_cls(stop=lc.stop, **clock_kw)
+    meter = MeterDaemon(cfg_file.load(), lc)
+    meter.clock = RealClock(max_catch_up=meter.catch_up, now=fake.now, sleep=fake.sleep,
+                            on_skip=meter._on_skip)
+    return meter, fake
+
+
+def test_a_wall_clock_jump_ahead_produces_the_seconds_it_skipped(tmp_path):
+    """Suspend, a VM pause, an NTP step: the seconds jumped over are produced as after a restart."""
+    start = T("2026-06-21T12:00:00+02:00") + 0.5
+    meter, _ = meter_on(JumpingWallClock, tmp_path, buffer_size=86400, start=start,
+                        end=start + 1000, jumps={10: 700.0})
+    meter.tick_loop()
+    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    assert seqs == list(range(int(start) + 1, seqs[-1] + 1))  # every second, once, in order
+    assert seqs[-1] > int(start) + 700
+    assert meter.metrics.dropped._value.get() == 0
+
+
+def test_a_jump_further_than_the_buffer_holds_is_counted_and_logged(tmp_path, caplog):
+    start = T("2026-06-21T12:00:00+02:00") + 0.5
+    meter, _ = meter_on(JumpingWallClock, tmp_path, buffer_size=300, start=start,
+                        end=start + 1000, jumps={10: 700.0})
+    with caplog.at_level(logging.WARNING):
+        meter.tick_loop()
+    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+    lost = meter.metrics.dropped._value.get()  # skipped by the clock + dropped by the buffer
+    assert lost > meter.buffer.dropped and "jumped" in caplog.text and "are lost" in caplog.text
+    assert caplog.text.count("jumped") == 1  # one line per jump, not one per second
+    # what is in the buffer plus what was counted as lost is every second
+    assert seqs[-1] - int(start) == len(seqs) + lost
+
+
+def test_a_wall_clock_step_back_never_produces_an_instant_twice(tmp_path):
+    start = T("2026-06-21T12:00:00+02:00") + 0.5
+    meter, fake = meter_on(JumpingWallClock, tmp_path, buffer_size=86400, start=start,
+                           end=start + 600, jumps={10: -120.0, 200: -3.0})
+    meter.tick_loop()
+    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+    assert seqs == list(range(int(start) + 1, seqs[-1] + 1))  # and no gap either
+
+
+def test_after_a_restart_with_the_clock_set_back_nothing_confirmed_is_produced_again(tmp_path):
+    """The state file says 12:10:00 was confirmed; the wall clock now says 12:00:00."""
+    now = T("2026-06-21T12:00:00+02:00") + 0.5
+    confirmed = int(now) + 600
+    meter, _ = meter_on(FakeWallClock, tmp_path, buffer_size=86400, state={"m-1": confirmed},
+                        start=now, end=now + 700)
+    meter.tick_loop()
+    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    assert seqs and min(seqs) == confirmed + 1
+    assert seqs == list(range(confirmed + 1, seqs[-1] + 1))
+
+
 def test_buffer_drops_oldest_and_release_survives_drops():
     dropped = []
     b: Buffer[int] = Buffer(5, on_drop=dropped.append)
@@ -223,7 +298,7 @@ def test_meter_resumes_from_its_state_file_after_a_restart(tmp_path, caplog):
     cfg_file.state_file.write_text(json.dumps({"version": 1, "last_confirmed": {
         "m-1": now - 4, "m-2": now - 2, "gone": now - 100}}))
     meter = MeterDaemon(cfg_file.load(), daemon.Lifecycle("test"))
-    meter.backfill(now)
+    meter.backfill(now, meter.state.load())
     _, got = meter.buffer.peek(100)
     assert [(r.meter_id, r.seq) for r in got] == [
         ("m-1", now - 3), ("m-1", now - 2), ("m-1", now - 1), ("m-2", now - 1)]
@@ -231,13 +306,13 @@ def test_meter_resumes_from_its_state_file_after_a_restart(tmp_path, caplog):
     cfg_file.state_file.write_text(json.dumps({"version": 1, "last_confirmed": {"m-1": now - 100}}))
     meter = MeterDaemon(cfg_file.load(), daemon.Lifecycle("test"))
     with caplog.at_level(logging.WARNING):
-        meter.backfill(now)
+        meter.backfill(now, meter.state.load())
     assert [r.seq for r in meter.buffer.peek(100)[1]] == list(range(now - 5, now))
     assert "more than the buffer holds" in caplog.text
     # a corrupt state file is ignored
     cfg_file.state_file.write_text("{nonsense")
     meter = MeterDaemon(cfg_file.load(), daemon.Lifecycle("test"))
-    meter.backfill(now)
+    meter.backfill(now, meter.state.load())
     assert len(meter.buffer) == 0
 
 

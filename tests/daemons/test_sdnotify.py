@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import uuid
 
 import pytest
 
+from conftest import http_get, wait_for
 from pvsim.daemons.sdnotify import Notifier
 
 
@@ -98,6 +100,27 @@ def test_daemon_notifies_ready_watchdog_status_and_stopping(name, notify_socket,
     assert d.stop(signal.SIGTERM) == 0
     rest = receive_all(sock, "STOPPING=1")
     assert rest[-1].startswith("STOPPING=1")
+
+
+@pytest.mark.parametrize("name", ["pv", "meter"])
+def test_daemon_is_ready_without_the_broker_and_says_so(name, notify_socket, pvsim_config,
+                                                        daemons, amqp_proxy):
+    """RabbitMQ down at boot: READY=1 all the same (systemd must not kill and restart the unit,
+    apt install must not wait), the link reported in STATUS=, /healthz and the metrics, and the
+    daemon connects by itself once the broker is there."""
+    pvsim_config.write(broker={"url": amqp_proxy.url})  # the proxy is down: nothing answers
+    path, sock = notify_socket
+    d = daemons.start(name, pvsim_config, wait=False, env={"NOTIFY_SOCKET": path})
+    ready = receive_all(sock, "READY=1")[-1].split("\n")
+    assert ready[0] == "READY=1" and "unreachable" in ready[1], ready
+    status, body = http_get(d.port, "/healthz")
+    assert status == 503 and "not connected to RabbitMQ" in json.loads(body)["detail"]
+    assert d.metric("pvsim_broker_connected") == 0
+    amqp_proxy.up()
+    wait_for(lambda: http_get(d.port, "/healthz")[0] == 200, timeout=30,
+             message="healthy once the broker is there")
+    assert d.metric("pvsim_broker_connected") == 1
+    assert d.stop(signal.SIGTERM) == 0
 
 
 def test_daemon_without_notify_socket_sends_nothing(pvsim_config, daemons, notify_socket):

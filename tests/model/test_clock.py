@@ -55,20 +55,33 @@ def test_real_clock_gives_exactly_3600_whole_seconds_an_hour_without_drift():
     assert ft.t < 1_782_003_601.1
 
 
-def test_real_clock_catches_up_a_short_stall_and_skips_a_long_jump():
+def test_real_clock_yields_every_second_a_stall_or_a_jump_skipped():
     ft = FakeTime(1000.5)
-    ticks = RealClock(max_catch_up=60, now=ft.now, sleep=ft.sleep).ticks()
+    ticks = RealClock(max_catch_up=86400, now=ft.now, sleep=ft.sleep).ticks()
     assert next(ticks) == 1001
     ft.t += 5  # stalled five seconds: the missed ticks come at once
     assert [next(ticks) for _ in range(5)] == [1002, 1003, 1004, 1005, 1006]
-    ft.t += 3600  # suspend: resume at the current second
-    assert next(ticks) == int(ft.t)
+    ft.t += 3600  # suspend for an hour: every second of it, as after a restart
+    assert [next(ticks) for _ in range(3601)] == list(range(1007, 4608))
+
+
+def test_real_clock_past_its_catch_up_skips_the_oldest_and_says_how_many():
+    ft = FakeTime(1000.5)
+    skipped = []
+    ticks = RealClock(max_catch_up=60, now=ft.now, sleep=ft.sleep,
+                      on_skip=lambda first, n: skipped.append((first, n))).ticks()
+    assert next(ticks) == 1001
+    ft.t += 1000  # now 2001.0 (the first tick slept to 1001.0)
+    got = [next(ticks) for _ in range(61)]
+    assert got == list(range(1941, 2002))   # the last 60 s before now, and now
+    assert skipped == [(1002, 939)]         # 1002 .. 1940 lost, reported once
 
 
 def test_real_clock_never_repeats_an_instant_when_time_goes_back():
     ft = FakeTime(2000.2)
     ticks = RealClock(now=ft.now, sleep=ft.sleep).ticks()
     first = next(ticks)
-    ft.t -= 30
+    ft.t -= 3600  # an NTP step back by an hour
     assert next(ticks) == first + 1
     assert ft.t >= first + 1
+    assert max(ft.sleeps[1:]) <= 1.0  # waited in slices: the caller can show it is alive

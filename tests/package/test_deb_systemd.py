@@ -365,6 +365,36 @@ def test_deb_under_real_systemd(deb: Path, container: Container) -> None:
     assert c.run("getent", "passwd", "pvsim", check=False).returncode == 0, "remove deleted the user"
     assert c.run("test", "-e", "/usr/bin/pvsim-meter", check=False).returncode != 0
 
+    # --- Install with RabbitMQ down (a broker that is late at boot): the units are ready at once,
+    # stay up without a restart for longer than TimeoutStartSec, say what is missing, and when
+    # the broker comes the meter's buffered seconds are written: no gap, no duplicate.
+    # Masked, because the units' Wants=rabbitmq-server.service would start it right back.
+    c.run("systemctl", "stop", "rabbitmq-server", timeout=120)
+    c.run("systemctl", "mask", "rabbitmq-server")
+    with Timer("install, broker down"):
+        c.run("apt-get", "install", "-y", "-q", deb_inside, timeout=300)
+    wait_for("both units active with the broker down", lambda: both_active(c), 30,
+             detail=lambda: c.journal(*UNITS))
+    for unit, address in zip(UNITS, (listen_meter, listen_pv)):
+        assert "unreachable" in c.show(unit, "StatusText")["StatusText"], unit
+        status, _, body = http_get(c, address, "/healthz")
+        assert status == 503 and "not connected to RabbitMQ" in body, (unit, status, body)
+    timeout_start = max(int(c.show(u, "TimeoutStartUSec")["TimeoutStartUSec"].rstrip("s") or 0)
+                        for u in UNITS)
+    watch_until = time.monotonic() + timeout_start + 10
+    while time.monotonic() < watch_until:  # the failure this guards against: a restart every ~32 s
+        for unit in UNITS:
+            props = c.show(unit, "ActiveState", "NRestarts")
+            assert props == {"ActiveState": "active", "NRestarts": "0"}, (unit, props, c.journal(unit))
+        time.sleep(2)
+    broker_back = dt.datetime.now(dt.timezone.utc)
+    c.run("systemctl", "unmask", "rabbitmq-server")
+    c.run("systemctl", "start", "rabbitmq-server", timeout=180)
+    wait_for("rows written after the broker came", lambda: (last_instant(read_rows(c, outdir))
+             or broker_back) > broker_back + dt.timedelta(seconds=3), 90,
+             detail=lambda: c.journal(*UNITS, "rabbitmq-server.service"))
+    assert_no_gap_no_duplicate(read_rows(c, outdir))
+
     # --- Purge: nothing of pvsim is left.
     with Timer("purge"):
         c.run("apt-get", "purge", "-y", "-q", "pvsim", timeout=300)
