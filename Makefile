@@ -1,7 +1,8 @@
 # pvsim: every task a developer or CI runs, on Debian 12's own python3 and python3-* packages.
 PYTHON      ?= /usr/bin/python3
 export PYTHONPATH := $(CURDIR)
-RUNTIME_DEPS = rabbitmq-server python3-pika python3-yaml python3-tenacity python3-prometheus-client
+RUNTIME_DEPS = rabbitmq-server python3-pika python3-yaml python3-tenacity python3-prometheus-client \
+               python3-waitress
 TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-hypothesis python3-matplotlib prometheus \
                debhelper dh-python pybuild-plugin-pyproject lintian systemd-container debootstrap \
                dpkg-dev python3-all python3-setuptools

@@ -30,6 +30,8 @@ DEFAULT_PATH = Path("/etc/pvsim/pvsim.yaml")
 # spreadsheet could take for a formula.
 METER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 METER_ID_RULE = "1-64 characters from A-Z, a-z, 0-9 and . _ : -"
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -86,6 +88,19 @@ class PvConfig:
     noise: float = field(default=0.0, metadata=_range(0.0, 1.0))
     seed: int = 7
     listen: str = "127.0.0.1:9762"
+    # Distinct meters the JOI API takes readings for; a POST for one more is refused (403).
+    max_meters: int = field(default=10_000, metadata=_range(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    # Host names (as in the Host header, without the port) the HTTP endpoints answer, besides IP
+    # addresses and localhost: list the names clients use when the port is open beyond loopback.
+    # Any other name is refused (421), so a web page cannot reach the API by DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
+    # A file (mode 0640 or stricter) holding a token that POST /readings/store must carry as
+    # "Authorization: Bearer TOKEN". Empty: no token (fine while pv.listen is on loopback).
+    token_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,9 @@ class OutputConfig:
     directory: str = "/var/lib/pvsim"
     # Rows written between two fsyncs in the daemon; a message is acked only after its fsync.
     sync_rows: int = field(default=1000, metadata=_range(1, 1_000_000))
+    # Below this much free space in `directory`, pvsim-pv's /healthz answers 503, well before
+    # the disk is full (pvsim_pv_output_free_bytes shows the figure).
+    min_free_mb: int = field(default=200, metadata=_range(0, 10_000_000))
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,7 @@ class Config:
     pv: PvConfig = PvConfig()
     output: OutputConfig = OutputConfig()
     pricing: PricingConfig = PricingConfig()
+    api: ApiConfig = ApiConfig()
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
     @property
@@ -196,7 +215,8 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
 def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     origin, args = get_origin(tp), get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, key)
+        # A section whose keys are all commented out is empty (null in YAML): its defaults.
+        return _build(tp, {} if value is None else value, source, key)
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
@@ -256,6 +276,9 @@ def check_string(value: str, source: str, key: str) -> str:
         _check_amqp_url(value, source, key)
     elif key.startswith("meter.id") and not METER_ID.fullmatch(value):
         raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {value[:70]!r}")
+    elif key.startswith("api.allowed_hosts") and not _HOST_NAME.fullmatch(value):
+        raise ConfigError(source, key, f"not a host name (letters, digits, - and ., no port): "
+                          f"{value[:70]!r}")
     return value
 
 

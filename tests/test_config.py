@@ -31,13 +31,18 @@ def test_shipped_config_loads_and_documents_every_key():
     assert cfg.timezone == "Europe/Madrid"
     assert cfg.meter.id == ("smart-meter-0",)
     text = (ROOT / "config" / "pvsim.yaml").read_text()
-    for section in ("broker", "meter", "pv", "output", "pricing"):
+    for section in ("broker", "meter", "pv", "output", "pricing", "api"):
         for f in dataclasses.fields(getattr(config, section.capitalize() + "Config")):
             assert f"{f.name}:" in text, f"{section}.{f.name} is not documented"
 
 
 def test_empty_file_gives_defaults(tmp_path):
     assert config.load(write(tmp_path, "")) == config.Config()
+
+
+def test_a_section_with_every_key_commented_out_gives_its_defaults(tmp_path):
+    assert config.load(write(tmp_path, "api:\n  # token_file: /etc/pvsim/api-token\nmeter:\n")) \
+        == config.Config()
 
 
 def test_keys_other_parts_rely_on(tmp_path):

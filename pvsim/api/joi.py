@@ -18,6 +18,9 @@ default 10000, at most 100000: the next page starts at `from` = last time + 1) a
 Posted readings enter the same pipeline as the meter's (`ingest`: PV value, CSV row, durable
 when it returns); reads come from the CSVs through a ReadingStore. Client errors are 4xx with a
 problem body {"title", "status", "detail"}; an unknown meter (no account, no reading) is 404.
+No client may write a future reading for a meter pvsim-meter reads (400), add meters beyond
+pv.max_meters (403) or touch more than MAX_POST_DAYS days in one POST (413). Who may call at
+all (Host names, the token for writes) is the HTTP endpoint's business (daemons.httpserver).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import logging
 import math
 import re
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +55,8 @@ READ_PAGE = 10_000
 READ_PAGE_MAX = 100_000
 MAX_POSTED = 100_000
 MAX_INSTANT = 32_503_680_000  # 3000-01-01: later windows are client mistakes
+MAX_POST_DAYS = 366           # local days one POST may write: a year of history at once
+FUTURE_SLACK_SECONDS = 2      # a live meter's reading may be this far ahead (clock skew)
 KWH_DECIMALS = 6
 _WHOLE = re.compile(r"^[+-]?\d+$")
 _TRUE, _FALSE = {"true", "1", "yes", ""}, {"false", "0", "no"}
@@ -64,8 +70,12 @@ class ClientError(Exception):
 
 class JoiApi:
     def __init__(self, cfg: Config, output_dir: Path, ingest: Ingest, *,
-                 store: ReadingStore | None = None) -> None:
-        self.cfg, self.tz, self.ingest = cfg, cfg.tz, ingest
+                 store: ReadingStore | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        self.cfg, self.tz, self.ingest, self.now = cfg, cfg.tz, ingest, now
+        # pvsim-meter's meters: their readings come as the seconds pass, never ahead of them.
+        self.live_meters = frozenset(cfg.meter.id)
+        self._known_meters: set[str] | None = None  # every meter with readings, loaded once
         self.pricing = Pricing.from_config(cfg.pricing)
         # The journal must hold every row the sink may not have flushed yet (see readingstore).
         journal = max(20_000, 2 * cfg.output.sync_rows + 2 * MAX_READINGS)
@@ -81,6 +91,8 @@ class JoiApi:
     def on_row(self, row: Row, instant: int) -> None:
         """PvService listener: keeps the store's day aggregates current without rereading."""
         self.store.on_row(row, instant)
+        if self._known_meters is not None:
+            self._known_meters.add(row.meter_id)
 
     def __call__(self, method: str, path: str, query: dict[str, list[str]],
                  body: bytes) -> tuple[int, object]:
@@ -125,6 +137,7 @@ class JoiApi:
         if len(items) > MAX_POSTED:
             raise ClientError(413, f"{len(items)} readings in one request; send at most {MAX_POSTED}")
         readings = [self._reading(meter_id, item, i) for i, item in enumerate(items)]
+        self._check_limits(meter_id, readings)
         if readings:
             try:
                 outcome = self.ingest(readings)
@@ -134,6 +147,30 @@ class JoiApi:
             log.info("stored %d posted readings of %s (%d duplicates dropped)",
                      outcome.written, meter_id, outcome.duplicates)
         return 200, doc
+
+    def _check_limits(self, meter_id: str, readings: list[Reading]) -> None:
+        """What no single client may do to the store: write a live meter's future (its real
+        reading would then be dropped as a duplicate when its second comes), add meters without
+        end (each costs memory and metric series), or scatter one request over years of files."""
+        if not readings:
+            return
+        newest = max(r.seq for r in readings)
+        if meter_id in self.live_meters and newest > self.now() + FUTURE_SLACK_SECONDS:
+            raise ClientError(400, f"{meter_id} is a meter pvsim-meter reads (meter.id): its "
+                                   f"readings cannot be in the future (time {newest})")
+        days = {r.timestamp.date() for r in readings}
+        if len(days) > MAX_POST_DAYS:
+            raise ClientError(413, f"the readings span {len(days)} local days; send at most "
+                                   f"{MAX_POST_DAYS} days per request")
+        known = self._meters()
+        if meter_id not in known and len(known) >= self.cfg.pv.max_meters:
+            raise ClientError(403, f"pvsim-pv keeps at most {self.cfg.pv.max_meters} meters "
+                                   f"(pv.max_meters); {meter_id!r} would be one more")
+
+    def _meters(self) -> set[str]:
+        if self._known_meters is None:
+            self._known_meters = set(self.store.meters())
+        return self._known_meters
 
     def _reading(self, meter_id: str, item: object, i: int) -> Reading:
         where = f"electricityReadings[{i}]"

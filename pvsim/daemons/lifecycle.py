@@ -34,7 +34,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from pvsim import __version__, config as configmod, logsetup
-from pvsim.daemons.httpserver import App, HttpServer
+from pvsim.daemons.httpserver import Access, App, HttpServer
 from pvsim.daemons.sdnotify import Notifier
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import SinkError
@@ -144,6 +144,7 @@ def main(prog: str, description: str, listen_key: str,
     try:
         cfg = configmod.load(args.config)
         broker.check_url(cfg)
+        access = Access.from_config(cfg)
         logsetup.setup(cfg.log_level)  # pika stays quiet below DEBUG: we log each event ourselves
         lifecycle.install_signals()
         service = build(cfg, lifecycle)
@@ -151,7 +152,7 @@ def main(prog: str, description: str, listen_key: str,
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.exit_code  # 78 or 73
     listen = _listen_value(cfg, listen_key)
-    return run(service, lifecycle, listen, listen_key)
+    return run(service, lifecycle, listen, listen_key, access)
 
 
 def _listen_value(cfg: configmod.Config, key: str) -> str:
@@ -159,12 +160,13 @@ def _listen_value(cfg: configmod.Config, key: str) -> str:
     return getattr(getattr(cfg, section), name)
 
 
-def run(service: Service, lifecycle: Lifecycle, listen: str, listen_key: str = "listen") -> int:
+def run(service: Service, lifecycle: Lifecycle, listen: str, listen_key: str = "listen",
+        access: Access | None = None) -> int:
     prog, notifier = lifecycle.prog, lifecycle.notifier
     host, port = configmod.parse_listen(listen, listen_key, listen_key)
     try:
         http = HttpServer(host, port, service.registry, service.health, service.app,
-                          name=prog).start()
+                          access=access, name=prog).start()
     except OSError as exc:
         print(f"{prog}: cannot listen on {listen} ({listen_key}): {exc.strerror or exc}",
               file=sys.stderr)

@@ -7,9 +7,11 @@ gets its own CollectorRegistry (not the global one), so tests can run several in
 
 from __future__ import annotations
 
+import os
 import platform
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -78,6 +80,34 @@ class MeterMetrics:
         self.confirm_seconds = Histogram("pvsim_meter_publish_confirm_seconds",
                                          "Time from publishing a message to RabbitMQ's confirm",
                                          buckets=CONFIRM_BUCKETS, registry=reg)
+
+
+class FreeSpace:
+    """pvsim_pv_output_free_bytes and _size_bytes: the output file system, read at each scrape."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.directory)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def collect(self):
+        try:
+            st = os.statvfs(self.directory)
+        except OSError:
+            return
+        free = GaugeMetricFamily("pvsim_pv_output_free_bytes",
+                                 "Space left for the CSV files (output.directory's file system)")
+        free.add_metric([], st.f_bavail * st.f_frsize)
+        size = GaugeMetricFamily("pvsim_pv_output_size_bytes",
+                                 "Size of output.directory's file system")
+        size.add_metric([], st.f_blocks * st.f_frsize)
+        yield free
+        yield size
 
 
 class PvMetrics:

@@ -48,6 +48,8 @@ class PvDaemon:
         self.stop = life.stop
         self.registry = metrics.registry()
         self.metrics = metrics.PvMetrics(self.registry)
+        self.free_space = metrics.FreeSpace(cfg.output.directory)
+        self.registry.register(self.free_space)
         self.topology = broker.Topology.from_config(cfg.broker)
         curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
         self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
@@ -74,6 +76,10 @@ class PvDaemon:
         if self.link.blocked:
             return False, ("RabbitMQ blocks the connection (memory or disk alarm); dead-lettering "
                            "waits until it lifts")
+        free = self.free_space.free_bytes()
+        if free is not None and free < self.cfg.output.min_free_mb * 1_000_000:
+            return False, (f"only {free / 1e6:.0f} MB free for {self.cfg.output.directory} "
+                           f"(output.min_free_mb: {self.cfg.output.min_free_mb})")
         if self._beat.age() > 10:
             return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
         return True, (f"consuming {self.topology.queue}; {self.service.rows_total} rows written, "

@@ -152,7 +152,7 @@ class CsvSink:
             self.paths.append(path)
         self._files[day] = f
         while len(self._files) > self.max_open:  # keep a few days open for late arrivals
-            oldest = min(self._files)
+            oldest = min(d for d in self._files if d != day)  # never the file about to be written
             self.sync()
             self._files.pop(oldest).close()
         log.info("writing %s", path)

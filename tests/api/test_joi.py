@@ -401,7 +401,8 @@ def test_defect_no_debugger_and_no_vulnerable_pyyaml(tmp_path):
     server = HttpServer("127.0.0.1", 0, CollectorRegistry(), lambda: (True, "ok"), pipeline.api).start()
     try:
         req = urllib.request.Request(server.url + "/readings/store", method="POST", data=json.dumps(
-            {"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1}]}).encode())
+            {"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1}]}).encode(),
+            headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=10)
         text = err.value.read().decode()
@@ -414,3 +415,44 @@ def test_defect_no_debugger_and_no_vulnerable_pyyaml(tmp_path):
             assert json.loads(answer.read()) == [{"price-plan-2": 0.0}]
     finally:
         server.stop()
+
+
+# ---- what no client may do to the store --------------------------------------------------------
+
+NOW = 1_782_043_200  # 2026-06-21T12:00:00Z
+
+
+def limited(tmp_path, yaml_text=""):
+    pipeline = Pipeline(tmp_path, config.parse(yaml_text))
+    pipeline.api.now = lambda: NOW
+    return pipeline
+
+
+def test_a_live_meters_future_is_refused_and_other_meters_may_post_any_time(tmp_path):
+    """smart-meter-0 is pvsim-meter's (meter.id): a reading POSTed for its 12:05 would make the
+    meter's own 12:05 reading a duplicate, dropped when it comes."""
+    joi = limited(tmp_path)
+    body = assert_problem(joi.post("smart-meter-0", [(NOW - 60, 1.0), (NOW + 300, 1.0)]), 400)
+    assert "cannot be in the future" in body["detail"] and "meter.id" in body["detail"]
+    assert joi("GET", "/readings/read/smart-meter-0")[1] == []  # nothing of it was stored
+    assert joi.post("smart-meter-0", [(NOW - 60, 1.0), (NOW + 1, 1.0)])[0] == 200  # skew allowed
+    assert joi.post("building-7", [(NOW + 86400, 1.0)])[0] == 200  # a simulated future elsewhere
+
+
+def test_new_meters_beyond_pv_max_meters_are_refused(tmp_path):
+    joi = limited(tmp_path, "pv:\n  max_meters: 3\n")
+    for m in ("a", "b", "c"):
+        assert joi.post(m, [(NOW - 60, 1.0)])[0] == 200
+    body = assert_problem(joi.post("d", [(NOW - 60, 1.0)]), 403)
+    assert "pv.max_meters" in body["detail"]
+    assert joi.post("a", [(NOW - 30, 1.0)])[0] == 200  # a known meter still may
+    restarted = limited(tmp_path, "pv:\n  max_meters: 3\n")  # the count survives a restart
+    assert_problem(restarted.post("e", [(NOW - 60, 1.0)]), 403)
+
+
+def test_one_post_touches_at_most_a_year_of_days(tmp_path):
+    joi = limited(tmp_path)
+    year = [(NOW - d * 86400, 1.0) for d in range(1, 367)]
+    assert joi.post("history", year)[0] == 200
+    body = assert_problem(joi.post("history", year + [(NOW - 400 * 86400, 1.0)]), 413)
+    assert "367 local days" in body["detail"]

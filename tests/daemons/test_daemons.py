@@ -136,6 +136,7 @@ def T(text: str) -> int:
     ("bogus: 1\n", "bogus"),
     ("pv: {listen: nowhere}\n", "pv.listen"),
     ("broker: [\n", "malformed YAML"),
+    ("api: {token_file: /nonexistent/pvsim-token}\n", "api.token_file"),
 ])
 def test_config_error_exits_78_with_one_line(tmp_path, name, content, key):
     path = tmp_path / "bad.yaml"
@@ -561,3 +562,21 @@ def test_a_sink_that_cannot_write_stops_with_73_and_acknowledges_nothing(pvsim_c
     assert run.exit_code == 73
     wait_for(lambda: ch.queue_declare(cfg.broker.queue, passive=True).method.message_count == 1,
              message="the message back in the queue, unacknowledged")
+
+
+def test_pv_healthz_degrades_before_the_disk_is_full(pvsim_config, daemons):
+    """Below output.min_free_mb free for the CSVs, /healthz says so (here: a threshold of 10 TB);
+    the free space is a metric for alerting."""
+    pvsim_config.write(output={"min_free_mb": 10_000_000})
+    pv = daemons.start("pv", pvsim_config, wait=False)
+
+    def short_of_space() -> bool:
+        try:
+            status, body = http_get(pvsim_config.pv_port, "/healthz")
+        except OSError:  # not listening yet
+            return False
+        return status == 503 and "MB free" in body
+    wait_for(short_of_space, timeout=20, message="/healthz: not enough free space")
+    assert "output.min_free_mb" in json.loads(http_get(pvsim_config.pv_port, "/healthz")[1])["detail"]
+    free, size = pv.metric("pvsim_pv_output_free_bytes"), pv.metric("pvsim_pv_output_size_bytes")
+    assert 0 < free <= size

@@ -32,7 +32,7 @@ def dead_letters(cfg) -> int:
 def test_pv_on_a_full_disk_stops_with_73_and_after_space_is_freed_every_second_is_there_once(
         pvsim_config, daemons, tiny_fs):
     out = tiny_fs.path / "out"
-    pvsim_config.write(meter={"id": METERS}, output={"directory": str(out)},
+    pvsim_config.write(meter={"id": METERS}, output={"directory": str(out), "min_free_mb": 0},
                        broker={"batch_size": 1000})
     # A backlog: the meter last confirmed 300 s ago, so it first produces 3,000 readings, sent in
     # messages of 1,000 readings (~75 KB each), about 225 KB of CSV against the room left below.
@@ -72,7 +72,7 @@ def post(port: int, body: dict) -> tuple[int, dict]:
 def test_a_post_on_a_full_disk_is_503_and_the_retry_after_a_restart_stores_it(
         pvsim_config, daemons, tiny_fs):
     out = tiny_fs.path / "out"
-    pvsim_config.write(output={"directory": str(out)})
+    pvsim_config.write(output={"directory": str(out), "min_free_mb": 0})
     start = 1_782_000_000
     body = {"smartMeterId": "meter-posted",
             "electricityReadings": [{"time": start + i, "reading": 1.5} for i in range(4000)]}

@@ -9,7 +9,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from pvsim.daemons.httpserver import HttpServer
+from pvsim.daemons.httpserver import Access, HttpServer
 
 
 def request(server: HttpServer, method: str, path: str, body: bytes | None = None,
@@ -103,9 +103,10 @@ def test_unserialisable_app_result_is_an_internal_error(make_server):
 def test_oversized_body_is_refused_with_413(make_server):
     calls = []
     s = make_server(app=lambda *a: calls.append(a) or (200, {}), max_body=1000)
-    status, _, body = request(s, "POST", "/readings/store", body=b"x" * 1001)
+    json_type = {"Content-Type": "application/json"}
+    status, _, body = request(s, "POST", "/readings/store", body=b"x" * 1001, headers=json_type)
     assert status == 413 and json.loads(body)["status"] == 413 and not calls
-    assert request(s, "POST", "/readings/store", body=b"x" * 1000)[0] == 200
+    assert request(s, "POST", "/readings/store", body=b"x" * 1000, headers=json_type)[0] == 200
 
 
 def test_bad_content_length_is_400(make_server):
@@ -132,3 +133,113 @@ def test_keep_alive_serves_several_requests_on_one_connection(make_server):
         r = conn.getresponse()
         assert r.status == 200 and json.loads(r.read())["status"] == "ok"
     conn.close()
+
+
+# --- slow and idle clients ---------------------------------------------------------------------
+
+def test_500_idle_or_trickling_connections_hold_no_thread_and_block_nothing(make_server):
+    """waitress hands a request to one of its few threads only once it has fully arrived: 250
+    idle connections and 250 that trickle a request header byte by byte hold sockets, not
+    threads, and /metrics and /healthz still answer at once."""
+    import socket
+    import threading
+    import time
+
+    s = make_server()
+    before = threading.active_count()
+    clients = []
+    try:
+        for i in range(500):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            if i % 2:
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
+            clients.append(c)
+        for c in clients[1::2]:
+            c.sendall(b"a")  # still trickling
+        for path in ("/metrics", "/healthz"):
+            began = time.monotonic()
+            status, _, _ = request(s, "GET", path)
+            took = time.monotonic() - began
+            print(f"{path} with 500 slow clients open: {took * 1000:.0f} ms")
+            assert status == 200
+        assert threading.active_count() - before <= 4 + 1  # waitress's worker threads at most
+    finally:
+        for c in clients:
+            c.close()
+
+
+# --- who is answered ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host,allowed", [
+    ("127.0.0.1:9762", True), ("localhost:9762", True), ("[::1]:9762", True), ("10.1.2.3", True),
+    ("LOCALHOST", True), ("pvsim.example.org:9762", True), ("pvsim.example.org.", True),
+    ("evil.example:9762", False), ("127.0.0.1.evil.example", False), ("", False),
+    ("localhost.evil.example:9762", False),
+])
+def test_only_addresses_localhost_and_listed_names_are_answered(make_server, host, allowed):
+    """DNS rebinding: a page of evil.example whose name resolves to 127.0.0.1 sends Host:
+    evil.example; an address or a listed name cannot be the attacker's."""
+    s = make_server(app=lambda *a: (200, {"ok": True}),
+                    access=Access(frozenset({"localhost", "pvsim.example.org"})))
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+    conn.putrequest("GET", "/healthz", skip_host=True)
+    conn.putheader("Host", host)
+    conn.endheaders()
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    conn.close()
+    if allowed:
+        assert r.status == 200, body
+    else:
+        assert r.status == 421 and body["status"] == 421 and "api.allowed_hosts" in body["detail"]
+
+
+def test_a_post_must_say_it_is_json(make_server):
+    """A browser page can POST text/plain across origins without a preflight: refuse it."""
+    calls = []
+    s = make_server(app=lambda *a: calls.append(a) or (200, {}))
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        status, h, body = request(s, "POST", "/readings/store", body=b"{}", headers=headers)
+        assert status == 415 and h["Content-Type"] == "application/problem+json", (headers, body)
+    assert not calls
+    ok = request(s, "POST", "/readings/store", body=b"{}",
+                 headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok[0] == 200 and len(calls) == 1
+
+
+def test_with_a_token_writes_need_it_and_reads_do_not(make_server):
+    calls = []
+    s = make_server(app=lambda *a: calls.append(a) or (200, {}),
+                    access=Access(token="s3cret-token-value"))
+    json_type = {"Content-Type": "application/json"}
+    for auth in (None, "Bearer wrong", "Basic czNjcmV0", "Bearer s3cret-token-valu"):
+        headers = dict(json_type, **({"Authorization": auth} if auth else {}))
+        status, h, body = request(s, "POST", "/readings/store", body=b"{}", headers=headers)
+        assert status == 401 and {k.lower(): v for k, v in h.items()}["www-authenticate"].startswith("Bearer"), (auth, body)
+        assert b"s3cret" not in body
+    assert not calls
+    good = dict(json_type, Authorization="Bearer s3cret-token-value")
+    assert request(s, "POST", "/readings/store", body=b"{}", headers=good)[0] == 200
+    assert request(s, "GET", "/readings/read/m")[0] == 200  # reading needs no token
+
+
+def test_the_token_file_must_be_readable_one_token_and_not_for_others(tmp_path):
+    from pvsim import config as configmod
+    token = tmp_path / "token"
+
+    def access(**api):
+        return Access.from_config(configmod.parse(json.dumps({"api": api}), "pvsim.yaml"))
+
+    with pytest.raises(configmod.ConfigError, match="api.token_file: cannot read"):
+        access(token_file=str(token))
+    token.write_text("two words\n")
+    token.chmod(0o640)
+    with pytest.raises(configmod.ConfigError, match="one token"):
+        access(token_file=str(token))
+    token.write_text("abc123\n")
+    token.chmod(0o644)
+    with pytest.raises(configmod.ConfigError, match="readable by others: chmod 0640"):
+        access(token_file=str(token))
+    token.chmod(0o640)
+    assert access(token_file=str(token)).token == "abc123"
+    assert access(allowed_hosts=["Pvsim.Example.org."]).host_allowed("pvsim.example.org:80")

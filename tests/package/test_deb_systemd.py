@@ -228,6 +228,8 @@ def test_deb_under_real_systemd(deb: Path, container: Container) -> None:
     with Timer("install"):
         c.run("apt-get", "install", "-y", "-q", deb_inside, timeout=300)
     assert c.out("dpkg-query", "-W", "-f=${Status}", "pvsim") == "install ok installed"
+    for shipped in ("/usr/share/pvsim/prometheus/pvsim-rules.yml", "/usr/share/pvsim/grafana/pvsim-dashboard.json"):
+        assert c.run("test", "-s", shipped, check=False).returncode == 0, f"{shipped} not installed"
     for unit in UNITS:
         assert c.run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "enabled", unit
     wait_for("both units active", lambda: both_active(c), 60, detail=lambda: c.journal(*UNITS))

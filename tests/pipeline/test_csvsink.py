@@ -129,6 +129,18 @@ def test_a_file_without_any_newline_is_reset_to_its_header(tmp_path):
     assert lines(path)[0] == HEADER and len(lines(path)) == 3
 
 
+def test_rows_going_back_day_by_day_each_land_in_their_file(tmp_path):
+    """More days than the sink keeps open, newest first (a POST of history in reverse): each
+    file opened for an older day must not be the one closed to make room."""
+    start = dt.datetime(2026, 6, 21, 12, tzinfo=TZ)
+    svc = service(tmp_path)
+    back = [next(readings(start - dt.timedelta(days=d), 1)) for d in range(10)]
+    assert svc.process(back).written == 10
+    svc.sync()
+    assert len(day_files(tmp_path)) == 10
+    assert all(len(lines(p)) == 2 for _, p in day_files(tmp_path))
+
+
 def test_run_mode_truncates_a_previous_file_once(tmp_path):
     path = tmp_path / "pvsim-2026-06-21.csv"
     path.write_text(HEADER + "\nold,row\n")

@@ -20,7 +20,7 @@ SUITE=bookworm
 MACHINE=deb12-rig  # no "pvsim" in it: the test looks for anything named pvsim left behind
 # Everything the test needs inside: systemd, the broker, and the .deb's dependencies (Depends only;
 # its Recommends are rabbitmq-server, already here). Changing this list rebuilds the cache.
-INCLUDE=systemd,systemd-sysv,dbus,libnss-myhostname,rabbitmq-server,python3,python3-pika,python3-yaml,python3-tenacity,python3-prometheus-client,procps
+INCLUDE=systemd,systemd-sysv,dbus,libnss-myhostname,rabbitmq-server,python3,python3-pika,python3-yaml,python3-tenacity,python3-prometheus-client,python3-waitress,procps
 ENVIRON=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
          DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 HOME=/root TERM=dumb)
 
