@@ -58,6 +58,8 @@ class BrokerConfig:
     queue: str = "pvsim.readings"
     dead_letter_exchange: str = "pvsim.dead"
     dead_letter_queue: str = "pvsim.readings.dead"
+    # The dead-letter queue keeps at most this many messages, dropping the oldest (0: no limit).
+    dead_letter_max_length: int = field(default=100_000, metadata=_range(0, 100_000_000))
     # Attempts before a one-shot run gives up; the daemons retry forever.
     connect_attempts: int = field(default=5, metadata=_range(1, 1000))
     retry_initial_seconds: float = field(default=0.5, metadata=_range(0.01, 3600))
@@ -111,6 +113,9 @@ class OutputConfig:
     # Below this much free space in `directory`, pvsim-pv's /healthz answers 503, well before
     # the disk is full (pvsim_pv_output_free_bytes shows the figure).
     min_free_mb: int = field(default=200, metadata=_range(0, 10_000_000))
+    # pvsim-pv removes the daily CSVs (and their aggregates) older than this many days, at start
+    # and hourly; 0 keeps them all. 400: a year for the annual figures, and a month to spare.
+    retention_days: int = field(default=400, metadata=_range(0, 100_000))
 
 
 @dataclass(frozen=True)

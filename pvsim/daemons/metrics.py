@@ -126,6 +126,14 @@ class PvMetrics:
                                   "Readings dropped because their row was already written",
                                   registry=reg)
         self.syncs = Counter("pvsim_pv_csv_syncs_total", "fsyncs of the CSV files", registry=reg)
+        self.dead_letters = Gauge("pvsim_pv_dead_letter_messages",
+                                  "Messages in the dead-letter queue", registry=reg)
+        self.dead_letter_limit = Gauge("pvsim_pv_dead_letter_max_messages",
+                                       "broker.dead_letter_max_length (0: no limit); beyond it "
+                                       "the oldest dead letters are dropped", registry=reg)
+        self.days_removed = Counter("pvsim_pv_days_removed_total",
+                                    "Daily CSVs removed for being older than output.retention_days",
+                                    registry=reg)
         self.last_meter = Gauge("pvsim_pv_last_meter_watts", "Meter power of the latest row",
                                 ["meter"], registry=reg)
         self.last_pv = Gauge("pvsim_pv_last_pv_watts", "PV power of the latest row", ["meter"],

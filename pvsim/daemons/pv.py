@@ -35,10 +35,12 @@ from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
 from pvsim.pipeline.messages import InvalidMessage, decode
 from pvsim.pipeline.pvservice import Outcome, PvService
+from pvsim.store.retention import Retention
 
 log = logging.getLogger("pvsim.pv")
 
 PROG = "pvsim-pv"
+HOUSEKEEPING_SECONDS = 3600
 
 
 class PvDaemon:
@@ -51,6 +53,7 @@ class PvDaemon:
         self.free_space = metrics.FreeSpace(cfg.output.directory)
         self.registry.register(self.free_space)
         self.topology = broker.Topology.from_config(cfg.broker)
+        self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
         curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
         self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
         self.service = PvService.recovering(curve, self.sink, cfg.tz)
@@ -62,13 +65,24 @@ class PvDaemon:
         if with_api:
             self.app = JoiApi(cfg, Path(cfg.output.directory), self.ingest)
             self.service.listeners.append(self.app.on_row)
+        self.retention = Retention(cfg.output.directory, cfg.output.retention_days, cfg.tz,
+                                   sink=self.sink, store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
 
     # --- the Service protocol -------------------------------------------------------------
 
     def threads(self) -> list[tuple[str, Callable[[], None]]]:
-        return [("consumer", self.consume_loop)]
+        return [("consumer", self.consume_loop), ("housekeeping", self.housekeeping_loop)]
+
+    def housekeeping_loop(self) -> None:
+        """Retention at start, then hourly, under the lock the writers hold."""
+        while True:
+            with self.lock:
+                removed = self.retention.run()
+            self.metrics.days_removed.inc(removed.days)
+            if self.stop.wait(HOUSEKEEPING_SECONDS):
+                return
 
     def health(self) -> tuple[bool, str]:
         if not self.link.connected:
@@ -203,7 +217,8 @@ class PvDaemon:
         log.info("consuming from queue %s", self.topology.queue)
         broker.consume(connection, self.topology, self, should_stop=self._should_stop,
                        prefetch=self.cfg.broker.prefetch, max_rows=self.cfg.output.sync_rows,
-                       on_idle=self._idle, on_reject=self._rejected)
+                       on_idle=self._idle, on_reject=self._rejected,
+                       on_dead_letter_depth=self.metrics.dead_letters.set)
 
     def _session_ended(self, error: BaseException | None) -> None:
         if error is not None:

@@ -47,6 +47,7 @@ CONNECTION_ERRORS = (
 PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
 # A session that worked this long before it failed reconnects at once, without backoff.
 STABLE_SECONDS = 30.0
+DEPTH_SECONDS = 30.0  # how often an idle consumer looks at the dead-letter queue's depth
 REASON_HEADER = "x-pvsim-reason"
 DETAIL_HEADER = "x-pvsim-detail"
 
@@ -82,6 +83,8 @@ class Topology:
     # Set for a one-shot run's private queues: RabbitMQ deletes them when unused for this long
     # (and the dead-letter exchange with its last binding), should the run die before it cleans up.
     expires_ms: int | None = None
+    # The dead-letter queue keeps at most this many messages, the oldest dropped (0: no limit).
+    dead_letter_max_length: int = 0
 
     @property
     def routing_key(self) -> str:
@@ -90,7 +93,8 @@ class Topology:
     @classmethod
     def from_config(cls, cfg: BrokerConfig) -> "Topology":
         """The daemons' topology."""
-        return cls(cfg.exchange, cfg.queue, cfg.dead_letter_exchange, cfg.dead_letter_queue)
+        return cls(cfg.exchange, cfg.queue, cfg.dead_letter_exchange, cfg.dead_letter_queue,
+                   dead_letter_max_length=cfg.dead_letter_max_length)
 
     @classmethod
     def for_run(cls, cfg: BrokerConfig, run_id: str, expires_ms: int) -> "Topology":
@@ -106,11 +110,38 @@ class Topology:
         channel.exchange_declare(self.exchange, "direct", durable=True)
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True,
                                  auto_delete=private)
-        channel.queue_declare(self.dead_letter_queue, durable=True, arguments=expiry)
+        if self.dead_letter_max_length:
+            self._declare_bounded_dead_letter_queue(channel)
+        else:
+            channel.queue_declare(self.dead_letter_queue, durable=True, arguments=expiry)
         channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
         channel.queue_declare(self.queue, durable=True, arguments={
             "x-dead-letter-exchange": self.dead_letter_exchange, **expiry})
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
+
+    def _declare_bounded_dead_letter_queue(self, channel) -> None:
+        """Declare the dead-letter queue with its length limit, on a channel of its own: a queue
+        from an older install exists without the limit, and RabbitMQ refuses (and closes the
+        channel) when arguments differ. That queue is used as it is, and the log says how to
+        bound it."""
+        probe = channel.connection.channel()
+        try:
+            probe.queue_declare(self.dead_letter_queue, durable=True, arguments={
+                "x-max-length": self.dead_letter_max_length, "x-overflow": "drop-head"})
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 406:  # PRECONDITION_FAILED: it exists with other arguments
+                raise
+            log.warning("the dead-letter queue %s exists without broker.dead_letter_max_length "
+                        "and is not bounded: bound it with a policy (rabbitmqctl set_policy "
+                        "pvsim-dead '^%s$' '{\"max-length\":%d}' --apply-to queues), or delete "
+                        "it (its messages are lost) and restart", self.dead_letter_queue,
+                        self.dead_letter_queue.replace(".", "\\."), self.dead_letter_max_length)
+        else:
+            probe.close()
+
+    def dead_letter_depth(self, channel) -> int:
+        """Messages in the dead-letter queue now."""
+        return channel.queue_declare(self.dead_letter_queue, passive=True).method.message_count
 
     def delete_private(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
         """Remove a run's queues (the auto-delete dead-letter exchange goes with its binding)."""
@@ -316,7 +347,8 @@ class Handler(Protocol):
 def consume(connection: pika.BlockingConnection, topology: Topology, handler: Handler, *,
             should_stop: Callable[[], bool], prefetch: int = 1000, max_rows: int = 1000,
             max_delay: float = 0.2, on_idle: Callable[[], None] | None = None,
-            on_reject: Callable[[InvalidMessage], None] | None = None) -> None:
+            on_reject: Callable[[InvalidMessage], None] | None = None,
+            on_dead_letter_depth: Callable[[int], None] | None = None) -> None:
     """Consume until `should_stop()`: handle each message, sync, then ack in batches.
 
     Acks go out when the messages awaiting them hold `max_rows` rows (output.sync_rows) or half
@@ -324,6 +356,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
     seconds, when the queue is idle, and before stopping; each ack is preceded by a sync, so
     nothing acknowledged can be lost. Returns when asked to stop; connection errors propagate
     (the caller reconnects; unacked messages are redelivered and deduplicated).
+    `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, after each reject,
+    and every DEPTH_SECONDS while idle.
     """
     channel = connection.channel()
     topology.declare(channel)
@@ -333,6 +367,13 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
     pending = rows = 0
     oldest = 0.0
     max_messages = max(1, prefetch // 2)
+    depth_due = 0.0
+
+    def report_depth() -> None:
+        nonlocal depth_due
+        if on_dead_letter_depth is not None:
+            on_dead_letter_depth(topology.dead_letter_depth(channel))
+            depth_due = time.monotonic() + DEPTH_SECONDS
 
     def settle() -> None:
         nonlocal pending, rows
@@ -346,6 +387,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
             settle()
             if on_idle is not None:
                 on_idle()
+            if time.monotonic() >= depth_due:
+                report_depth()
         else:
             try:
                 handled = handler.handle(body)
@@ -355,6 +398,7 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
                 channel.basic_ack(method.delivery_tag)
                 if on_reject is not None:
                     on_reject(error)
+                report_depth()
             else:
                 if not pending:
                     oldest = time.monotonic()

@@ -132,6 +132,14 @@ class CsvSink:
 
     close = reopen
 
+    def forget(self, day: dt.date) -> None:
+        """Sync and close a day's file if it is open (its file is about to be removed); a later
+        row of that day starts a new file."""
+        if day in self._files:
+            self.sync()
+            self._files.pop(day).close()
+        self._started.discard(day)
+
     def _open(self, day: dt.date) -> BinaryIO:
         path = self.path_for(day)
         fresh = self.truncate and day not in self._started

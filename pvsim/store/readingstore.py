@@ -187,6 +187,14 @@ class ReadingStore:
             self._persist_ready()
             return out[:limit]
 
+    def forget(self, day: dt.date) -> None:
+        """Drop what memory holds of a day whose files were removed (retention)."""
+        with self._lock:
+            self._drain()
+            self._days.pop(day, None)
+            self._stale.discard(day)
+            self._recent = deque((r for r in self._recent if r[0] != day), maxlen=self._recent.maxlen)
+
     # -- days --
 
     def _date(self, instant: int) -> dt.date:

@@ -580,3 +580,45 @@ def test_pv_healthz_degrades_before_the_disk_is_full(pvsim_config, daemons):
     assert "output.min_free_mb" in json.loads(http_get(pvsim_config.pv_port, "/healthz")[1])["detail"]
     free, size = pv.metric("pvsim_pv_output_free_bytes"), pv.metric("pvsim_pv_output_size_bytes")
     assert 0 < free <= size
+
+
+def test_pv_removes_days_older_than_retention_days_at_start(pvsim_config, daemons):
+    pvsim_config.write(output={"retention_days": 30})
+    out = pvsim_config.output
+    out.mkdir(parents=True, exist_ok=True)
+    today = dt.datetime.now(MADRID).date()
+    old, kept = today - dt.timedelta(days=31), today - dt.timedelta(days=30)
+    for day in (old, kept):
+        (out / f"pvsim-{day}.csv").write_text("timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw\n")
+    pv = daemons.start("pv", pvsim_config)
+    wait_for(lambda: not (out / f"pvsim-{old}.csv").exists(), message="the old day removed")
+    assert (out / f"pvsim-{kept}.csv").exists()
+    assert pv.metric("pvsim_pv_days_removed_total") == 1
+    assert "retention: removed 1 days" in pv.log()
+
+
+def test_the_dead_letter_queue_is_bounded_and_its_depth_is_a_metric(pvsim_config, daemons):
+    """broker.dead_letter_max_length: the oldest dead letters make room for new ones."""
+    pvsim_config.write(broker={"dead_letter_max_length": 3})
+    pv = daemons.start("pv", pvsim_config)  # declares the topology, the bound included
+    conn = pika.BlockingConnection(pika.URLParameters(pvsim_config.url))
+    channel = conn.channel()
+    for i in range(5):
+        channel.basic_publish(pvsim_config.exchange, pvsim_config.queue, f"bad-{i}".encode())
+    wait_for(lambda: pv.metric("pvsim_pv_messages_rejected_total") == 5, message="5 rejects")
+    wait_for(lambda: pv.metric("pvsim_pv_dead_letter_messages") == 3, message="depth metric")
+    assert pv.metric("pvsim_pv_dead_letter_max_messages") == 3
+    kept = []
+    while (got := channel.basic_get(pvsim_config.names["dead_letter_queue"], auto_ack=True))[0]:
+        kept.append(got[2])
+    assert kept == [b"bad-2", b"bad-3", b"bad-4"]
+    conn.close()
+
+
+def test_an_unbounded_dead_letter_queue_from_an_older_install_still_works(pvsim_config, daemons):
+    pvsim_config.channel()  # declares the dead-letter queue without a limit, as pvsim 0.1 did
+    pv = daemons.start("pv", pvsim_config)
+    assert "exists without broker.dead_letter_max_length" in pv.log()
+    assert "rabbitmqctl set_policy" in pv.log()
+    publish(pvsim_config.channel(), pvsim_config, b"not json")
+    wait_for(lambda: pv.metric("pvsim_pv_messages_rejected_total") == 1, message="dead-lettered")
