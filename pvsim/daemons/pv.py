@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from pvsim import config as configmod
 from pvsim.api.joi import JoiApi
 from pvsim.daemons import lifecycle, metrics
 from pvsim.daemons.brokerlink import BrokerLink
+from pvsim.daemons.fairlock import FairLock
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
@@ -41,6 +41,7 @@ log = logging.getLogger("pvsim.pv")
 
 PROG = "pvsim-pv"
 HOUSEKEEPING_SECONDS = 3600
+INGEST_CHUNK = 5000  # readings of a POST processed per turn of the lock (a few tens of ms)
 
 
 class PvDaemon:
@@ -57,7 +58,9 @@ class PvDaemon:
         curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
         self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
         self.service = PvService.recovering(curve, self.sink, cfg.tz)
-        self.lock = threading.RLock()  # the consuming thread and the API's ingest share the service
+        # The consuming thread and the API's POSTs share the service, a message or a chunk of a
+        # POST at a time, in turn: neither stalls the other's broker I/O for long.
+        self.lock = FairLock()
         self.service.listeners.append(self._on_row)
         self._unsynced: list[int] = []  # instants of rows appended since the last sync
         self._gauges: dict[str, tuple] = {}
@@ -153,9 +156,13 @@ class PvDaemon:
         A storage failure answers 503 (the API turns the SinkError into it) and stops the daemon
         with exit 73, as on the consuming path: after the restart the day files are read back,
         so the client's retry stores exactly the readings that did not reach the disk."""
+        outcome = Outcome()
         try:
+            for start in range(0, len(readings), INGEST_CHUNK):
+                part = self.process(readings[start:start + INGEST_CHUNK])  # the lock, per chunk
+                outcome.written += part.written
+                outcome.duplicates += part.duplicates
             with self.lock:
-                outcome = self.process(readings)
                 self._sync()
         except SinkError as exc:
             log.error("%s; stopping (exit %d): the client is answered 503 and may retry",
