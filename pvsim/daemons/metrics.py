@@ -88,24 +88,28 @@ class FreeSpace:
     def __init__(self, directory: str) -> None:
         self.directory = directory
 
-    def free_bytes(self) -> int | None:
+    def space(self) -> tuple[int, int] | None:
+        """(free bytes, size in bytes) of the output file system; None when it cannot be read."""
         try:
             st = os.statvfs(self.directory)
         except OSError:
             return None
-        return st.f_bavail * st.f_frsize
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+    def free_bytes(self) -> int | None:
+        space = self.space()
+        return None if space is None else space[0]
 
     def collect(self):
-        try:
-            st = os.statvfs(self.directory)
-        except OSError:
+        space = self.space()
+        if space is None:
             return
         free = GaugeMetricFamily("pvsim_pv_output_free_bytes",
                                  "Space left for the CSV files (output.directory's file system)")
-        free.add_metric([], st.f_bavail * st.f_frsize)
+        free.add_metric([], space[0])
         size = GaugeMetricFamily("pvsim_pv_output_size_bytes",
                                  "Size of output.directory's file system")
-        size.add_metric([], st.f_blocks * st.f_frsize)
+        size.add_metric([], space[1])
         yield free
         yield size
 

@@ -151,7 +151,6 @@ class Topology:
         channel.queue_delete(self.dead_letter_queue)
 
 
-
 def parameters(cfg: BrokerConfig) -> pika.URLParameters:
     params = pika.URLParameters(cfg.url)  # checked at start-up (check_url)
     params.heartbeat = cfg.heartbeat_seconds
