@@ -135,7 +135,7 @@ class PvMetrics:
         self.dead_letter_limit = Gauge("pvsim_pv_dead_letter_max_messages",
                                        "broker.dead_letter_max_length (0: no limit); beyond it "
                                        "the oldest dead letters are dropped", registry=reg)
-        self.days_removed = Counter("pvsim_pv_days_removed_total",
+        self.csv_files_removed = Counter("pvsim_pv_csv_files_removed_total",
                                     "Daily CSVs removed for being older than output.retention_days",
                                     registry=reg)
         self.last_meter = Gauge("pvsim_pv_last_meter_watts", "Meter power of the latest row",

@@ -83,7 +83,7 @@ class PvDaemon:
         while True:
             with self.lock:
                 removed = self.retention.run()
-            self.metrics.days_removed.inc(removed.days)
+            self.metrics.csv_files_removed.inc(removed.days)
             if self.stop.wait(HOUSEKEEPING_SECONDS):
                 return
 

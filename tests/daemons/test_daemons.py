@@ -593,7 +593,7 @@ def test_pv_removes_days_older_than_retention_days_at_start(pvsim_config, daemon
     pv = daemons.start("pv", pvsim_config)
     wait_for(lambda: not (out / f"pvsim-{old}.csv").exists(), message="the old day removed")
     assert (out / f"pvsim-{kept}.csv").exists()
-    assert pv.metric("pvsim_pv_days_removed_total") == 1
+    assert pv.metric("pvsim_pv_csv_files_removed_total") == 1
     assert "retention: removed 1 days" in pv.log()
 
 
