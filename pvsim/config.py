@@ -75,6 +75,9 @@ class MeterConfig:
     id: tuple[str, ...] = ("smart-meter-0",)
     seed: int = 42
     model: Literal["building", "uniform"] = "building"
+    # The most the simulated meter reads, in W (the challenge's meter: 9000); a model's value
+    # above it is clipped, and pvsim-run's summary says how often. Real data is not clipped.
+    max_w: float = field(default=9000.0, metadata=_range(0.0, 1e9, lo_open=True))
     listen: str = "127.0.0.1:9761"
     # Readings kept while RabbitMQ is unreachable; the oldest are dropped (and counted) past it.
     buffer_size: int = field(default=86400, metadata=_range(1, 10_000_000))
@@ -92,6 +95,13 @@ class PvConfig:
     listen: str = "127.0.0.1:9762"
     # Distinct meters the JOI API takes readings for; a POST for one more is refused (403).
     max_meters: int = field(default=10_000, metadata=_range(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    # Sanity limit for any power pvsim accepts (messages, POSTed and recorded readings), in W: a
+    # value beyond it is an error, never clipped. 10 MW: well above any building on one meter.
+    max_power_w: float = field(default=10_000_000.0, metadata=_range(0.0, 1e12, lo_open=True))
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,7 @@ class Config:
     pv: PvConfig = PvConfig()
     output: OutputConfig = OutputConfig()
     pricing: PricingConfig = PricingConfig()
+    limits: LimitsConfig = LimitsConfig()
     api: ApiConfig = ApiConfig()
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -191,6 +202,10 @@ def parse(text: str, source: str = "<string>") -> Config:
         data = {}
     config = dataclasses.replace(_build(Config, data, source, ""), source=source)
     validate_pricing(config)
+    if config.meter.max_w > config.limits.max_power_w:
+        raise ConfigError(source, "meter.max_w", f"{config.meter.max_w:g} W is above "
+                          f"limits.max_power_w ({config.limits.max_power_w:g} W): the meter's "
+                          "readings would be refused")
     return config
 
 

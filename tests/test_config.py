@@ -31,7 +31,7 @@ def test_shipped_config_loads_and_documents_every_key():
     assert cfg.timezone == "Europe/Madrid"
     assert cfg.meter.id == ("smart-meter-0",)
     text = (ROOT / "config" / "pvsim.yaml").read_text()
-    for section in ("broker", "meter", "pv", "output", "pricing", "api"):
+    for section in ("broker", "meter", "pv", "output", "pricing", "limits", "api"):
         for f in dataclasses.fields(getattr(config, section.capitalize() + "Config")):
             assert f"{f.name}:" in text, f"{section}.{f.name} is not documented"
 
@@ -114,3 +114,11 @@ def test_command_line_exits_78_with_one_line_and_no_traceback(tmp_path, module):
     assert len(lines) == 1, proc.stderr
     assert str(path) in lines[0] and "meter.seed" in lines[0] and "integer" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_meter_cannot_read_more_than_pvsim_accepts(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, "meter:\n  max_w: 20000\nlimits:\n  max_power_w: 10000\n"))
+    assert err.value.key == "meter.max_w" and "limits.max_power_w" in err.value.problem
+    cfg = config.load(write(tmp_path, "meter:\n  max_w: 35000\n"))
+    assert (cfg.meter.max_w, cfg.limits.max_power_w) == (35000.0, 10_000_000.0)

@@ -188,7 +188,7 @@ class JoiApi:
             raise ClientError(400, f"{where}.time {time} is not an epoch second from 1970 to 2999")
         reading = Reading(meter_id, time, dt.datetime.fromtimestamp(time, self.tz), float(kw) * 1000.0)
         try:
-            validate(reading, where)
+            validate(reading, where, self.cfg.limits.max_power_w)
         except InvalidMessage as exc:
             raise ClientError(400, f"{exc.detail} (reading {kw!r} kW)") from None
         return reading

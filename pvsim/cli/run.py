@@ -71,6 +71,9 @@ class RunSummary:
     costs: dict[str, list[PlanCost]] = field(default_factory=dict)  # per meter, in plan order
     plans: dict[str, str | None] = field(default_factory=dict)      # per meter, its current plan
     feed_in_tariff: float = 0.0
+    max_w: float = 9000.0            # meter.max_w: where the simulated model was clipped
+    max_power_w: float = 10e6        # limits.max_power_w: what the pipeline accepted
+    clipped: dict[str, int] = field(default_factory=dict)  # per meter, readings at meter.max_w
 
     def to_dict(self) -> dict:
         return {
@@ -82,6 +85,8 @@ class RunSummary:
             "meters": {m: b.to_dict() for m, b in self.meters.items()},
             "costs": {m: _costs_dict(c, self.plans.get(m), self.feed_in_tariff)
                       for m, c in self.costs.items()},
+            "limits": {"meter_max_w": self.max_w, "max_power_w": self.max_power_w},
+            "clipped_readings": self.clipped,
         }
 
 
@@ -101,18 +106,26 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     tz = cfg.tz
     start, end = day_bounds(opts.date, tz, opts.days)
     clock = SimClock(start, end, opts.step, opts.speed)
-    models = [MeterModel(meter_id, cfg.meter.seed, cfg.meter.model) for meter_id in cfg.meter.id]
+    models = [MeterModel(meter_id, cfg.meter.seed, cfg.meter.model, cfg.meter.max_w)
+              for meter_id in cfg.meter.id]
     curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
     sink = CsvSink(opts.output, truncate=True)
-    service = PvService(curve, sink, tz)
+    service = PvService(curve, sink, tz, max_power_w=cfg.limits.max_power_w)
     days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per meter and local day
     service.listeners.append(days.on_row)
+    clipped = {m.meter_id: 0 for m in models}
+
+    def count_clipped(row: Row, instant: int) -> None:
+        if row.meter_w >= cfg.meter.max_w:  # the model's value was cut to meter.max_w
+            clipped[row.meter_id] += 1
+    service.listeners.append(count_clipped)
     expected = len(clock) * len(models)
     if opts.progress:
         service.listeners.append(_progress(expected))
     # Paced runs send each instant as it comes; accelerated ones batch for throughput.
     batch = cfg.broker.batch_size if opts.speed is None else len(models)
-    bodies = encode_batches(read(models, clock.ticks(), tz), batch)
+    bodies = encode_batches(read(models, clock.ticks(), tz), batch,
+                            max_power_w=cfg.limits.max_power_w)
     transport: Transport = InProcess() if opts.broker == "none" else RabbitRun(cfg.broker)
     began = time.monotonic()
     try:
@@ -128,7 +141,8 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
                       service.rows_total, list(sink.paths), time.monotonic() - began,
                       {m: energy.total(by_day[m].values()) for m in meter_ids},
                       {m: pricing.compare(by_day[m]) for m in meter_ids},
-                      {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff)
+                      {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff,
+                      cfg.meter.max_w, cfg.limits.max_power_w, clipped)
 
 
 def _progress(total: int):
@@ -171,6 +185,9 @@ def format_summary(s: RunSummary) -> str:
             f"  self-consumption {_share(b.self_consumption)} of PV used on site, "
             f"self-sufficiency {_share(b.self_sufficiency)} of consumption",
         ]
+        if s.clipped.get(meter):
+            lines.append(f"  the model was clipped to meter.max_w ({s.max_w:g} W) at "
+                         f"{s.clipped[meter]:,} of its readings")
         lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff)
     lines.append("CSV: " + ", ".join(str(p) for p in s.files))
     return "\n".join(lines)

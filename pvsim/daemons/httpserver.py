@@ -223,6 +223,7 @@ class HttpServer:
             expose_tracebacks=False, clear_untrusted_proxy_headers=True)
         self.host, self.port = host, int(self.server.effective_port)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -230,15 +231,27 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> "HttpServer":
-        self._thread = threading.Thread(target=self.server.run, name=f"{self.name}-http",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"{self.name}-http", daemon=True)
         self._thread.start()
         log.info("serving /metrics and /healthz on %s", self.url)
         return self
 
+    def _serve(self) -> None:
+        """waitress's loop, one poll at a time until asked to stop; this thread then closes the
+        sockets it polls (closing them from another thread breaks its select())."""
+        adj = self.server.adj
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=0.5, map=self.server._map, use_poll=adj.asyncore_use_poll,
+                               count=1)
+        finally:
+            self.server.task_dispatcher.shutdown()
+            wasyncore.close_all(self.server._map)
+
     def stop(self) -> None:
-        self.server.task_dispatcher.shutdown()
-        wasyncore.close_all(self.server._map)  # the loop ends when its map is empty
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        else:  # never started: nothing polls the sockets
+            wasyncore.close_all(self.server._map)

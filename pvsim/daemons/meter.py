@@ -87,7 +87,8 @@ class MeterDaemon:
         self.cfg, self.lifecycle = cfg, life
         self.stop = life.stop
         self.tz = cfg.tz
-        self.models = [MeterModel(m, cfg.meter.seed, cfg.meter.model) for m in cfg.meter.id]
+        self.models = [MeterModel(m, cfg.meter.seed, cfg.meter.model, cfg.meter.max_w)
+                       for m in cfg.meter.id]
         self.registry = metrics.registry()
         self.metrics = metrics.MeterMetrics(self.registry)
         self.metrics.buffer_capacity.set(cfg.meter.buffer_size)
@@ -262,7 +263,8 @@ class MeterDaemon:
         """Publish a batch (as several messages when it is too large for one) and release it
         from the buffer once RabbitMQ has confirmed all of it."""
         first = items[0]
-        for part, body in enumerate(encode_batches(items, len(items))):
+        for part, body in enumerate(encode_batches(items, len(items),
+                                                   max_power_w=self.cfg.limits.max_power_w)):
             began = time.monotonic()
             publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(items)}/{part}")
             self._last_confirm = now = time.monotonic()

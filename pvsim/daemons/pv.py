@@ -57,7 +57,7 @@ class PvDaemon:
         self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
         curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
         self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
-        self.service = PvService.recovering(curve, self.sink, cfg.tz)
+        self.service = PvService.recovering(curve, self.sink, cfg.tz, cfg.limits.max_power_w)
         # The consuming thread and the API's POSTs share the service, a message or a chunk of a
         # POST at a time, in turn: neither stalls the other's broker I/O for long.
         self.lock = FairLock()
@@ -177,7 +177,7 @@ class PvDaemon:
         self._beat.beat()
         self.metrics.messages.inc()
         self._maybe_reopen()
-        readings = decode(body)  # InvalidMessage: dead-lettered by broker.consume
+        readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
         try:
             return self.process(readings)
         except (SinkError, InvalidMessage):
@@ -220,12 +220,16 @@ class PvDaemon:
                             on_blocked=self.link.on_blocked, on_end=self._session_ended)
 
     def _consume_session(self, connection) -> None:
-        self.link.up()
-        log.info("consuming from queue %s", self.topology.queue)
         broker.consume(connection, self.topology, self, should_stop=self._should_stop,
+                       on_consuming=self._consuming,
                        prefetch=self.cfg.broker.prefetch, max_rows=self.cfg.output.sync_rows,
                        on_idle=self._idle, on_reject=self._rejected,
                        on_dead_letter_depth=self.metrics.dead_letters.set)
+
+    def _consuming(self) -> None:
+        """The topology is declared and the queue consumed: healthy from here on."""
+        self.link.up()
+        log.info("consuming from queue %s", self.topology.queue)
 
     def _session_ended(self, error: BaseException | None) -> None:
         if error is not None:

@@ -3,7 +3,8 @@
 `building` (the default) is a plausible commercial building: a low base load at night, a ramp at
 the start of the working day, a plateau with a lunch dip, a slow decline in the evening, and less
 at weekends; on top of it, slowly varying fluctuations (HVAC and appliances cycling) and a little
-second-to-second jitter. `uniform` is the challenge's original: any value in [0, 9000] W.
+second-to-second jitter. `uniform` is the challenge's original: any value in [0, max_w] W.
+Both are bounded by `max_w` (meter.max_w, 9000 W by default: the challenge's meter).
 
 Randomness comes from `pvsim.model.noise`, keyed by seed, meter id and instant, so a reading depends
 only on those three: the same seed gives the same readings in every mode and across restarts.
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 from pvsim.model import noise
 from pvsim.model.reading import Reading
 
-MAX_W = 9000.0
+MAX_W = 9000.0  # the challenge's meter: meter.max_w's default
 
 # Working-day profile (local time of day "HH:MM", W), linear in between.
 _WEEKDAY = (("00:00", 900), ("05:30", 900), ("07:00", 2600), ("09:00", 5600), ("12:00", 6200),
@@ -39,20 +40,20 @@ _X, _Y = _knots(_WEEKDAY)
 
 
 class MeterModel:
-    """Power in W drawn by the building at an instant; 0 <= W <= 9000."""
+    """Power in W drawn by the building at an instant; 0 <= W <= max_w (clipped there)."""
 
     def __init__(self, meter_id: str, seed: int,
-                 model: Literal["building", "uniform"] = "building") -> None:
+                 model: Literal["building", "uniform"] = "building", max_w: float = MAX_W) -> None:
         if model not in ("building", "uniform"):
             raise ValueError(f"unknown meter model {model!r}")
-        self.meter_id, self.seed, self.model = meter_id, seed, model
+        self.meter_id, self.seed, self.model, self.max_w = meter_id, seed, model, max_w
         # Each meter gets its own stream, so two meters with one seed do not move in lockstep.
         self._key = (seed * 1_000_003 + zlib.crc32(meter_id.encode())) & ((1 << 63) - 1)
 
     def power_w(self, instant: int, local: dt.datetime) -> float:
         """The reading at epoch second `instant`, whose local time is `local`."""
         if self.model == "uniform":
-            return round(noise.unit(self._key, instant) * MAX_W, 1)
+            return round(noise.unit(self._key, instant) * self.max_w, 1)
         s = local.hour * 3600 + local.minute * 60 + local.second
         i = bisect.bisect_right(_X, s) - 1
         base = _Y[i] + (_Y[i + 1] - _Y[i]) * (s - _X[i]) / (_X[i + 1] - _X[i])
@@ -62,7 +63,7 @@ class MeterModel:
         mid = noise.smooth(self._key, instant, 60.0, stream=2) - 0.5      # appliances cycling
         jitter = noise.unit(self._key, instant, stream=3) - 0.5          # second to second
         watts = base * (1.0 + 0.35 * slow + 0.15 * mid) + 250.0 * jitter
-        return round(min(MAX_W, max(0.0, watts)), 1)
+        return round(min(self.max_w, max(0.0, watts)), 1)
 
 
 def read(models: Sequence[MeterModel], instants: Iterable[int], tz: ZoneInfo) -> Iterator[Reading]:

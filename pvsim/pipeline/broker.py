@@ -347,7 +347,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
             should_stop: Callable[[], bool], prefetch: int = 1000, max_rows: int = 1000,
             max_delay: float = 0.2, on_idle: Callable[[], None] | None = None,
             on_reject: Callable[[InvalidMessage], None] | None = None,
-            on_dead_letter_depth: Callable[[int], None] | None = None) -> None:
+            on_dead_letter_depth: Callable[[int], None] | None = None,
+            on_consuming: Callable[[], None] | None = None) -> None:
     """Consume until `should_stop()`: handle each message, sync, then ack in batches.
 
     Acks go out when the messages awaiting them hold `max_rows` rows (output.sync_rows) or half
@@ -356,7 +357,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
     nothing acknowledged can be lost. Returns when asked to stop; connection errors propagate
     (the caller reconnects; unacked messages are redelivered and deduplicated).
     `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, after each reject,
-    and every DEPTH_SECONDS while idle.
+    and every DEPTH_SECONDS while idle. `on_consuming()` is called once the queue is declared and
+    bound: from then on a message published to the exchange waits in it for this consumer.
     """
     channel = connection.channel()
     topology.declare(channel)
@@ -381,7 +383,10 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
             channel.basic_ack(last_tag, multiple=True)
             pending = rows = 0
 
-    for method, props, body in channel.consume(topology.queue, inactivity_timeout=0.1):
+    messages = channel.consume(topology.queue, inactivity_timeout=0.1)
+    if on_consuming is not None:
+        on_consuming()
+    for method, props, body in messages:
         if method is None:  # idle: make everything durable and acknowledged
             settle()
             if on_idle is not None:

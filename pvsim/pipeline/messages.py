@@ -15,13 +15,14 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
 
-from pvsim.config import METER_ID, METER_ID_RULE
+from pvsim.config import METER_ID, METER_ID_RULE, LimitsConfig
 from pvsim.model.reading import Reading
 
 VERSION = 1
 MAX_BODY_BYTES = 1 << 20
 MAX_READINGS = 10_000
-MAX_POWER_W = 9000.0
+# Power a reading may have unless the caller says otherwise (limits.max_power_w's default).
+MAX_POWER_W = LimitsConfig().max_power_w
 CONTENT_TYPE = "application/json"
 _FIELDS = frozenset(("meter_id", "seq", "ts", "power_w"))
 
@@ -34,21 +35,21 @@ class InvalidMessage(ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
-def encode(readings: Sequence[Reading]) -> bytes:
+def encode(readings: Sequence[Reading], max_power_w: float = MAX_POWER_W) -> bytes:
     """Serialise a batch; the readings are validated so a bad one fails here, at the sender."""
     if not readings:
         raise ValueError("a message carries at least one reading")
     items = []
     for r in readings:
-        _check_reading_values(r.meter_id, r.seq, r.power_w, r.timestamp)
+        _check_reading_values(r.meter_id, r.seq, r.power_w, r.timestamp, max_power_w=max_power_w)
         items.append({"meter_id": r.meter_id, "seq": r.seq, "ts": r.timestamp.isoformat(),
                       "power_w": r.power_w})
     return json.dumps({"v": VERSION, "readings": items}, separators=(",", ":"),
                       allow_nan=False).encode()
 
 
-def encode_batches(readings: Iterable[Reading], size: int,
-                   max_bytes: int = MAX_BODY_BYTES) -> Iterator[bytes]:
+def encode_batches(readings: Iterable[Reading], size: int, max_bytes: int = MAX_BODY_BYTES,
+                   max_power_w: float = MAX_POWER_W) -> Iterator[bytes]:
     """Message bodies of up to `size` readings and `max_bytes` bytes each, in order.
 
     Every body is one `decode` accepts: a batch whose encoding would exceed the body limit (long
@@ -57,23 +58,23 @@ def encode_batches(readings: Iterable[Reading], size: int,
     for reading in readings:
         batch.append(reading)
         if len(batch) >= size:
-            yield from _fitting(batch, max_bytes)
+            yield from _fitting(batch, max_bytes, max_power_w)
             batch = []
     if batch:
-        yield from _fitting(batch, max_bytes)
+        yield from _fitting(batch, max_bytes, max_power_w)
 
 
-def _fitting(batch: Sequence[Reading], max_bytes: int) -> Iterator[bytes]:
-    body = encode(batch)
+def _fitting(batch: Sequence[Reading], max_bytes: int, max_power_w: float) -> Iterator[bytes]:
+    body = encode(batch, max_power_w)
     if len(body) <= max_bytes or len(batch) == 1:  # one reading is a few hundred bytes at most
         yield body
         return
     half = len(batch) // 2
-    yield from _fitting(batch[:half], max_bytes)
-    yield from _fitting(batch[half:], max_bytes)
+    yield from _fitting(batch[:half], max_bytes, max_power_w)
+    yield from _fitting(batch[half:], max_bytes, max_power_w)
 
 
-def decode(body: bytes) -> list[Reading]:
+def decode(body: bytes, max_power_w: float = MAX_POWER_W) -> list[Reading]:
     """Parse and validate a message body; raise InvalidMessage saying what is wrong."""
     if len(body) > MAX_BODY_BYTES:
         raise InvalidMessage("oversized", f"{len(body)} bytes, limit {MAX_BODY_BYTES}")
@@ -94,10 +95,10 @@ def decode(body: bytes) -> list[Reading]:
     if len(doc) != 2:
         extra = sorted(set(doc) - {"v", "readings"})
         raise InvalidMessage("bad_schema", f"unknown field {extra[0]!r}")
-    return [_decode_reading(item, i) for i, item in enumerate(items)]
+    return [_decode_reading(item, i, max_power_w) for i, item in enumerate(items)]
 
 
-def _decode_reading(item: object, index: int) -> Reading:
+def _decode_reading(item: object, index: int, max_power_w: float) -> Reading:
     where = f"readings[{index}]"
     if not isinstance(item, dict):
         raise InvalidMessage("bad_type", f"{where} is not an object")
@@ -119,23 +120,25 @@ def _decode_reading(item: object, index: int) -> Reading:
         timestamp = dt.datetime.fromisoformat(ts)
     except ValueError:
         raise InvalidMessage("bad_timestamp", f"{where}.ts {ts[:40]!r} is not ISO 8601") from None
-    _check_reading_values(meter_id, seq, power, timestamp, where)
+    _check_reading_values(meter_id, seq, power, timestamp, where, max_power_w)
     return Reading(meter_id, seq, timestamp, float(power))
 
 
-def validate(reading: Reading, where: str = "reading") -> None:
+def validate(reading: Reading, where: str = "reading", max_power_w: float = MAX_POWER_W) -> None:
     """Raise InvalidMessage when a reading built elsewhere (the JOI API) breaks the schema."""
-    _check_reading_values(reading.meter_id, reading.seq, reading.power_w, reading.timestamp, where)
+    _check_reading_values(reading.meter_id, reading.seq, reading.power_w, reading.timestamp, where,
+                          max_power_w)
 
 
 def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt.datetime,
-                          where: str = "reading") -> None:
+                          where: str = "reading", max_power_w: float = MAX_POWER_W) -> None:
     if meter_id not in _valid_ids:
         _check_meter_id(meter_id, where)
     if seq < 0:
         raise InvalidMessage("out_of_range", f"{where}.seq must not be negative")
-    if not 0.0 <= power_w <= MAX_POWER_W:  # also false for NaN and infinities
-        raise InvalidMessage("out_of_range", f"{where}.power_w {power_w!r} is outside 0-{MAX_POWER_W:g} W")
+    if not 0.0 <= power_w <= max_power_w:  # also false for NaN and infinities
+        raise InvalidMessage("out_of_range", f"{where}.power_w {power_w!r} is outside "
+                                             f"0-{max_power_w:,.0f} W (limits.max_power_w)")
     if timestamp.tzinfo is None or timestamp.utcoffset() is None:
         raise InvalidMessage("bad_timestamp", f"{where}.ts has no UTC offset")
     if timestamp.microsecond:

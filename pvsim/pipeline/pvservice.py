@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from pvsim.model.pvcurve import PvCurve, local_seconds
 from pvsim.model.reading import Reading
 from pvsim.pipeline.csvsink import CsvSink, Row
-from pvsim.pipeline.messages import decode
+from pvsim.pipeline.messages import MAX_POWER_W, decode
 from pvsim.pipeline.rangeset import RangeSet
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,10 @@ class Outcome:
 
 
 class PvService:
-    def __init__(self, curve: PvCurve, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False) -> None:
+    def __init__(self, curve: PvCurve, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
+                 max_power_w: float = MAX_POWER_W) -> None:
         self.curve, self.sink, self.tz = curve, sink, tz
+        self.max_power_w = max_power_w  # limits.max_power_w: what a message's reading may have
         self.written: dict[str, RangeSet] = {}
         # With `recover`, the first reading of each local day loads what that day's CSV already
         # holds: a restart then skips rows written before it, whichever day they belong to.
@@ -46,9 +48,10 @@ class PvService:
         self.duplicates_total = 0
 
     @classmethod
-    def recovering(cls, curve: PvCurve, sink: CsvSink, tz: ZoneInfo) -> "PvService":
+    def recovering(cls, curve: PvCurve, sink: CsvSink, tz: ZoneInfo,
+                   max_power_w: float = MAX_POWER_W) -> "PvService":
         """A service that skips what the CSV files already hold (the daemon; POSTed readings)."""
-        return cls(curve, sink, tz, recover=True)
+        return cls(curve, sink, tz, recover=True, max_power_w=max_power_w)
 
     def _load_day(self, day: dt.date) -> None:
         self._days_loaded.add(day)
@@ -98,7 +101,7 @@ class PvService:
 
     def handle(self, body: bytes) -> Outcome:
         """Process one message body; raises messages.InvalidMessage for the dead-letter queue."""
-        return self.process(decode(body))
+        return self.process(decode(body, self.max_power_w))
 
     def sync(self) -> None:
         """Make every row appended so far durable."""

@@ -250,7 +250,7 @@ def test_wrong_method_is_405(joi, method, path):
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": "1"}]}', "reading"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": -1, "reading": 1}]}', "time"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 99999999999999, "reading": 1}]}', "time"),
-    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 9.5}]}', "outside 0-9000 W"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 10000.5}]}', "outside 0-10,000,000 W"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": -0.1}]}', "outside"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": NaN}]}', "NaN"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1e999}]}', "large"),
@@ -269,7 +269,7 @@ def test_bad_posts_are_400(joi, body, needle):
 
 def test_a_rejected_post_stores_nothing(joi, tmp_path):
     bad = {"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": 1},
-                                                         {"time": 1606636860, "reading": 10}]}
+                                                         {"time": 1606636860, "reading": 10_001}]}
     assert_problem(joi("POST", "/readings/store", body=bad), 400)
     assert not list(tmp_path.glob("*.csv"))
 

@@ -203,3 +203,31 @@ def test_a_large_batch_of_long_meter_ids_completes_through_rabbitmq(tmp_path, na
     summary = json.loads(proc.stdout)
     assert summary["readings"] == 86400 and list(summary["meters"]) == [meter]
     assert len(rows(tmp_path / "out" / "pvsim-2026-06-22.csv")) == 86400
+
+
+def test_meter_max_w_clips_the_model_and_the_summary_says_how_often(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("meter:\n  max_w: 3000\n")
+    args = ["--accelerated", "--broker", "none", "--output", str(tmp_path / "out"), "--date",
+            "2024-06-19", "--step", "60", "--timezone", "Europe/Madrid", "--config", str(tmp_path / "c.yaml")]
+    assert run_module.main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    data = rows(tmp_path / "out" / "pvsim-2024-06-19.csv")
+    at_max = sum(float(r["meter_w"]) == 3000.0 for r in data)
+    assert max(float(r["meter_w"]) for r in data) == 3000.0 and at_max > 0
+    assert summary["clipped_readings"] == {"smart-meter-0": at_max}
+    assert summary["limits"] == {"meter_max_w": 3000.0, "max_power_w": 10_000_000.0}
+    assert run_module.main(args) == 0
+    assert f"clipped to meter.max_w (3000 W) at {at_max:,} of its readings" in capsys.readouterr().out
+
+
+def test_a_simulated_meter_bigger_than_the_challenges_is_carried_unchanged(tmp_path, capsys):
+    """meter.max_w 50 kW with the uniform model: readings above 9 kW travel through messages
+    and land in the CSV as they are (limits.max_power_w 10 MW), none clipped."""
+    (tmp_path / "c.yaml").write_text("meter:\n  model: uniform\n  max_w: 50000\n")
+    assert run_module.main(["--accelerated", "--broker", "none", "--output", str(tmp_path / "out"),
+                            "--date", "2024-06-19", "--step", "60", "--json",
+                            "--config", str(tmp_path / "c.yaml")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    watts = [float(r["meter_w"]) for r in rows(tmp_path / "out" / "pvsim-2024-06-19.csv")]
+    assert max(watts) > 40_000 and min(watts) >= 0
+    assert summary["clipped_readings"] == {"smart-meter-0": 0}

@@ -64,7 +64,7 @@ def test_a_batch_too_large_for_one_message_is_split_into_messages_the_decoder_ac
     (b'{"v": 1, "readings": [1], "x": 2}', "bad_schema"),
     (b'{"v": 1, "readings": ["m"]}', "bad_type"),
     (body(power_w=-0.1), "out_of_range"),
-    (body(power_w=9000.1), "out_of_range"),
+    (body(power_w=10_000_000.1), "out_of_range"),
     (body(power_w=1e400), "not_json"),  # json.dumps writes Infinity, which JSON lacks
     (body(power_w="12"), "bad_type"),
     (body(power_w=True), "bad_type"),
@@ -112,3 +112,14 @@ def test_the_sender_refuses_what_the_receiver_would_reject():
         encode([reading(timestamp=TS.replace(tzinfo=None))])
     with pytest.raises(ValueError):
         encode([])
+
+
+def test_the_power_limit_is_the_one_the_caller_configures():
+    """limits.max_power_w: 35 kW (a real building) passes the default 10 MW; a smaller limit,
+    read from the config by sender and receiver alike, refuses it at both ends."""
+    big = [reading(power_w=35_000.0)]
+    assert decode(encode(big)) == big
+    with pytest.raises(InvalidMessage, match="outside 0-20,000 W"):
+        encode(big, max_power_w=20_000.0)
+    with pytest.raises(InvalidMessage, match="out_of_range: .*outside 0-20,000 W"):
+        decode(encode(big), max_power_w=20_000.0)
