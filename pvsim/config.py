@@ -16,6 +16,7 @@ import ipaddress
 import math
 import os
 import re
+import types
 import typing
 import urllib.parse
 import zoneinfo
@@ -86,9 +87,36 @@ class MeterConfig:
     state_file: str = "/var/lib/pvsim/pvsim-meter.state"
 
 
+PV_MODELS = ("chart", "clearsky", "weather", "series")
+
+
 @dataclass(frozen=True)
 class PvConfig:
+    # chart: the challenge's reference curve, every day alike; clearsky: the sun over the site
+    # below through the array below; weather: a typical year's weather file through the array;
+    # series: a recorded PV output series (PVGIS hourly CSV, or timestamp,kw) as it is.
+    model: Literal["chart", "clearsky", "weather", "series"] = "chart"
+    # chart: the curve's peak (kW AC); clearsky and weather: the array's DC nameplate (kWp).
     peak_kw: float = field(default=3.25, metadata=_range(0.0, 1_000_000.0, lo_open=True))
+    # The site (clearsky; weather takes what its file's LOCATION line says unless set here).
+    latitude: float | None = field(default=None, metadata=_range(-90.0, 90.0))
+    longitude: float | None = field(default=None, metadata=_range(-180.0, 180.0))
+    altitude_m: float | None = field(default=None, metadata=_range(-500.0, 9000.0))
+    # The array: 0 flat, 90 vertical; facing 180 south (90 east, 270 west, 0 north).
+    tilt_deg: float = field(default=30.0, metadata=_range(0.0, 90.0))
+    azimuth_deg: float = field(default=180.0, metadata=_range(0.0, 360.0))
+    # System losses (wiring, soiling, mismatch, availability) as a share of DC power: PVWatts'.
+    losses: float = field(default=0.14, metadata=_range(0.0, 0.99))
+    # The inverter's AC rating (kW); unset: sized to peak_kw.
+    inverter_kw: float | None = field(default=None, metadata=_range(0.0, 1_000_000.0, lo_open=True))
+    albedo: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    # clearsky: the Linke turbidity of the air, one value or twelve (January to December); 3 is
+    # a rural mid-latitude average. scripts/pvlib-reference --linke LAT LON prints a site's.
+    linke_turbidity: tuple[float, ...] = field(default=(3.0,), metadata=_range(1.0, 10.0))
+    # clearsky: the air temperature (C) the cells' temperature derate starts from.
+    temperature_c: float = field(default=20.0, metadata=_range(-50.0, 60.0))
+    weather_file: str = ""   # weather: an EPW file
+    series_file: str = ""    # series: a PVGIS hourly CSV or a timestamp,kw CSV
     # Multiplicative cloud noise: 0 reproduces the reference curve exactly, 0.3 is a cloudy day.
     noise: float = field(default=0.0, metadata=_range(0.0, 1.0))
     seed: int = 7
@@ -206,7 +234,20 @@ def parse(text: str, source: str = "<string>") -> Config:
         raise ConfigError(source, "meter.max_w", f"{config.meter.max_w:g} W is above "
                           f"limits.max_power_w ({config.limits.max_power_w:g} W): the meter's "
                           "readings would be refused")
+    validate_pv(config)
     return config
+
+
+def validate_pv(config: Config) -> None:
+    """What each PV model needs: a site for clearsky, a file for weather and series."""
+    pv, source = config.pv, config.source
+    if pv.model == "clearsky":
+        for key in ("latitude", "longitude"):
+            if getattr(pv, key) is None:
+                raise ConfigError(source, f"pv.{key}", "required by pv.model clearsky (the site)")
+    for model, key in (("weather", "weather_file"), ("series", "series_file")):
+        if pv.model == model and not getattr(pv, key):
+            raise ConfigError(source, f"pv.{key}", f"required by pv.model {model}")
 
 
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
@@ -242,14 +283,22 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
             choices = ", ".join(repr(a) for a in args)
             raise ConfigError(source, key, f"must be one of {choices}, got {value!r}")
         return value
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _convert(inner, value, source, key, meta)
     if origin is tuple:
         item = args[0]
         if key == "meter.id" and isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not value:
             raise ConfigError(source, key, f"expected a non-empty list, got {_describe(value)}")
-        items = tuple(_convert(item, v, source, f"{key}[{i}]", {}) for i, v in enumerate(value))
-        return _check_unique(items, source, key)
+        items = tuple(_convert(item, v, source, f"{key}[{i}]", meta) for i, v in enumerate(value))
+        if key == "pv.linke_turbidity" and len(items) not in (1, 12):
+            raise ConfigError(source, key, f"one value or twelve (one per month), got {len(items)}")
+        # Ids and names must be unique; numbers (monthly values) may repeat.
+        return items if item is float else _check_unique(items, source, key)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(source, key, f"expected a mapping, got {_describe(value)}")

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import io
 import math
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -59,6 +60,9 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
     """Values that `key` must refuse."""
     origin = get_origin(tp)
     lo, hi = meta.get("lo"), meta.get("hi")
+    if origin in (typing.Union, types.UnionType):  # an optional key: its type's wrong values
+        inner = next(a for a in get_args(tp) if a is not type(None))
+        return wrong_values(key, inner, meta).filter(lambda v: v is not None)
     if tp is int:
         bad = [st.text(max_size=10), st.booleans(), st.none(), st.lists(st.integers(), max_size=2),
                st.floats(allow_nan=False).filter(lambda x: not float(x).is_integer())]
@@ -102,6 +106,10 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
             return st.one_of(st.sampled_from(["", "a,b", "=cmd", 'quo"te', "x" * 65, "line\nbreak"]),
                              st.lists(st.integers(), min_size=1, max_size=2), st.just([]),
                              st.just(["m", "m"]), st.booleans(), st.none())
+        if key == "pv.linke_turbidity":  # numbers in range, one or twelve of them
+            return st.one_of(st.just([]), st.lists(st.just(3.0), min_size=2, max_size=11),
+                             st.lists(wrong_values(key, float, meta), min_size=1, max_size=1),
+                             NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)))
         return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)), st.just([]),
                          st.lists(ANY_SCALAR, min_size=1, max_size=2))
     if origin is dict:

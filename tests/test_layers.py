@@ -5,6 +5,7 @@ import is checked against the importing module's layer:
 
     config, logsetup   import nothing of pvsim's layers
     model              pvsim.config only (pure computation)
+    inputs             config, logsetup, model (data files read at start)
     pipeline           config, logsetup, model
     store              + pipeline
     api                + store
@@ -30,11 +31,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "config": set(),
     "logsetup": set(),
     "model": {"config", "model"},
+    "inputs": BASE | {"model", "inputs"},
     "pipeline": BASE | {"model", "pipeline"},
     "store": BASE | {"model", "pipeline", "store"},
     "api": BASE | {"model", "pipeline", "store", "api"},
-    "cli": BASE | {"model", "pipeline", "store", "api", "cli"},
-    "daemons": BASE | {"model", "pipeline", "store", "api", "daemons"},
+    "cli": BASE | {"model", "inputs", "pipeline", "store", "api", "cli"},
+    "daemons": BASE | {"model", "inputs", "pipeline", "store", "api", "daemons"},
 }
 # I/O, threads and processes: none of it in the pure model.
 MODEL_FORBIDS = {"os", "io", "pathlib", "shutil", "socket", "threading", "multiprocessing",
@@ -138,10 +140,10 @@ def test_every_subpackage_says_what_lives_there_and_what_it_may_import() -> None
      "pipeline, pvsim, store, not cli"),
     ("pvsim.cli.x", "from pvsim.daemons.lifecycle import main\n",
      "pvsim/cli/x.py:1: imports pvsim.daemons.lifecycle: the cli layer may import api, config, "
-     "logsetup, model, pipeline, pvsim, store, not daemons"),
+     "inputs, logsetup, model, pipeline, pvsim, store, not daemons"),
     ("pvsim.daemons.x", "from pvsim.cli import run\n",
      "pvsim/daemons/x.py:1: imports pvsim.cli: the daemons layer may import api, config, "
-     "logsetup, model, pipeline, pvsim, store, not cli"),
+     "inputs, logsetup, model, pipeline, pvsim, store, not cli"),
     ("pvsim.config", "from pvsim.model import clock\n",
      "pvsim/config.py:1: imports pvsim.model: the config layer may import nothing of pvsim, not model"),
     ("pvsim.daemons.x", "from pvsim import broker\n",

@@ -1,6 +1,6 @@
 """pvsim-run: simulate whole days through the same pipeline as the daemons, then summarise.
 
-    pvsim-run --accelerated [--date YYYY-MM-DD] [--days N] [--step SECONDS] [--timezone TZ]
+    pvsim-run --accelerated [--date YYYY-MM-DD] [--days N | --year YYYY] [--step SECONDS] [--timezone TZ]
               [--seed N] [--output DIR] [--config FILE] [--json] [--broker rabbitmq|none]
               [--plot FILE.png]
 
@@ -28,12 +28,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pvsim import __version__, config as configmod, logsetup
+from pvsim.inputs.models import pv_model
 from pvsim.model import energy
 from pvsim.model.clock import SimClock, day_bounds
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.metermodel import MeterModel, read
 from pvsim.model.plans import PlanCost, Pricing, rank
-from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
 from pvsim.pipeline.messages import encode_batches
@@ -74,6 +74,7 @@ class RunSummary:
     max_w: float = 9000.0            # meter.max_w: where the simulated model was clipped
     max_power_w: float = 10e6        # limits.max_power_w: what the pipeline accepted
     clipped: dict[str, int] = field(default_factory=dict)  # per meter, readings at meter.max_w
+    months: dict[str, dict[str, EnergyBalance]] = field(default_factory=dict)  # per meter, 'YYYY-MM'
 
     def to_dict(self) -> dict:
         return {
@@ -85,6 +86,9 @@ class RunSummary:
             "meters": {m: b.to_dict() for m, b in self.meters.items()},
             "costs": {m: _costs_dict(c, self.plans.get(m), self.feed_in_tariff)
                       for m, c in self.costs.items()},
+            "months": {m: {month: _month_dict(b) for month, b in months.items()}
+                       for m, months in self.months.items()},
+            "pv_savings": {m: _savings(c, self.plans.get(m)) for m, c in self.costs.items()},
             "limits": {"meter_max_w": self.max_w, "max_power_w": self.max_power_w},
             "clipped_readings": self.clipped,
         }
@@ -101,6 +105,23 @@ def _costs_dict(costs: list[PlanCost], current: str | None, feed_in_tariff: floa
     }
 
 
+def _month_dict(b: EnergyBalance) -> dict:
+    return {"consumed_kwh": b.consumed_kwh, "pv_kwh": b.pv_kwh, "import_kwh": b.import_kwh,
+            "export_kwh": b.export_kwh, "self_consumed_kwh": b.self_consumed_kwh,
+            "self_consumption": b.self_consumption, "self_sufficiency": b.self_sufficiency}
+
+
+def _savings(costs: list[PlanCost], current: str | None) -> dict:
+    """What the PV plant saves: on the current plan, and from the cheapest plan without PV to
+    the cheapest with it (the plan may change once the plant is there)."""
+    if not costs:
+        return {"current_plan": None, "best_plans": None}
+    best, best_pv = rank(costs)[0], rank(costs, with_pv=True)[0]
+    mine = next((c for c in costs if c.plan_id == current), None)
+    return {"current_plan": None if mine is None else mine.cost - mine.cost_with_pv,
+            "best_plans": best.cost - best_pv.cost_with_pv}
+
+
 def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     """Run the pipeline over the requested days; return once every row is durable."""
     tz = cfg.tz
@@ -108,7 +129,7 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     clock = SimClock(start, end, opts.step, opts.speed)
     models = [MeterModel(meter_id, cfg.meter.seed, cfg.meter.model, cfg.meter.max_w)
               for meter_id in cfg.meter.id]
-    curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
+    curve = pv_model(cfg)
     sink = CsvSink(opts.output, truncate=True)
     service = PvService(curve, sink, tz, max_power_w=cfg.limits.max_power_w)
     days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per meter and local day
@@ -142,7 +163,8 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
                       {m: energy.total(by_day[m].values()) for m in meter_ids},
                       {m: pricing.compare(by_day[m]) for m in meter_ids},
                       {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff,
-                      cfg.meter.max_w, cfg.limits.max_power_w, clipped)
+                      cfg.meter.max_w, cfg.limits.max_power_w, clipped,
+                      {m: energy.by_month(by_day[m]) for m in meter_ids})
 
 
 def _progress(total: int):
@@ -188,9 +210,41 @@ def format_summary(s: RunSummary) -> str:
         if s.clipped.get(meter):
             lines.append(f"  the model was clipped to meter.max_w ({s.max_w:g} W) at "
                          f"{s.clipped[meter]:,} of its readings")
+        if len(s.months.get(meter, {})) > 1:
+            lines += _format_months(s.months[meter])
         lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff)
-    lines.append("CSV: " + ", ".join(str(p) for p in s.files))
+        lines += _format_savings(s.costs.get(meter, []), s.plans.get(meter), s.days)
+    lines.append(_format_files(s.files))
     return "\n".join(lines)
+
+
+def _format_months(months: dict[str, EnergyBalance]) -> list[str]:
+    """One row per month: where the energy came from and went (kWh), and the two shares."""
+    lines = [f"  {'month':<8} {'consumed':>9} {'PV':>9} {'import':>9} {'export':>9} "
+             f"{'self-cons.':>10} {'self-suff.':>10}"]
+    for month, b in months.items():
+        lines.append(f"  {month:<8} {b.consumed_kwh:9.1f} {b.pv_kwh:9.1f} {b.import_kwh:9.1f} "
+                     f"{b.export_kwh:9.1f} {_share(b.self_consumption):>10} "
+                     f"{_share(b.self_sufficiency):>10}")
+    return lines
+
+
+def _format_savings(costs: list[PlanCost], current: str | None, days: int) -> list[str]:
+    if not costs:
+        return []
+    saved = _savings(costs, current)
+    span = "a year" if days in (365, 366) else f"over {days} day{'s' if days > 1 else ''}"
+    mine = (f"{saved['current_plan']:.2f} on the current plan ({current}), "
+            if saved["current_plan"] is not None else "")
+    return [f"  the PV plant saves {mine}{saved['best_plans']:.2f} from the best plan without PV "
+            f"to the best with it, {span}"]
+
+
+def _format_files(files: list[Path]) -> str:
+    """The CSVs written: all of them for a few days, the folder and the range for many."""
+    if len(files) <= 3:
+        return "CSV: " + ", ".join(str(p) for p in files)
+    return f"CSV: {len(files)} daily files in {files[0].parent}/, {files[0].name} to {files[-1].name}"
 
 
 def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: float) -> list[str]:
@@ -218,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pace at FACTOR times real time (default without --accelerated: 1)")
     p.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="first day (default: today)")
     p.add_argument("--days", type=_positive_int, default=1, metavar="N", help="days to simulate (1)")
+    p.add_argument("--year", type=_year, metavar="YYYY",
+                   help="simulate that whole year (the same as --date YYYY-01-01 --days 365 or 366)")
     p.add_argument("--step", type=_positive_int, default=1, metavar="SECONDS",
                    help="seconds between readings (1)")
     p.add_argument("--timezone", metavar="TZ", help="IANA time zone (overrides config 'timezone')")
@@ -266,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.accelerated and args.speed is not None:
         parser.error("--accelerated and --speed exclude each other")
+    if args.year is not None:
+        if args.date is not None or args.days != 1:
+            parser.error("--year excludes --date and --days")
+        args.date = dt.date(args.year, 1, 1)
+        args.days = (dt.date(args.year + 1, 1, 1) - args.date).days
     logsetup.setup("INFO" if args.verbose else "WARNING")
     if args.plot is not None:
         from pvsim.cli import plot
@@ -308,6 +369,12 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD form: {text!r}") from None
+
+
+def _year(text: str) -> int:
+    if not (text.isdigit() and 1971 <= int(text) <= 9998):
+        raise argparse.ArgumentTypeError(f"not a year from 1971 to 9998: {text!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:

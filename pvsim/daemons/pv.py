@@ -29,7 +29,7 @@ from pvsim.api.joi import JoiApi
 from pvsim.daemons import lifecycle, metrics
 from pvsim.daemons.brokerlink import BrokerLink
 from pvsim.daemons.fairlock import FairLock
-from pvsim.model.pvcurve import PvCurve
+from pvsim.inputs.models import pv_model
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
@@ -55,7 +55,7 @@ class PvDaemon:
         self.registry.register(self.free_space)
         self.topology = broker.Topology.from_config(cfg.broker)
         self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
-        curve = PvCurve(peak_kw=cfg.pv.peak_kw, noise_depth=cfg.pv.noise, seed=cfg.pv.seed)
+        curve = pv_model(cfg)
         self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
         self.service = PvService.recovering(curve, self.sink, cfg.tz, cfg.limits.max_power_w)
         # The consuming thread and the API's POSTs share the service, a message or a chunk of a

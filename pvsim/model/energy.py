@@ -9,7 +9,8 @@ sign within a segment, the segment is cut at the linear zero crossing so neither
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 
@@ -137,3 +138,11 @@ def integrate(samples: list[tuple[int, float, float]], max_gap_seconds: float = 
     for instant, meter_kw, pv_kw in samples:
         acc.add(instant, meter_kw, pv_kw)
     return acc.balance
+
+
+def by_month(days: Mapping[dt.date, EnergyBalance]) -> dict[str, EnergyBalance]:
+    """Per-day balances summed per calendar month ('YYYY-MM'), in date order."""
+    months: dict[str, EnergyBalance] = {}
+    for day in sorted(days):
+        months.setdefault(f"{day:%Y-%m}", EnergyBalance()).absorb(days[day])
+    return months

@@ -41,6 +41,12 @@ def smooth(seed: int, t: float, period: float, stream: int = 0) -> float:
     return a + (b - a) * w
 
 
+def cloud_cover(seed: int, instant: float) -> float:
+    """How much of the sky's light passing clouds take away, in [0, 1): a slow drift over ten
+    minutes and faster gusts over tens of seconds, the same for a seed whatever the PV model."""
+    return 0.7 * smooth(seed, instant, 600.0, stream=1) + 0.3 * smooth(seed, instant, 45.0, stream=2)
+
+
 @lru_cache(maxsize=4096)
 def _knot(seed: int, k: int, stream: int) -> float:
     """Knots repeat for every second of their period: computing each once halves a day's cost."""

@@ -77,9 +77,7 @@ class PvCurve:
         """Power at a local time of day; `instant` (epoch s) keys the cloud noise."""
         kw = self.clear_sky_kw(seconds_of_day)
         if self.noise_depth and kw:
-            cover = 0.7 * noise.smooth(self.seed, instant, 600.0, stream=1) \
-                + 0.3 * noise.smooth(self.seed, instant, 45.0, stream=2)
-            kw *= 1.0 - self.noise_depth * cover
+            kw *= 1.0 - self.noise_depth * noise.cloud_cover(self.seed, instant)
         return kw
 
     def energy_kwh(self) -> float:

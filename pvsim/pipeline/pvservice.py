@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from pvsim.model.pvcurve import PvCurve, local_seconds
+from pvsim.model.pvcurve import local_seconds
+from pvsim.model.pvmodels import PvModel
 from pvsim.model.reading import Reading
 from pvsim.pipeline.csvsink import CsvSink, Row
 from pvsim.pipeline.messages import MAX_POWER_W, decode
@@ -34,7 +35,7 @@ class Outcome:
 
 
 class PvService:
-    def __init__(self, curve: PvCurve, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
+    def __init__(self, curve: PvModel, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
                  max_power_w: float = MAX_POWER_W) -> None:
         self.curve, self.sink, self.tz = curve, sink, tz
         self.max_power_w = max_power_w  # limits.max_power_w: what a message's reading may have
@@ -48,7 +49,7 @@ class PvService:
         self.duplicates_total = 0
 
     @classmethod
-    def recovering(cls, curve: PvCurve, sink: CsvSink, tz: ZoneInfo,
+    def recovering(cls, curve: PvModel, sink: CsvSink, tz: ZoneInfo,
                    max_power_w: float = MAX_POWER_W) -> "PvService":
         """A service that skips what the CSV files already hold (the daemon; POSTed readings)."""
         return cls(curve, sink, tz, recover=True, max_power_w=max_power_w)
