@@ -129,7 +129,7 @@ class SeriesPv:
 
     def __init__(self, series: Series) -> None:
         self.series = series
-        self.peak_kw = max(series._y)
+        self.peak_kw = series.peak
 
     def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
         return max(0.0, self.series.at(instant))

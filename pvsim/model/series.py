@@ -40,6 +40,11 @@ class Series:
         self._y = [values[-1], *values, values[0]]
         self._i = 1
 
+    @property
+    def peak(self) -> float:
+        """The largest value of the series."""
+        return max(self._y)
+
     def at(self, instant: float) -> float:
         """The value at an instant, linear between samples."""
         t = instant if self.first <= instant <= self.last else self._fold(instant)
