@@ -11,7 +11,9 @@ sun). Config chooses one (`pv.model`) through pvsim.inputs.models:
 
 `clearsky` and `weather` compute the plant exactly on a grid of instants (every 5 minutes,
 aligned to the epoch) and interpolate linearly in between: the sun and the hourly weather change
-smoothly, so the error is below 0.01 % of the peak, and a year at one-second steps costs 105,120
+smoothly, so the error is below 0.2 % of the peak (at its kinks: sunrise, sunset and the
+inverter's clipping; checked at three sites on five days a year, every 7 s, by
+tests/model/test_pvmodels.py), and a year at one-second steps costs 105,120
 evaluations of the chain instead of 31.5 million. Cloud noise (`pv.noise`) multiplies any model.
 """
 
