@@ -87,9 +87,6 @@ class MeterConfig:
     state_file: str = "/var/lib/pvsim/pvsim-meter.state"
 
 
-PV_MODELS = ("chart", "clearsky", "weather", "series")
-
-
 @dataclass(frozen=True)
 class PvConfig:
     # chart: the challenge's reference curve, every day alike; clearsky: the sun over the site

@@ -86,7 +86,7 @@ class RunSummary:
             "meters": {m: b.to_dict() for m, b in self.meters.items()},
             "costs": {m: _costs_dict(c, self.plans.get(m), self.feed_in_tariff)
                       for m, c in self.costs.items()},
-            "months": {m: {month: _month_dict(b) for month, b in months.items()}
+            "months": {m: {month: b.to_dict() for month, b in months.items()}
                        for m, months in self.months.items()},
             "pv_savings": {m: _savings(c, self.plans.get(m)) for m, c in self.costs.items()},
             "limits": {"meter_max_w": self.max_w, "max_power_w": self.max_power_w},
@@ -103,12 +103,6 @@ def _costs_dict(costs: list[PlanCost], current: str | None, feed_in_tariff: floa
         "recommended": rank(costs)[0].plan_id if costs else None,
         "recommended_with_pv": rank(costs, with_pv=True)[0].plan_id if costs else None,
     }
-
-
-def _month_dict(b: EnergyBalance) -> dict:
-    return {"consumed_kwh": b.consumed_kwh, "pv_kwh": b.pv_kwh, "import_kwh": b.import_kwh,
-            "export_kwh": b.export_kwh, "self_consumed_kwh": b.self_consumed_kwh,
-            "self_consumption": b.self_consumption, "self_sufficiency": b.self_sufficiency}
 
 
 def _savings(costs: list[PlanCost], current: str | None) -> dict:

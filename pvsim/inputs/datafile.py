@@ -45,6 +45,11 @@ def number(text: str, path: str | Path, line: int, what: str,
         raise DataFileError(path, line, f"{what} is not a number: {text.strip()[:40]!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise DataFileError(path, line, f"{what} is not a finite number: {text.strip()!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise DataFileError(path, line, f"{what} {value:g} is outside [{lo:g}, {hi:g}]")
+    too_low, too_high = lo is not None and value < lo, hi is not None and value > hi
+    if too_low or too_high:
+        if lo is not None and hi is not None:
+            where = f"outside [{lo:g}, {hi:g}]"
+        else:
+            where = f"below {lo:g}" if too_low else f"above {hi:g}"
+        raise DataFileError(path, line, f"{what} {value:g} is {where}")
     return value

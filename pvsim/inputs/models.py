@@ -28,10 +28,10 @@ def array(pv: configmod.PvConfig) -> Array:
 def pv_model(cfg: configmod.Config) -> PvModel:
     """The model `pv.model` names, with `pv.noise` clouds over it."""
     pv = cfg.pv
-    if pv.model == "chart":
-        return PvCurve(peak_kw=pv.peak_kw, noise_depth=pv.noise, seed=pv.seed)
     model: PvModel
-    if pv.model == "clearsky":
+    if pv.model == "chart":
+        model = PvCurve(peak_kw=pv.peak_kw)
+    elif pv.model == "clearsky":
         altitude = pv.altitude_m or 0.0
         sun = SunPosition(pv.latitude, pv.longitude, altitude, pv.temperature_c)  # type: ignore[arg-type]
         model = ClearSkyPv(array(pv), sun, altitude, pv.linke_turbidity, pv.temperature_c)

@@ -59,9 +59,9 @@ def _pvgis(path, numbered, header, max_kw: float) -> Series:
             moment = dt.datetime.strptime(fields[0], "%Y%m%d:%H%M").replace(tzinfo=_UTC)
         except ValueError:
             raise DataFileError(path, n, f"time {fields[0][:30]!r} is not YYYYMMDD:HHMM") from None
-        instants.append(int(moment.timestamp()))
+        _append_instant(instants, int(moment.timestamp()), path, n)
         values.append(number(fields[column], path, n, "P (W)", 0.0, max_kw * 1000.0) / 1000.0)
-    return _series(path, instants, values, n0 + 1)
+    return _series(path, instants, values)
 
 
 def _plain(path, numbered, header, tz: ZoneInfo, max_kw: float, units: tuple[str, ...]) -> Series:
@@ -78,15 +78,13 @@ def _plain(path, numbered, header, tz: ZoneInfo, max_kw: float, units: tuple[str
         fields = row.split(",")
         if len(fields) != 2:
             raise DataFileError(path, n, f"has {len(fields)} fields; expected 2 ({text.strip()})")
-        instants.append(_instant(fields[0], tz, path, n, instants[-1] if instants else None))
-        if len(instants) > 1 and instants[-1] <= instants[-2]:
-            raise DataFileError(path, n, "is not later than the line before it (rows must be in "
-                                "time order, each instant once)")
+        _append_instant(instants, _instant(fields[0], tz, path, n, instants[-1] if instants else None),
+                        path, n)
         values.append(number(fields[1], path, n, unit, 0.0, None if unit == "kwh" else max_kw / UNITS[unit])
                       * UNITS[unit])
     if unit == "kwh":
         instants, values = _interval_power(path, instants, values, max_kw, n0)
-    return _series(path, instants, values, n0 + 1)
+    return _series(path, instants, values)
 
 
 def _instant(text: str, tz: ZoneInfo, path, n: int, previous: int | None) -> int:
@@ -124,10 +122,14 @@ def _interval_power(path, instants: list[int], kwh: list[float], max_kw: float,
     return mids, kws
 
 
-def _series(path, instants: list[int], values: list[float], first_line: int) -> Series:
-    for i in range(1, len(instants)):
-        if instants[i] <= instants[i - 1]:
-            raise DataFileError(path, first_line + i, "is not later than the line before it")
+def _append_instant(instants: list[int], instant: int, path, n: int) -> None:
+    if instants and instant <= instants[-1]:
+        raise DataFileError(path, n, "is not later than the line before it (rows must be in "
+                            "time order, each instant once)")
+    instants.append(instant)
+
+
+def _series(path, instants: list[int], values: list[float]) -> Series:
     try:
         return Series(instants, values)
     except ValueError as exc:

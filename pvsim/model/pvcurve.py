@@ -17,7 +17,6 @@ import bisect
 import datetime as dt
 from collections.abc import Sequence
 
-from pvsim.model import noise
 
 # (local time "HH:MM", kW), read off the reference chart.
 REFERENCE_KNOTS: tuple[tuple[str, float], ...] = (
@@ -45,17 +44,10 @@ def local_seconds(moment: dt.datetime) -> int:
 
 
 class PvCurve:
-    """PV power in kW at a local time of day, scaled to a peak, with optional cloud noise.
-
-    `noise` is the depth of multiplicative cloud cover: at each instant the clear-sky power is
-    multiplied by 1 - noise * c, where c in [0, 1) varies smoothly over minutes (passing clouds)
-    and is a deterministic function of `seed` and the absolute instant.
-    """
+    """PV power in kW at a local time of day, scaled to a peak (clouds: pvmodels.Clouds)."""
 
     def __init__(self, knots: Sequence[tuple[str, float]] = REFERENCE_KNOTS,
-                 peak_kw: float = REFERENCE_PEAK_KW, noise_depth: float = 0.0, seed: int = 0) -> None:
-        if not 0.0 <= noise_depth <= 1.0:
-            raise ValueError("noise depth must be within [0, 1]")
+                 peak_kw: float = REFERENCE_PEAK_KW) -> None:
         self._x = [float(_seconds(t)) for t, _ in knots]
         if self._x[0] != 0 or self._x[-1] != DAY_SECONDS or self._x != sorted(self._x):
             raise ValueError("knots must run from 00:00 to 24:00 in order")
@@ -63,7 +55,6 @@ class PvCurve:
         scale = peak_kw / top if top > 0 else 0.0
         self._y = [kw * scale for _, kw in knots]
         self.peak_kw = peak_kw
-        self.noise_depth, self.seed = noise_depth, seed
 
     def clear_sky_kw(self, seconds_of_day: float) -> float:
         """Noise-free power at a local time of day (seconds since local midnight)."""
@@ -74,11 +65,8 @@ class PvCurve:
         return y0 + (y1 - y0) * (s - x0) / (x1 - x0)
 
     def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
-        """Power at a local time of day; `instant` (epoch s) keys the cloud noise."""
-        kw = self.clear_sky_kw(seconds_of_day)
-        if self.noise_depth and kw:
-            kw *= 1.0 - self.noise_depth * noise.cloud_cover(self.seed, instant)
-        return kw
+        """Power at a local time of day (the PV models' face: the instant is not needed)."""
+        return self.clear_sky_kw(seconds_of_day)
 
     def energy_kwh(self) -> float:
         """Clear-sky energy over a 24-hour day (exact: the curve is piecewise linear)."""

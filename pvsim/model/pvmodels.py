@@ -20,6 +20,7 @@ evaluations of the chain instead of 31.5 million. Cloud noise (`pv.noise`) multi
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -40,7 +41,7 @@ class PvModel(Protocol):
     def power_kw(self, seconds_of_day: float, instant: int = 0) -> float: ...
 
 
-class _Gridded:
+class _Gridded(ABC):
     """Exact values on a grid of instants, linear in between; subclasses give `exact`."""
 
     grid = GRID_SECONDS
@@ -48,8 +49,9 @@ class _Gridded:
     def __init__(self) -> None:
         self._cache: dict[int, float] = {}
 
+    @abstractmethod
     def exact(self, instant: int) -> float:
-        raise NotImplementedError
+        """The model's power at an instant, computed through its whole chain."""
 
     def _point(self, k: int) -> float:
         value = self._cache.get(k)

@@ -156,6 +156,14 @@ def test_a_malformed_series_names_file_line_and_problem(tmp_path: Path, text: st
     assert problem in str(err.value)
 
 
+def test_a_negative_interval_energy_is_a_sentence_too(tmp_path: Path) -> None:
+    """kWh has no upper bound of its own (the power it makes is checked): a one-sided range."""
+    path = tmp_path / "meter.csv"
+    path.write_text("timestamp,kwh\n2026-01-01T00:00,1\n2026-01-01T01:00,-0.5\n")
+    with pytest.raises(DataFileError, match=r"meter.csv: line 3: kwh -0.5 is below 0$"):
+        seriesfile.read(path, MADRID, max_kw=10_000, units=("w", "kw", "kwh"))
+
+
 def test_a_pvgis_row_beyond_the_limit_or_malformed(tmp_path: Path) -> None:
     path = pvgis_csv(tmp_path / "p.csv", p_w=lambda h: 5e6 if h == 100 else 0.0)
     with pytest.raises(DataFileError, match=r"p.csv: line 112: P \(W\) 5e\+06 is outside \[0, 1e\+06\]"):

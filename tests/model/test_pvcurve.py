@@ -6,6 +6,7 @@ import pytest
 
 from conftest import ROOT
 from pvsim.model.pvcurve import PvCurve, local_seconds
+from pvsim.model.pvmodels import Clouds
 
 REFERENCE = ROOT / "docs" / "reference" / "pv-curve-hourly.csv"
 
@@ -67,9 +68,9 @@ def test_scales_to_configured_peak():
 
 def test_cloud_noise_is_bounded_deterministic_and_seeded():
     clear = PvCurve()
-    cloudy = PvCurve(noise_depth=0.4, seed=3)
-    again = PvCurve(noise_depth=0.4, seed=3)
-    other = PvCurve(noise_depth=0.4, seed=4)
+    cloudy = Clouds(clear, 0.4, 3)
+    again = Clouds(clear, 0.4, 3)
+    other = Clouds(clear, 0.4, 4)
     base = 1_782_000_000
     diffs = 0
     for i in range(0, 86400, 97):
@@ -84,7 +85,7 @@ def test_cloud_noise_is_bounded_deterministic_and_seeded():
 
 def test_invalid_parameters_are_refused():
     with pytest.raises(ValueError):
-        PvCurve(noise_depth=1.5)
+        Clouds(PvCurve(), 1.5, 0)
     with pytest.raises(ValueError):
         PvCurve(knots=(("00:00", 0.0), ("12:00", 1.0)))
 
