@@ -12,6 +12,7 @@ help) are the single source of truth; config/pvsim.yaml documents the same keys 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import math
 import os
@@ -75,10 +76,25 @@ class BrokerConfig:
 class MeterConfig:
     id: tuple[str, ...] = ("smart-meter-0",)
     seed: int = 42
-    model: Literal["building", "uniform"] = "building"
-    # The most the simulated meter reads, in W (the challenge's meter: 9000); a model's value
-    # above it is clipped, and pvsim-run's summary says how often. Real data is not clipped.
+    # building: a commercial building's day; uniform: any value in [0, max_w] (the challenge's
+    # original); slp: a BDEW standard load profile (profile, annual_kwh, holidays below);
+    # series: a recorded consumption series (series_file, series_unit below), replayed.
+    model: Literal["building", "uniform", "slp", "series"] = "building"
+    # The most the meter reads, in W (the challenge's meter: 9000); a model's value above it is
+    # clipped, counted (pvsim_meter_readings_clipped_total) and reported by pvsim-run's summary.
+    # Readings stored through the JOI API are real data and are not clipped.
     max_w: float = field(default=9000.0, metadata=_range(0.0, 1e9, lo_open=True))
+    # slp: H0 household (dynamised), G0-G6 commercial, L0-L2 agricultural.
+    profile: Literal["H0", "G0", "G1", "G2", "G3", "G4", "G5", "G6", "L0", "L1", "L2"] = "H0"
+    # slp: the consumption of each calendar year, kWh (3,500: a German household of three).
+    annual_kwh: float = field(default=3500.0, metadata=_range(0.0, 1e9, lo_open=True))
+    # slp: public holidays (YYYY-MM-DD), which take the Sunday profile as Sundays do.
+    holidays: tuple[dt.date, ...] = field(default=(), metadata={"empty_ok": True})
+    # series: a CSV of timestamp,value rows (one year or more; a year is reused for any year).
+    series_file: str = ""
+    # series: the value column's unit: w or kw (power at the stamp), kwh (the energy of the
+    # interval from the stamp to the next row's).
+    series_unit: Literal["w", "kw", "kwh"] = "kw"
     listen: str = "127.0.0.1:9761"
     # Readings kept while RabbitMQ is unreachable; the oldest are dropped (and counted) past it.
     buffer_size: int = field(default=86400, metadata=_range(1, 10_000_000))
@@ -217,7 +233,7 @@ def load(path: str | Path | None = None, *, required: bool = True) -> Config:
 def parse(text: str, source: str = "<string>") -> Config:
     """Validate YAML text against the Config schema."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -232,6 +248,8 @@ def parse(text: str, source: str = "<string>") -> Config:
                           f"limits.max_power_w ({config.limits.max_power_w:g} W): the meter's "
                           "readings would be refused")
     validate_pv(config)
+    if config.meter.model == "series" and not config.meter.series_file:
+        raise ConfigError(source, "meter.series_file", "required by meter.model series")
     return config
 
 
@@ -245,6 +263,16 @@ def validate_pv(config: Config) -> None:
     for model, key in (("weather", "weather_file"), ("series", "series_file")):
         if pv.model == model and not getattr(pv, key):
             raise ConfigError(source, f"pv.{key}", f"required by pv.model {model}")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader without its timestamps: a date stays text until the schema reads it,
+    so 2026-02-30 is an error naming its key, not a ValueError from inside the YAML parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
@@ -289,17 +317,20 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
         item = args[0]
         if key == "meter.id" and isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not value:
-            raise ConfigError(source, key, f"expected a non-empty list, got {_describe(value)}")
+        if not isinstance(value, list) or not (value or meta.get("empty_ok")):
+            kind = "a list" if meta.get("empty_ok") else "a non-empty list"
+            raise ConfigError(source, key, f"expected {kind}, got {_describe(value)}")
         items = tuple(_convert(item, v, source, f"{key}[{i}]", meta) for i, v in enumerate(value))
         if key == "pv.linke_turbidity" and len(items) not in (1, 12):
             raise ConfigError(source, key, f"one value or twelve (one per month), got {len(items)}")
-        # Ids and names must be unique; numbers (monthly values) may repeat.
+        # Ids, names and dates must be unique; numbers (monthly values) may repeat.
         return items if item is float else _check_unique(items, source, key)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(source, key, f"expected a mapping, got {_describe(value)}")
         return {str(k): _convert(args[1], v, source, _join(key, k), {}) for k, v in value.items()}
+    if tp is dt.date:
+        return _date(value, source, key)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(source, key, f"expected true or false, got {_describe(value)}")
@@ -317,6 +348,16 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
             raise ConfigError(source, key, f"expected a non-empty string, got {_describe(value)}")
         return check_string(value, source, key)
     raise ConfigError(source, key, f"unsupported type {tp}")  # a schema bug, not a user error
+
+
+def _date(value: Any, source: str, key: str) -> dt.date:
+    """A calendar date, written YYYY-MM-DD (quoted or not: _Loader leaves both as text)."""
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(source, key, f"expected a date YYYY-MM-DD, got {_describe(value)}")
 
 
 def _check_range(value: float, source: str, key: str, meta: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import io
 import math
 import types
@@ -110,11 +111,26 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
             return st.one_of(st.just([]), st.lists(st.just(3.0), min_size=2, max_size=11),
                              st.lists(wrong_values(key, float, meta), min_size=1, max_size=1),
                              NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)))
+        if key == "meter.holidays":  # dates, each once; an empty list is fine
+            return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)),
+                             st.lists(ANY_SCALAR.filter(lambda v: not _is_date(v)), min_size=1,
+                                      max_size=2),
+                             st.sampled_from([["2026-02-30"], ["25.12.2026"],
+                                              [dt.datetime(2026, 12, 25, 10, 0)],
+                                              [dt.date(2026, 12, 25), "2026-12-25"]]))
         return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)), st.just([]),
                          st.lists(ANY_SCALAR, min_size=1, max_size=2))
     if origin is dict:
         return NOT_A_MAPPING
     raise AssertionError(f"no wrong values for {key} ({tp}): extend wrong_values()")
+
+
+def _is_date(value: Any) -> bool:
+    try:
+        dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        return False
+    return isinstance(value, str)
 
 
 def document(key: str, value: Any) -> str:

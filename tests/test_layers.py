@@ -41,7 +41,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 # I/O, threads and processes: none of it in the pure model.
 MODEL_FORBIDS = {"os", "io", "pathlib", "shutil", "socket", "threading", "multiprocessing",
                  "subprocess", "asyncio", "http", "urllib", "json", "csv", "pika", "yaml",
-                 "prometheus_client", "waitress", "tempfile", "glob", "sqlite3"}
+                 "prometheus_client", "waitress", "tempfile", "glob", "sqlite3", "importlib"}
 
 
 def layer_of(module: str) -> str:

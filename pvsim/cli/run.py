@@ -9,7 +9,8 @@ private RabbitMQ queue, or in process with --broker none), the PV service turns 
 and the run ends when every reading of the day(s) is durable in the CSV. --accelerated steps the
 simulated clock without sleeping; without it the run paces at real time, or at --speed FACTOR.
 The summary prices each meter's energy with every plan, with and without the PV plant
-(pvsim.model.plans), and --plot draws the run's power curves (pvsim.cli.plot, needs matplotlib).
+(pvsim.model.plans), and --plot draws the run's power curves, or for more than 31 days its months
+and average days (pvsim.cli.plot, needs matplotlib).
 """
 
 from __future__ import annotations
@@ -28,18 +29,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pvsim import __version__, config as configmod, logsetup
-from pvsim.inputs.models import pv_model
+from pvsim.inputs.models import meter_models, pv_model
 from pvsim.model import energy
 from pvsim.model.clock import SimClock, day_bounds
 from pvsim.model.energy import EnergyBalance
-from pvsim.model.metermodel import MeterModel, read
+from pvsim.model.metermodel import read
 from pvsim.model.plans import PlanCost, Pricing, rank
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
 from pvsim.pipeline.messages import encode_batches
 from pvsim.pipeline.pvservice import PvService
 from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun, Transport
-from pvsim.store.aggregates import DayAggregator
+from pvsim.store.aggregates import AverageDay, DayAggregator, ProfileAggregator
 
 log = logging.getLogger("pvsim.cli.run")
 
@@ -75,6 +76,9 @@ class RunSummary:
     max_power_w: float = 10e6        # limits.max_power_w: what the pipeline accepted
     clipped: dict[str, int] = field(default_factory=dict)  # per meter, readings at meter.max_w
     months: dict[str, dict[str, EnergyBalance]] = field(default_factory=dict)  # per meter, 'YYYY-MM'
+    # per meter, 'YYYY-MM': mean power by local time of day, for the plot (not in to_dict: the CSVs
+    # hold the same readings; the JSON keeps to the energy figures)
+    profiles: dict[str, dict[str, AverageDay]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -121,13 +125,14 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     tz = cfg.tz
     start, end = day_bounds(opts.date, tz, opts.days)
     clock = SimClock(start, end, opts.step, opts.speed)
-    models = [MeterModel(meter_id, cfg.meter.seed, cfg.meter.model, cfg.meter.max_w)
-              for meter_id in cfg.meter.id]
+    models = meter_models(cfg)
     curve = pv_model(cfg)
     sink = CsvSink(opts.output, truncate=True)
     service = PvService(curve, sink, tz, max_power_w=cfg.limits.max_power_w)
     days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per meter and local day
     service.listeners.append(days.on_row)
+    profiles = ProfileAggregator(tz)  # the average day per meter and month, for --plot
+    service.listeners.append(profiles.on_row)
     clipped = {m.meter_id: 0 for m in models}
 
     def count_clipped(row: Row, instant: int) -> None:
@@ -158,7 +163,8 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
                       {m: pricing.compare(by_day[m]) for m in meter_ids},
                       {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff,
                       cfg.meter.max_w, cfg.limits.max_power_w, clipped,
-                      {m: energy.by_month(by_day[m]) for m in meter_ids})
+                      {m: energy.by_month(by_day[m]) for m in meter_ids},
+                      {m: profiles.average_days(m) for m in meter_ids})
 
 
 def _progress(total: int):
@@ -280,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", choices=("rabbitmq", "none"), default="rabbitmq",
                    help="'none' runs the same pipeline in process, without RabbitMQ")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
-                   help="draw meter, PV and net power over time into FILE.png (needs matplotlib)")
+                   help="draw meter, PV and net power over time into FILE.png; over more than "
+                        "31 days, the months and an average day per month (needs matplotlib)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress events")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -348,14 +355,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_summary(summary))
     if args.plot is not None:
         try:
-            plot.plot_run(summary.files, args.plot, summary.meters,
-                          f"pvsim {summary.date} ({summary.timezone})", cfg.tz)
+            _plot(summary, args.plot, cfg.tz)
         except (OSError, ValueError) as exc:
             print(f"pvsim-run: cannot draw {args.plot}: {exc}", file=sys.stderr)
             return os.EX_CANTCREAT
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
+
+
+def _plot(summary: RunSummary, out: Path, tz: ZoneInfo) -> None:
+    """The run's figure: power over time, or for a long run its months and average days."""
+    from pvsim.cli import plot  # matplotlib, only when asked for
+    last = summary.date + dt.timedelta(days=summary.days - 1)
+    span = f"{summary.date} to {last}" if summary.days > 1 else f"{summary.date}"
+    title = f"pvsim {span} ({summary.timezone})"
+    if plot.annual(summary.days):
+        plot.plot_year(out, summary.months, summary.profiles, title)
+    else:
+        plot.plot_run(summary.files, out, summary.meters, title, tz)
 
 
 def _date(text: str) -> dt.date:

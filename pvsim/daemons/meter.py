@@ -31,7 +31,8 @@ from pvsim.daemons import lifecycle, metrics
 from pvsim.daemons.brokerlink import BrokerLink
 from pvsim.daemons.buffer import Buffer
 from pvsim.model.clock import Clock, RealClock
-from pvsim.model.metermodel import MeterModel, read
+from pvsim.inputs.models import meter_models
+from pvsim.model.metermodel import read
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
 from pvsim.pipeline.messages import encode_batches
@@ -87,14 +88,14 @@ class MeterDaemon:
         self.cfg, self.lifecycle = cfg, life
         self.stop = life.stop
         self.tz = cfg.tz
-        self.models = [MeterModel(m, cfg.meter.seed, cfg.meter.model, cfg.meter.max_w)
-                       for m in cfg.meter.id]
+        self.models = meter_models(cfg)
         self.registry = metrics.registry()
         self.metrics = metrics.MeterMetrics(self.registry)
         self.metrics.buffer_capacity.set(cfg.meter.buffer_size)
         self._produced = {m: self.metrics.produced.labels(m) for m in cfg.meter.id}
         self._published = {m: self.metrics.published.labels(m) for m in cfg.meter.id}
         self._power = {m: self.metrics.last_power.labels(m) for m in cfg.meter.id}
+        self._clipped = {m: self.metrics.clipped.labels(m) for m in cfg.meter.id}
         self._confirmed_at = {m: self.metrics.last_confirmed.labels(m) for m in cfg.meter.id}
         self.buffer: Buffer[Reading] = Buffer(cfg.meter.buffer_size, on_drop=self._on_drop)
         self.topology = broker.Topology.from_config(cfg.broker)
@@ -203,6 +204,8 @@ class MeterDaemon:
         self.buffer.put(readings)
         for r in readings:
             self._produced[r.meter_id].inc()
+            if r.power_w >= self.cfg.meter.max_w:
+                self._clipped[r.meter_id].inc()
         if readings:
             for r in readings[-len(self.models):]:
                 self._power[r.meter_id].set(r.power_w)

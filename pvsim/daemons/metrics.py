@@ -61,6 +61,9 @@ class MeterMetrics:
                                  "Readings confirmed by RabbitMQ", ["meter"], registry=reg)
         self.messages = Counter("pvsim_meter_messages_published_total",
                                 "AMQP messages confirmed by RabbitMQ", registry=reg)
+        self.clipped = Counter("pvsim_meter_readings_clipped_total",
+                               "Readings the model put above meter.max_w, sent as meter.max_w",
+                               ["meter"], registry=reg)
         self.dropped = Counter("pvsim_meter_readings_dropped_total",
                                "Readings dropped because the buffer was full (oldest first)",
                                registry=reg)

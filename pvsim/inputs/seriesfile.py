@@ -5,8 +5,10 @@ metadata header (site, database, slope, azimuth, nominal power, losses), then a 
 `time,P,G(i),H_sun,T2m,WS10m,Int` with times `YYYYMMDD:HHMM` in UTC and P the PV system's power
 in W, then a footer explaining the columns. pvsim takes `time` and `P` and skips the rest.
 
-A plain file has a header line naming two columns, a timestamp and a value (`timestamp,kw` for
-PV; for a meter: `timestamp,w`, `timestamp,kw` or `timestamp,kwh`), then one row per sample.
+A plain file has a header line naming two columns, a timestamp and a value, then one row per
+sample. The value's unit is kW for PV; for a meter, meter.series_unit says it: w, kw or kwh.
+A header that names a unit (`timestamp,kwh`) must agree with it; any other name (`time,value`,
+`timestamp,consumption`) is read in it.
 Timestamps are ISO 8601 (`2026-03-01T12:00:00+01:00`, or `2026-03-01 12:00`); one without an
 offset is in the config's time zone. A `kwh` row is the energy of the interval that starts at
 its stamp and ends at the next row's: pvsim places its mean power at the interval's middle.
@@ -26,20 +28,22 @@ PVGIS_COLUMNS = "time,P,G(i),H_sun,T2m,WS10m,Int"
 UNITS = {"w": 0.001, "kw": 1.0, "kwh": 1.0}  # to kW (kWh per interval is handled apart)
 
 
-def read(path: str | Path, tz: ZoneInfo, max_kw: float, units: tuple[str, ...] = ("kw",)) -> Series:
-    """A series in kW from a PVGIS hourly CSV or a plain CSV whose value column is one of
-    `units`; values beyond [0, max_kw] (limits.max_power_w) are an error naming the line."""
+def read(path: str | Path, tz: ZoneInfo, max_kw: float, unit: str = "kw",
+         unit_key: str | None = None) -> Series:
+    """A series in kW from a PVGIS hourly CSV (PV output; `unit_key` None) or a plain CSV whose
+    values are in `unit` (the config key `unit_key` says so); values beyond [0, max_kw]
+    (limits.max_power_w) are an error naming the line."""
     numbered = list(lines(path))
     header = next(((n, t) for n, t in numbered if t.strip()), None)
     if header is None:
         raise DataFileError(path, None, "is empty")
     pvgis = next(((n, t) for n, t in numbered if t.startswith("time,P,")), None)
     if pvgis is not None or header[1].startswith(("Latitude", "latitude")):
-        if "kw" not in units:
+        if unit_key is not None:
             raise DataFileError(path, header[0], "is PVGIS PV output; a meter series needs a plain "
-                                f"timestamp,{'|'.join(units)} file")
+                                "timestamp,value file")
         return _pvgis(path, numbered, pvgis, max_kw)
-    return _plain(path, numbered, header, tz, max_kw, units)
+    return _plain(path, numbered, header, tz, max_kw, unit, unit_key)
 
 
 def _pvgis(path, numbered, header, max_kw: float) -> Series:
@@ -64,13 +68,16 @@ def _pvgis(path, numbered, header, max_kw: float) -> Series:
     return _series(path, instants, values)
 
 
-def _plain(path, numbered, header, tz: ZoneInfo, max_kw: float, units: tuple[str, ...]) -> Series:
+def _plain(path, numbered, header, tz: ZoneInfo, max_kw: float, unit: str,
+           unit_key: str | None) -> Series:
     n0, text = header
     names = [c.strip().lower() for c in text.split(",")]
-    if len(names) != 2 or names[0] not in ("timestamp", "time") or names[1] not in units:
-        want = " or ".join(f"timestamp,{u}" for u in units)
-        raise DataFileError(path, n0, f"the header must be {want}, got {text.strip()[:60]!r}")
-    unit = names[1]
+    if len(names) != 2 or names[0] not in ("timestamp", "time") or not names[1]:
+        raise DataFileError(path, n0, f"the header must be timestamp,{unit}, got {text.strip()[:60]!r}")
+    if names[1] in UNITS and names[1] != unit:  # any other name is taken to be in `unit`
+        said = f"{unit_key} is {unit}" if unit_key else f"a PV series is in {unit}"
+        raise DataFileError(path, n0, f"the header's unit {names[1]} contradicts the config "
+                            f"({said})")
     instants, values = [], []
     for n, row in numbered[n0:]:
         if not row.strip():

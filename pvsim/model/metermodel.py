@@ -1,10 +1,14 @@
 """The building's grid meter: a power in W for any instant, pure and seeded.
 
-`building` (the default) is a plausible commercial building: a low base load at night, a ramp at
-the start of the working day, a plateau with a lunch dip, a slow decline in the evening, and less
-at weekends; on top of it, slowly varying fluctuations (HVAC and appliances cycling) and a little
-second-to-second jitter. `uniform` is the challenge's original: any value in [0, max_w] W.
-Both are bounded by `max_w` (meter.max_w, 9000 W by default: the challenge's meter).
+A MeterModel bounds what its Load draws to [0, max_w] (meter.max_w, 9000 W by default: the
+challenge's meter). The loads, one per `meter.model`:
+- `building` (the default): a plausible commercial building: a low base load at night, a ramp at
+  the start of the working day, a plateau with a lunch dip, a slow decline in the evening, and
+  less at weekends; on top of it, slowly varying fluctuations (HVAC and appliances cycling) and a
+  little second-to-second jitter;
+- `uniform`: the challenge's original, any value in [0, max_w) W;
+- `slp`: a BDEW standard load profile (pvsim.model.loadprofile) with the same fluctuations;
+- `series`: a recorded consumption series (pvsim.model.series), replayed as it is.
 
 Randomness comes from `pvsim.model.noise`, keyed by seed, meter id and instant, so a reading depends
 only on those three: the same seed gives the same readings in every mode and across restarts.
@@ -16,11 +20,13 @@ import bisect
 import datetime as dt
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pvsim.model import noise
+from pvsim.model.loadprofile import StandardLoadProfile
 from pvsim.model.reading import Reading
+from pvsim.model.series import Series
 
 MAX_W = 9000.0  # the challenge's meter: meter.max_w's default
 
@@ -39,30 +45,92 @@ def _knots(profile: tuple[tuple[str, int], ...]) -> tuple[list[int], list[float]
 _X, _Y = _knots(_WEEKDAY)
 
 
-class MeterModel:
-    """Power in W drawn by the building at an instant; 0 <= W <= max_w (clipped there)."""
+class Fluctuation:
+    """A meter's own randomness, keyed by its seed and id: three mean-zero variations in
+    [-0.5, 0.5) (slow, HVAC over ~15 min; appliances cycling over ~1 min; second-to-second
+    jitter) and a uniform draw. One per meter, as it keeps the noise's current knots."""
 
-    def __init__(self, meter_id: str, seed: int,
-                 model: Literal["building", "uniform"] = "building", max_w: float = MAX_W) -> None:
-        if model not in ("building", "uniform"):
-            raise ValueError(f"unknown meter model {model!r}")
-        self.meter_id, self.seed, self.model, self.max_w = meter_id, seed, model, max_w
-        # Each meter gets its own stream, so two meters with one seed do not move in lockstep.
-        self._key = (seed * 1_000_003 + zlib.crc32(meter_id.encode())) & ((1 << 63) - 1)
+    def __init__(self, key: int) -> None:
+        self._slow, self._mid = noise.Smooth(key, 900.0, 1), noise.Smooth(key, 60.0, 2)
+        self._uniform, self._jitter = noise.Stream(key, 0), noise.Stream(key, 3)
 
-    def power_w(self, instant: int, local: dt.datetime) -> float:
-        """The reading at epoch second `instant`, whose local time is `local`."""
-        if self.model == "uniform":
-            return round(noise.unit(self._key, instant) * self.max_w, 1)
+    def at(self, instant: int) -> tuple[float, float, float]:
+        return (self._slow.at(instant) - 0.5, self._mid.at(instant) - 0.5,
+                self._jitter.unit(instant) - 0.5)
+
+    def uniform(self, instant: int) -> float:
+        return self._uniform.unit(instant)
+
+
+class Load(Protocol):
+    """What a model of the building's consumption provides: the W drawn at an instant, before
+    MeterModel bounds it to [0, max_w], varied by the meter's own `fluctuation`. One load
+    serves every meter of a run."""
+
+    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float: ...
+
+
+class Building:
+    """The default: a plausible commercial building (the module's docstring)."""
+
+    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
         s = local.hour * 3600 + local.minute * 60 + local.second
         i = bisect.bisect_right(_X, s) - 1
         base = _Y[i] + (_Y[i + 1] - _Y[i]) * (s - _X[i]) / (_X[i + 1] - _X[i])
         if local.weekday() >= 5:
             base = 800.0 + (base - 800.0) * _WEEKEND_FACTOR
-        slow = noise.smooth(self._key, instant, 900.0, stream=1) - 0.5    # +-50 % over ~15 min
-        mid = noise.smooth(self._key, instant, 60.0, stream=2) - 0.5      # appliances cycling
-        jitter = noise.unit(self._key, instant, stream=3) - 0.5          # second to second
-        watts = base * (1.0 + 0.35 * slow + 0.15 * mid) + 250.0 * jitter
+        slow, mid, jitter = fluctuation.at(instant)
+        return base * (1.0 + 0.35 * slow + 0.15 * mid) + 250.0 * jitter
+
+
+class Uniform:
+    """The challenge's original: any value in [0, max_w), independently each second."""
+
+    def __init__(self, max_w: float) -> None:
+        self.max_w = max_w
+
+    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        return fluctuation.uniform(instant) * self.max_w
+
+
+class Profiled:
+    """A standard load profile (`slp`) with the seeded fluctuation on top. The fluctuation is
+    relative (it never goes below 70 % of the profile), so a household's 150 W at night is
+    never clipped to 0 and the year keeps the profile's energy."""
+
+    def __init__(self, profile: StandardLoadProfile) -> None:
+        self.profile = profile
+
+    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        slow, mid, jitter = fluctuation.at(instant)
+        return self.profile.power_w(local) * (1.0 + 0.35 * slow + 0.15 * mid + 0.1 * jitter)
+
+
+class Recorded:
+    """A recorded series (`series`, in kW) replayed as it is: real data has its own
+    fluctuation, and what the building really drew is what the engineer wants to study."""
+
+    def __init__(self, series: Series) -> None:
+        self.series = series
+
+    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        return self.series.at(instant) * 1000.0
+
+
+class MeterModel:
+    """Power in W drawn by the building at an instant; 0 <= W <= max_w (clipped there)."""
+
+    def __init__(self, meter_id: str, seed: int, load: Load | None = None,
+                 max_w: float = MAX_W) -> None:
+        self.meter_id, self.seed, self.max_w = meter_id, seed, max_w
+        self.load = Building() if load is None else load
+        # Each meter gets its own stream, so two meters with one seed do not move in lockstep.
+        self._fluctuation = Fluctuation((seed * 1_000_003 + zlib.crc32(meter_id.encode()))
+                                        & ((1 << 63) - 1))
+
+    def power_w(self, instant: int, local: dt.datetime) -> float:
+        """The reading at epoch second `instant`, whose local time is `local`."""
+        watts = self.load.watts(self._fluctuation, instant, local)
         return round(min(self.max_w, max(0.0, watts)), 1)
 
 

@@ -10,6 +10,9 @@ from them. Pure: fed samples and rows, never reads a file.
   sum of its parts, whichever way it is cut.
 - `MeterDay.to_json` / `from_json` are the persisted form the store writes beside a CSV.
 - `DayAggregator` keeps MeterDays in memory from a row listener: pvsim-run's summary.
+- `ProfileAggregator` keeps, per meter and local month, the sums behind an average day (mean
+  meter and PV power per 15 minutes of local time) from a row listener: pvsim-run's annual plot,
+  which could not afford to read a year's CSVs back.
 
 Windows are half-open, [start, end) in epoch seconds; None is unbounded.
 """
@@ -21,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from pvsim.model.clock import local_midnight
+from pvsim.model.clock import day_bounds, local_midnight
 from pvsim.model.energy import EnergyBalance, EnergyIntegrator, Peak, split_net
 from pvsim.pipeline.csvsink import Row
 from pvsim.pipeline.rangeset import RangeSet
@@ -222,3 +225,115 @@ class DayAggregator:
         parts = [DayPart(day, md.first, md.last, md=md) for day, meters in sorted(self.days.items())
                  if (md := meters.get(meter_id)) is not None and md.first is not None]
         return combine(parts, self.tz, self.max_gap)
+
+
+PROFILE_BIN_SECONDS = 900  # an average day's resolution: 96 bins of 15 minutes of local time
+DAY_SECONDS = 86400
+
+
+@dataclass(frozen=True)
+class AverageDay:
+    """One meter's mean power by local time of day over one month.
+
+    `meter_kw[i]` and `pv_kw[i]` are the means of the readings whose local time of day lies in
+    [i, i + 1) x `bin_seconds` after midnight; None where no reading fell (steps longer than a
+    bin, the hour a spring DST change skips). The hour a fall change repeats counts twice."""
+
+    bin_seconds: int
+    meter_kw: list[float | None]
+    pv_kw: list[float | None]
+
+    def hours(self) -> list[float]:
+        """Each bin's middle, in hours after local midnight: where its mean is drawn."""
+        return [(i + 0.5) * self.bin_seconds / 3600 for i in range(len(self.meter_kw))]
+
+
+class ProfileAggregator:
+    """Per meter and local month ('YYYY-MM'), per bin of local time of day, the sums of meter
+    kW, PV kW and the count of readings, fed by a row listener; `average_days` gives the means.
+
+    It runs for every reading of a run (31.5 million in a year at 1-second steps), so a row is
+    three list additions: its bin comes from the instant plus a cached UTC offset, good for the
+    stretch of one local day over which the offset holds (the whole day, but either side of a
+    DST change), never from a datetime. Rows may come in any order (an instant outside the
+    cached stretch refreshes it). The sums are plain dicts and lists of floats: aggregators of
+    worker processes pickle, and `merge` adds them up."""
+
+    def __init__(self, tz: ZoneInfo, bin_seconds: int = PROFILE_BIN_SECONDS) -> None:
+        if bin_seconds < 1 or DAY_SECONDS % bin_seconds:
+            raise ValueError(f"bin_seconds must divide a day, got {bin_seconds}")
+        self.tz, self.bin_seconds, self.bins = tz, bin_seconds, DAY_SECONDS // bin_seconds
+        # meter -> month -> [meter kW sum per bin..., PV kW sum per bin..., readings per bin...]
+        self.sums: dict[str, dict[str, list[float]]] = {}
+        self._lo = self._hi = self._offset = 0  # [lo, hi): instants of one month and offset
+        self._month = ""
+        self._current: dict[str, list[float]] = {}  # meter -> its sums of self._month
+
+    def on_row(self, row: Row, instant: int) -> None:
+        if not self._lo <= instant < self._hi:
+            self._enter(instant)
+        sums = self._current.get(row.meter_id)
+        if sums is None:
+            sums = self._current[row.meter_id] = (
+                self.sums.setdefault(row.meter_id, {}).setdefault(self._month, [0.0] * (3 * self.bins)))
+        i = (instant + self._offset) % DAY_SECONDS // self.bin_seconds
+        sums[i] += row.meter_kw
+        sums[i + self.bins] += row.pv_kw
+        sums[i + 2 * self.bins] += 1.0
+
+    def _enter(self, instant: int) -> None:
+        """Cache the month and UTC offset of `instant`, and the stretch of its local day they
+        hold for."""
+        local = dt.datetime.fromtimestamp(instant, self.tz)
+        start, end = day_bounds(local.date(), self.tz)
+        offset = _offset_at(instant, self.tz)
+        if _offset_at(start, self.tz) != offset:  # a change earlier today
+            start = _first_change(start, instant, self.tz)
+        if _offset_at(end - 1, self.tz) != offset:  # a change later today
+            end = _first_change(instant, end - 1, self.tz)
+        self._lo, self._hi, self._offset = start, end, offset
+        month = f"{local:%Y-%m}"
+        if month != self._month:
+            self._month, self._current = month, {}
+
+    def merge(self, other: "ProfileAggregator") -> None:
+        """Add another aggregator's sums (of other days, or other meters) into this one."""
+        if other.bin_seconds != self.bin_seconds:
+            raise ValueError(f"cannot merge {other.bin_seconds} s bins into {self.bin_seconds} s bins")
+        for meter, months in other.sums.items():
+            mine = self.sums.setdefault(meter, {})
+            for month, sums in months.items():
+                if month in mine:
+                    acc = mine[month]
+                    for i, value in enumerate(sums):
+                        acc[i] += value
+                else:
+                    mine[month] = list(sums)
+
+    def average_days(self, meter_id: str) -> dict[str, AverageDay]:
+        """The meter's average day of each month, in month order."""
+        n = self.bins
+        out = {}
+        for month, sums in sorted(self.sums.get(meter_id, {}).items()):
+            counts = sums[2 * n:]
+            out[month] = AverageDay(self.bin_seconds,
+                                    [s / c if c else None for s, c in zip(sums[:n], counts)],
+                                    [s / c if c else None for s, c in zip(sums[n:2 * n], counts)])
+        return out
+
+
+def _offset_at(instant: int, tz: ZoneInfo) -> int:
+    """The UTC offset of `tz` at `instant`, in seconds."""
+    return int(dt.datetime.fromtimestamp(instant, tz).utcoffset().total_seconds())
+
+
+def _first_change(a: int, b: int, tz: ZoneInfo) -> int:
+    """The first instant in (a, b] whose UTC offset differs from a's (there is one), by bisection."""
+    before = _offset_at(a, tz)
+    while b - a > 1:
+        mid = (a + b) // 2
+        if _offset_at(mid, tz) == before:
+            a = mid
+        else:
+            b = mid
+    return b

@@ -88,3 +88,35 @@ def test_year_excludes_date_and_days_and_wants_a_year(capsys) -> None:
         with pytest.raises(SystemExit):
             run_module.main(["--accelerated", "--broker", "none", *args])
     assert "--year" in capsys.readouterr().err
+
+
+def _run_json(tmp_path, config_text: str, *extra: str) -> tuple[dict, str]:
+    cfg = tmp_path / "pvsim.yaml"
+    cfg.write_text(config_text)
+    args = ["--accelerated", "--broker", "none", "--year", "2026", "--step", "900",
+            "--config", str(cfg), "--output", str(tmp_path / "csv"), *extra]
+    buf, text = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert run_module.main([*args, "--json"]) == 0
+    with contextlib.redirect_stdout(text):
+        assert run_module.main(args) == 0
+    return json.loads(buf.getvalue()), text.getvalue()
+
+
+def test_a_households_standard_profile_consumes_its_annual_kwh(tmp_path) -> None:
+    summary, text = _run_json(tmp_path, "timezone: Europe/Berlin\n"
+                              "meter: {model: slp, profile: H0, annual_kwh: 3500, "
+                              "holidays: [2026-01-01, 2026-12-25, 2026-12-26]}\n")
+    assert summary["meters"]["smart-meter-0"]["consumed_kwh"] == pytest.approx(3500, rel=0.005)
+    months = [m["consumed_kwh"] for m in summary["months"]["smart-meter-0"].values()]
+    assert min(months[0], months[11]) > 1.25 * max(months[5:8])  # H0's winter against summer
+    assert summary["clipped_readings"]["smart-meter-0"] == 0 and "clipped" not in text
+
+
+def test_a_building_above_the_meter_is_clipped_and_the_summary_says_so(tmp_path) -> None:
+    """G0 at 80 MWh a year peaks near 22 kW: the 9 kW meter clips it, and says how often."""
+    summary, text = _run_json(tmp_path, "meter: {model: slp, profile: G0, annual_kwh: 80000}\n")
+    clipped = summary["clipped_readings"]["smart-meter-0"]
+    assert 0 < clipped < 35040
+    assert f"clipped to meter.max_w (9000 W) at {clipped:,} of its readings" in text
+    assert summary["meters"]["smart-meter-0"]["consumed_kwh"] < 80000

@@ -256,6 +256,20 @@ def test_a_jump_further_than_the_buffer_holds_is_counted_and_logged(tmp_path, ca
     assert seqs[-1] - int(start) == len(seqs) + lost
 
 
+def test_readings_the_model_puts_above_the_meter_are_clipped_and_counted(tmp_path):
+    """A G0 building of 80 MWh a year draws ~20 kW at noon: above the 9 kW meter."""
+    cfg_file = PvsimConfig(tmp_path)
+    cfg_file.write(meter={"id": ["shop"], "model": "slp", "profile": "G0", "annual_kwh": 80000})
+    lc = daemon.Lifecycle("test")
+    start = T("2026-06-22T12:00:00+02:00") + 0.5
+    fake = FakeWallClock(start, start + 30, lc.stop)
+    meter = MeterDaemon(cfg_file.load(), lc, clock=RealClock(now=fake.now, sleep=fake.sleep))
+    meter.tick_loop()
+    readings = meter.buffer.peek(100)[1]
+    assert len(readings) >= 29 and {r.power_w for r in readings} == {9000.0}
+    assert meter.metrics.clipped.labels("shop")._value.get() == len(readings)
+
+
 def test_a_wall_clock_step_back_never_produces_an_instant_twice(tmp_path):
     start = T("2026-06-21T12:00:00+02:00") + 0.5
     meter, fake = meter_on(JumpingWallClock, tmp_path, buffer_size=86400, start=start,

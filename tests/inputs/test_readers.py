@@ -127,7 +127,7 @@ def test_plain_csv_in_local_time_and_kwh_per_interval(tmp_path: Path) -> None:
     assert series.at(dt.datetime(2026, 1, 1, 0, 30, tzinfo=MADRID).timestamp()) == pytest.approx(0.2)
     kwh = tmp_path / "kwh.csv"
     kwh.write_text("timestamp,kwh\n" + "\n".join(f"{r},0.25" for r in rows) + "\n")
-    series = seriesfile.read(kwh, MADRID, max_kw=100, units=("w", "kw", "kwh"))
+    series = seriesfile.read(kwh, MADRID, max_kw=100, unit="kwh", unit_key="meter.series_unit")
     assert series.at(dt.datetime(2026, 5, 1, 7, 7, 30, tzinfo=MADRID).timestamp()) == pytest.approx(1.0)
     fall = dt.datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=MADRID).timestamp()
     assert series.at(fall) == pytest.approx(1.0)
@@ -136,6 +136,8 @@ def test_plain_csv_in_local_time_and_kwh_per_interval(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text,problem", [
     ("", "is empty"),
     ("when,kw\n2026-01-01T00:00,1\n", "line 1: the header must be timestamp,kw, got 'when,kw'"),
+    ("timestamp,w\n2026-01-01T00:00,1\n", "line 1: the header's unit w contradicts the config "
+                                         "(a PV series is in kw)"),
     ("timestamp,kw\n2026-01-01T00:00,1\n2026-13-01T00:00,1\n",
      "line 3: timestamp '2026-13-01T00:00' is not ISO 8601"),
     ("timestamp,kw\n2026-01-01T00:00,1\n2026-01-01T01:00,x\n", "line 3: kw is not a number: 'x'"),
@@ -161,7 +163,7 @@ def test_a_negative_interval_energy_is_a_sentence_too(tmp_path: Path) -> None:
     path = tmp_path / "meter.csv"
     path.write_text("timestamp,kwh\n2026-01-01T00:00,1\n2026-01-01T01:00,-0.5\n")
     with pytest.raises(DataFileError, match=r"meter.csv: line 3: kwh -0.5 is below 0$"):
-        seriesfile.read(path, MADRID, max_kw=10_000, units=("w", "kw", "kwh"))
+        seriesfile.read(path, MADRID, max_kw=10_000, unit="kwh", unit_key="meter.series_unit")
 
 
 def test_a_pvgis_row_beyond_the_limit_or_malformed(tmp_path: Path) -> None:

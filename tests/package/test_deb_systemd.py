@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import os
 import re
 import shutil
@@ -347,6 +348,15 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     assert user_files and all(re.fullmatch(r"alice pvsim-\d{4}-\d{2}-\d{2}\.csv", f) for f in user_files), user_files
     user_rows = read_rows(c, "/home/alice/sim")
     assert len(user_rows) >= 24 * 60 - 60, len(user_rows)  # a day at one reading a minute (DST aside)
+    # The BDEW table ships with the package: a household's standard profile for a week.
+    c.run("sh", "-c", "printf 'meter: {model: slp, profile: H0, annual_kwh: 3650}\\n' > /home/alice/slp.yaml",
+          user="alice")
+    proc = c.run("pvsim-run", "--accelerated", "--broker", "none", "--date", "2026-01-05", "--days", "7",
+                 "--step", "900", "--json", "--config", "/home/alice/slp.yaml", "--output", "/home/alice/slp",
+                 user="alice", check=False)
+    assert proc.returncode == 0, f"pvsim-run with slp exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    week_kwh = json.loads(proc.stdout)["meters"]["smart-meter-0"]["consumed_kwh"]
+    assert 50 < week_kwh < 120, week_kwh  # 3650 kWh a year is 70 a week; H0 uses more in January
     c.run("userdel", "--remove", "alice")
 
     # The watchdog pings kept coming (the daemons ping at half of WatchdogSec=30).
