@@ -21,9 +21,10 @@ check: test-deps rabbitmq
 
 test: check
 
-## bench: print throughput figures (see bench/)
+## bench: print throughput figures (see bench/): a day, then a year (about 6 minutes)
 bench: test-deps rabbitmq
 	$(PYTHON) bench/bench_pipeline.py
+	$(PYTHON) bench/bench_year.py
 
 ## deps: install the Debian packages the programs need (what bin/pvsim-run etc. run on)
 deps:

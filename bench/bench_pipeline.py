@@ -26,6 +26,7 @@ import pika
 
 from pvsim import config as configmod
 from pvsim.cli.run import RunOptions, simulate
+from pvsim.pipeline.messages import encode_columns
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -45,9 +46,15 @@ def pvsim_day(broker: str, batch: int) -> float:
 
 
 def raw_pika(readings: int, per_message: int) -> float:
-    """Publish `readings` JSON readings persistently with confirms, consume them with acks."""
-    body_one = json.dumps({"meter_id": "m", "seq": 1, "ts": "2026-06-22T00:00:00+02:00",
+    """Publish `readings` JSON readings persistently with confirms, consume them with acks: one
+    reading a message as a JSON object, or `per_message` of them in pvsim-run's own body."""
+    start = int(dt.datetime(2026, 6, 22, tzinfo=dt.timezone.utc).timestamp())
+    if per_message == 1:
+        body = json.dumps({"meter_id": "m", "seq": 1, "ts": "2026-06-22T00:00:00+02:00",
                            "power_w": 1234.5}).encode()
+    else:
+        (body,) = encode_columns(["smart-meter-0"], list(range(start, start + per_message)),
+                                 [[1234.5 + i % 97 for i in range(per_message)]])
     queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
     conn = pika.BlockingConnection(pika.URLParameters(URL))
     ch = conn.channel()
@@ -55,7 +62,6 @@ def raw_pika(readings: int, per_message: int) -> float:
     ch.confirm_delivery()
     props = pika.BasicProperties(delivery_mode=2)
     messages = -(-readings // per_message)
-    body = b"[" + b",".join([body_one] * per_message) + b"]"
     began = time.perf_counter()
     for _ in range(messages):
         ch.basic_publish("", queue, body, properties=props)

@@ -2,12 +2,14 @@
 
     pvsim-run --accelerated [--date YYYY-MM-DD] [--days N | --year YYYY] [--step SECONDS] [--timezone TZ]
               [--seed N] [--output DIR] [--config FILE] [--json] [--broker rabbitmq|none]
-              [--plot FILE.png]
+              [--plot FILE.png] [--jobs N]
 
 The meter model reads at every simulated instant, the readings travel as messages (through a
 private RabbitMQ queue, or in process with --broker none), the PV service turns them into CSV rows,
 and the run ends when every reading of the day(s) is durable in the CSV. --accelerated steps the
 simulated clock without sleeping; without it the run paces at real time, or at --speed FACTOR.
+An accelerated run of several days shares them among worker processes (--jobs, pvsim.cli.workers),
+each running the same pipeline over its own days; their partial results merge into the summary.
 The summary prices each meter's energy with every plan, with and without the PV plant
 (pvsim.model.plans), and --plot draws the run's power curves, or for more than 31 days its months
 and average days (pvsim.cli.plot, needs matplotlib).
@@ -23,22 +25,25 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pvsim import __version__, config as configmod, logsetup
 from pvsim.inputs.models import meter_models, pv_model
 from pvsim.model import energy
-from pvsim.model.clock import SimClock, day_bounds
+from pvsim.cli.workers import Report, RunFailed, Workers, available_cpus
+from pvsim.model.clock import SimClock, day_bounds, local_midnight
 from pvsim.model.energy import EnergyBalance
-from pvsim.model.metermodel import read
+from pvsim.model.metermodel import MeterModel, columns
 from pvsim.model.plans import PlanCost, Pricing, rank
+from pvsim.model.pvmodels import PvModel
 from pvsim.pipeline import broker
-from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
-from pvsim.pipeline.messages import encode_batches
-from pvsim.pipeline.pvservice import PvService
+from pvsim.pipeline.csvsink import CsvSink, SinkError
+from pvsim.pipeline.messages import encode_columns
+from pvsim.pipeline.pvservice import BatchListener, PvService, Written
 from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun, Transport
 from pvsim.store.aggregates import AverageDay, DayAggregator, ProfileAggregator
 
@@ -56,6 +61,7 @@ class RunOptions:
     output: Path = Path(DEFAULT_OUTPUT)
     broker: str = "rabbitmq"
     progress: bool = False
+    jobs: int = 1  # worker processes the days are shared among
 
 
 @dataclass
@@ -121,66 +127,192 @@ def _savings(costs: list[PlanCost], current: str | None) -> dict:
 
 
 def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
-    """Run the pipeline over the requested days; return once every row is durable."""
+    """Run the pipeline over the requested days; return once every row is durable.
+
+    The days are shared among `opts.jobs` worker processes (days are independent given the
+    seed); each runs `_simulate_days` over its own, as a single-process run does over all of
+    them, and the summary is the merge of their partial results, the same whichever way the
+    days were shared."""
     tz = cfg.tz
-    start, end = day_bounds(opts.date, tz, opts.days)
-    clock = SimClock(start, end, opts.step, opts.speed)
     models = meter_models(cfg)
     curve = pv_model(cfg)
+    meter_ids = [m.meter_id for m in models]
+    _check_outputs(cfg, opts)
+    parts = _day_ranges(opts, tz)
+    transport_name = InProcess.name if opts.broker == "none" else RabbitRun.name
+    bar = None
+    if opts.progress:
+        bar = _ProgressBar(sum(len(part.clock(opts)) for part in parts) * len(models), tz)
+
+    def run(part: _DayRange, report: Report | None) -> _Partial:
+        return _simulate_days(cfg, opts, models, curve, part, report)
+
+    began = time.monotonic()
+    try:
+        if len(parts) == 1:
+            report = None if bar is None else (lambda rows, instant: bar.draw([rows], [instant]))
+            partial = run(parts[0], report)
+        else:
+            partials = Workers(run, parts).results(None if bar is None else bar.draw)
+            partial = partials[0]
+            for later in partials[1:]:
+                partial.merge(later)
+    finally:
+        if bar is not None:
+            sys.stderr.write("\n")
+    elapsed = time.monotonic() - began
+    pricing = Pricing.from_config(cfg.pricing)
+    by_day = {m: partial.days.energy_by_day(m) for m in meter_ids}
+    return RunSummary(opts.date, opts.days, opts.step, cfg.timezone, transport_name,
+                      partial.readings, partial.files, elapsed,
+                      {m: energy.total(by_day[m].values()) for m in meter_ids},
+                      {m: pricing.compare(by_day[m]) for m in meter_ids},
+                      {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff,
+                      cfg.meter.max_w, cfg.limits.max_power_w,
+                      {m: partial.clipped.get(m, 0) for m in meter_ids},
+                      {m: energy.by_month(by_day[m]) for m in meter_ids},
+                      {m: partial.profiles.average_days(m) for m in meter_ids})
+
+
+def _check_outputs(cfg: configmod.Config, opts: RunOptions) -> None:
+    """Fail before any work, once (not once per worker), when the output directory cannot be
+    written (SinkError) or RabbitMQ cannot be reached (BrokerUnavailable, after the configured
+    attempts)."""
+    CsvSink(opts.output).close()
+    if opts.broker != "none":
+        broker.close_quietly(broker.connect(cfg.broker))
+
+
+@dataclass(frozen=True)
+class _DayRange:
+    """Whole local days of a run, [first_day, end_day), and the run's instants among them."""
+
+    first_day: dt.date
+    end_day: dt.date
+    start: int  # the first of the run's instants on these days
+    end: int    # local midnight after the last day
+
+    def clock(self, opts: RunOptions) -> SimClock:
+        """The run's clock over these days."""
+        return SimClock(self.start, self.end, opts.step, opts.speed)
+
+
+def _day_ranges(opts: RunOptions, tz: ZoneInfo) -> list[_DayRange]:
+    """The run's days in `opts.jobs` ranges of consecutive days, as even as whole days allow,
+    each with the run's instants that fall on them (the run's steps go on across the ranges, as
+    in a single process, whatever the step); a range without an instant is left out."""
+    start, _ = day_bounds(opts.date, tz, opts.days)
+    jobs = max(1, min(opts.jobs, opts.days))
+    parts = []
+    for k in range(jobs):
+        first = opts.date + dt.timedelta(days=opts.days * k // jobs)
+        end_day = opts.date + dt.timedelta(days=opts.days * (k + 1) // jobs)
+        lo, hi = local_midnight(first, tz), local_midnight(end_day, tz)
+        first_instant = start + -(-(lo - start) // opts.step) * opts.step
+        if first_instant < hi:
+            parts.append(_DayRange(first, end_day, first_instant, hi))
+    return parts
+
+
+@dataclass
+class _Partial:
+    """What the summary needs of some of a run's days; the partials of its day ranges merge into
+    the run's (whole days each: the energy between one range's last reading and the next one's
+    first is `DayAggregator.energy_by_day`'s, from the days' first and last samples)."""
+
+    days: DayAggregator
+    profiles: ProfileAggregator
+    clipped: dict[str, int]
+    readings: int = 0
+    files: list[Path] = field(default_factory=list)
+
+    def listeners(self, max_w: float) -> list[BatchListener]:
+        """The PV service's batch listeners that fill this partial."""
+        clipped = self.clipped
+
+        def count_clipped(rows: list[Written]) -> None:
+            for _, meter_id, _, meter_w, _, _ in rows:
+                if meter_w >= max_w:  # the model's value was cut to meter.max_w
+                    clipped[meter_id] = clipped.get(meter_id, 0) + 1
+        return [self.days.on_rows, self.profiles.on_rows, count_clipped]
+
+    def merge(self, later: "_Partial") -> None:
+        """Add the partial of the days after this one's."""
+        self.days.merge(later.days)
+        self.profiles.merge(later.profiles)
+        for meter_id, count in later.clipped.items():
+            self.clipped[meter_id] = self.clipped.get(meter_id, 0) + count
+        self.readings += later.readings
+        self.files += later.files
+
+
+def _simulate_days(cfg: configmod.Config, opts: RunOptions, models: Sequence[MeterModel],
+                   curve: PvModel, part: _DayRange, report: Report | None) -> _Partial:
+    """The pipeline over a range of the run's days: meter model, messages, transport, PV
+    service, CSV. A single-process run runs it over all the days, a worker over its range."""
+    tz = cfg.tz
+    clock = part.clock(opts)
     sink = CsvSink(opts.output, truncate=True)
     service = PvService(curve, sink, tz, max_power_w=cfg.limits.max_power_w)
-    days = DayAggregator(tz, cfg.pricing.max_gap_seconds)  # energy per meter and local day
-    service.listeners.append(days.on_row)
-    profiles = ProfileAggregator(tz)  # the average day per meter and month, for --plot
-    service.listeners.append(profiles.on_row)
-    clipped = {m.meter_id: 0 for m in models}
-
-    def count_clipped(row: Row, instant: int) -> None:
-        if row.meter_w >= cfg.meter.max_w:  # the model's value was cut to meter.max_w
-            clipped[row.meter_id] += 1
-    service.listeners.append(count_clipped)
+    partial = _Partial(DayAggregator(tz, cfg.pricing.max_gap_seconds),  # energy per meter and day
+                       ProfileAggregator(tz),  # the average day per meter and month, for --plot
+                       {m.meter_id: 0 for m in models})
+    service.batch_listeners.extend(partial.listeners(cfg.meter.max_w))
     expected = len(clock) * len(models)
-    if opts.progress:
-        service.listeners.append(_progress(expected))
+    if report is not None:
+        service.batch_listeners.append(_progress(expected, report))
     # Paced runs send each instant as it comes; accelerated ones batch for throughput.
     batch = cfg.broker.batch_size if opts.speed is None else len(models)
-    bodies = encode_batches(read(models, clock.ticks(), tz), batch,
-                            max_power_w=cfg.limits.max_power_w)
+    bodies = _bodies(models, clock.ticks(), tz, batch, cfg.limits.max_power_w)
     transport: Transport = InProcess() if opts.broker == "none" else RabbitRun(cfg.broker)
-    began = time.monotonic()
     try:
         transport.deliver(bodies, service, expected)
     finally:
         sink.close()
-        if opts.progress:
-            sys.stderr.write("\n")
-    pricing = Pricing.from_config(cfg.pricing)
+    partial.readings, partial.files = service.rows_total, list(sink.paths)
+    return partial
+
+
+def _bodies(models: Sequence[MeterModel], ticks: Iterable[int], tz: ZoneInfo, batch: int,
+            max_power_w: float) -> Iterator[bytes]:
+    """The run's messages: `batch // meters` instants to a message, as columns (messages
+    version 2: no Reading objects, no timestamp texts, JSON's C code for the rest)."""
     meter_ids = [m.meter_id for m in models]
-    by_day = {m: days.energy_by_day(m) for m in meter_ids}
-    return RunSummary(opts.date, opts.days, opts.step, cfg.timezone, transport.name,
-                      service.rows_total, list(sink.paths), time.monotonic() - began,
-                      {m: energy.total(by_day[m].values()) for m in meter_ids},
-                      {m: pricing.compare(by_day[m]) for m in meter_ids},
-                      {m: pricing.plan_of(m) for m in meter_ids}, pricing.feed_in_tariff,
-                      cfg.meter.max_w, cfg.limits.max_power_w, clipped,
-                      {m: energy.by_month(by_day[m]) for m in meter_ids},
-                      {m: profiles.average_days(m) for m in meter_ids})
+    per_message = max(1, batch // len(models))
+    instants = iter(ticks)
+    while chunk := list(islice(instants, per_message)):
+        yield from encode_columns(meter_ids, chunk, columns(models, chunk, tz),
+                                  max_power_w=max_power_w)
 
 
-def _progress(total: int):
-    """A row listener drawing a progress bar on stderr (a terminal only)."""
+def _progress(total: int, report: Report) -> BatchListener:
+    """A batch listener telling `report(rows, last instant)` every 0.5 % of the `total` rows."""
     every = max(1, total // 200)
-    count = 0
+    count, due = 0, every
 
-    def update(row: Row, instant: int) -> None:
-        nonlocal count
-        count += 1
-        if count % every == 0 or count == total:
-            done = count / total
-            bar = "#" * int(done * 40)
-            sys.stderr.write(f"\r[{bar:<40}] {done:6.1%} {row.timestamp:%Y-%m-%d %H:%M}")
-            sys.stderr.flush()
+    def update(rows: list[Written]) -> None:
+        nonlocal count, due
+        count += len(rows)
+        if count >= due or count >= total:
+            report(count, rows[-1][2])
+            due = count + every
     return update
+
+
+class _ProgressBar:
+    """The progress bar on stderr (a terminal only): the share of the run's rows written, and
+    where each worker is in simulated time."""
+
+    def __init__(self, total: int, tz: ZoneInfo) -> None:
+        self.total, self.tz = max(1, total), tz
+
+    def draw(self, rows: list[int], instants: list[int]) -> None:
+        done = sum(rows) / self.total
+        bar = "#" * int(done * 40)
+        where = "  ".join(f"{dt.datetime.fromtimestamp(t, self.tz):%Y-%m-%d %H:%M}"
+                          for t in instants if t)
+        sys.stderr.write(f"\r[{bar:<40}] {done:6.1%} {where}")
+        sys.stderr.flush()
 
 
 def _share(value: float | None) -> str:
@@ -285,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--broker", choices=("rabbitmq", "none"), default="rabbitmq",
                    help="'none' runs the same pipeline in process, without RabbitMQ")
+    p.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="worker processes to share the days among (default: one per CPU, "
+                        "at most one per day; --accelerated runs only)")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="draw meter, PV and net power over time into FILE.png; over more than "
                         "31 days, the months and an average day per month (needs matplotlib)")
@@ -328,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--year excludes --date and --days")
         args.date = dt.date(args.year, 1, 1)
         args.days = (dt.date(args.year + 1, 1, 1) - args.date).days
+    if args.jobs is not None and args.jobs > 1 and not args.accelerated:
+        parser.error("--jobs applies to --accelerated runs (a paced run is one process)")
     logsetup.setup("INFO" if args.verbose else "WARNING")
     if args.plot is not None:
         from pvsim.cli import plot
@@ -341,11 +478,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             date=args.date or dt.datetime.now(cfg.tz).date(), days=args.days, step=args.step,
             speed=None if args.accelerated else (args.speed or 1.0),
             output=args.output or Path(DEFAULT_OUTPUT), broker=args.broker,
-            progress=sys.stderr.isatty() and not args.json)
+            progress=sys.stderr.isatty() and not args.json,
+            jobs=args.jobs or (min(available_cpus(), args.days) if args.accelerated else 1))
         summary = simulate(cfg, opts)
-    except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected) as exc:
+    except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected,
+            RunFailed) as exc:
         print(f"pvsim-run: {exc}", file=sys.stderr)
-        return exc.exit_code  # 78, 69, 73 or 70
+        return exc.exit_code  # 78, 69, 73 or 70 (RunFailed: a worker's)
     except KeyboardInterrupt:
         print("pvsim-run: interrupted; the CSV holds the rows written so far", file=sys.stderr)
         return 130

@@ -134,6 +134,13 @@ class MeterModel:
         return round(min(self.max_w, max(0.0, watts)), 1)
 
 
+def columns(models: Sequence[MeterModel], instants: Sequence[int], tz: ZoneInfo) -> list[list[float]]:
+    """The meters' readings at `instants` as columns, one list of W per meter: what `read` gives,
+    without a Reading per value (an accelerated run's 31.5 million a year, sent as columns)."""
+    local = [dt.datetime.fromtimestamp(instant, tz) for instant in instants]
+    return [[model.power_w(t, at) for t, at in zip(instants, local)] for model in models]
+
+
 def read(models: Sequence[MeterModel], instants: Iterable[int], tz: ZoneInfo) -> Iterator[Reading]:
     """The meters' readings at each instant, timestamped in local time: what a meter publishes."""
     for instant in instants:

@@ -17,10 +17,9 @@ import datetime as dt
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,10 @@ class SinkError(Exception):
     exit_code = os.EX_CANTCREAT
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
+    """A CSV row. A named tuple, not a frozen dataclass: as immutable, and built four times
+    faster, which counts at a row per reading."""
+
     timestamp: dt.datetime  # local time of the PV plant, with its UTC offset
     meter_id: str
     meter_w: float
@@ -48,8 +49,15 @@ class Row:
     net_kw: float
 
     def to_line(self) -> bytes:
-        return (f"{self.timestamp.isoformat()},{self.meter_id},{self.meter_w:.1f},"
-                f"{self.meter_kw:.4f},{self.pv_kw:.4f},{self.net_kw + 0.0:.4f}\n").encode()
+        return format_line(self.timestamp.isoformat(), self.meter_id, self.meter_w, self.meter_kw,
+                           self.pv_kw, self.net_kw)
+
+
+def format_line(timestamp: str, meter_id: str, meter_w: float, meter_kw: float, pv_kw: float,
+                net_kw: float) -> bytes:
+    """The one CSV line format; `timestamp` is the local time's ISO text (with the offset).
+    `+ 0.0` turns a -0.0 net into 0.0."""
+    return f"{timestamp},{meter_id},{meter_w:.1f},{meter_kw:.4f},{pv_kw:.4f},{net_kw + 0.0:.4f}\n".encode()
 
 
 def file_name(day: dt.date) -> str:
@@ -104,10 +112,13 @@ class CsvSink:
         return self.directory / file_name(day)
 
     def append(self, row: Row) -> None:
-        day = row.timestamp.date()
+        self.append_line(row.timestamp.date(), row.to_line())
+
+    def append_line(self, day: dt.date, line: bytes) -> None:
+        """Append a formatted row (`format_line`) to the file of its local date `day`."""
         f = self._files.get(day) or self._open(day)
         try:
-            f.write(row.to_line())
+            f.write(line)
         except OSError as exc:
             raise SinkError(f"cannot write {self.path_for(day)}: {exc.strerror}") from None
         self._dirty.add(day)

@@ -1,12 +1,24 @@
-"""The one message schema, with encode, decode and validation in one place.
+"""The message schema, in its two versions, with encode, decode and validation in one place.
 
-An AMQP message body is JSON: {"v": 1, "readings": [READING, ...]} with each READING
-{"meter_id": str, "seq": int, "ts": "2026-06-21T14:10:00+02:00", "power_w": float}.
+Version 1, one object per reading, is what pvsim-meter sends:
+    {"v": 1, "readings": [READING, ...]} with each READING
+    {"meter_id": str, "seq": int, "ts": "2026-06-21T14:10:00+02:00", "power_w": float}.
+Version 2, columns, is what pvsim-run sends: the readings of some meters at the same instants,
+    {"v": 2, "meter_ids": [str, ...], "seq": [int, ...], "power_w": [[float, ...], ...]}
+where power_w[j][i] is meter_ids[j]'s reading at instant seq[i], the readings taken instant by
+instant and, at each, meter by meter. It has no timestamp text: the receiver places each instant
+in its own time zone, as it does with a version 1 `ts`. A run sends 31.5 million readings a year
+at 1-second steps; as columns they are a tenth of the bytes, and JSON's C code does nearly all of
+the encoding and decoding, where version 1 costs a Python dict and a timestamp text per reading.
+Every receiver (pvsim-pv, pvsim-run) takes both; pvsim-meter keeps sending version 1, so that a
+pvsim-pv of an older release, during an upgrade, never meets a message it cannot read.
+
 `seq` is the reading's instant in epoch seconds: it grows per meter and, unlike a counter, survives
-restarts of either daemon, so (meter_id, instant) identifies a reading for deduplication. A batch
-of readings travels as one message (the accelerated run sends hundreds at a time; the meter sends
-one a second, more when it drains its buffer after an outage); a message is valid or dead-lettered
-as a whole, so a reading is never half-processed.
+restarts of either daemon, so (meter_id, instant) identifies a reading for deduplication (in
+version 1 the instant is the one `ts` names). A batch of readings travels as one message (the
+accelerated run sends hundreds at a time; the meter sends one a second, more when it drains its
+buffer after an outage); a message is valid or dead-lettered as a whole, so a reading is never
+half-processed.
 """
 
 from __future__ import annotations
@@ -14,17 +26,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 
 from pvsim.config import METER_ID, METER_ID_RULE, LimitsConfig
 from pvsim.model.reading import Reading
 
-VERSION = 1
+VERSION = 1   # one object per reading: pvsim-meter
+COLUMNS = 2   # columns: pvsim-run
 MAX_BODY_BYTES = 1 << 20
 MAX_READINGS = 10_000
 # Power a reading may have unless the caller says otherwise (limits.max_power_w's default).
 MAX_POWER_W = LimitsConfig().max_power_w
 CONTENT_TYPE = "application/json"
 _FIELDS = frozenset(("meter_id", "seq", "ts", "power_w"))
+_COLUMN_FIELDS = frozenset(("v", "meter_ids", "seq", "power_w"))
+# The last instant a version 2 `seq` may name: any zone's local time of it is a valid datetime.
+MAX_INSTANT = int(dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc).timestamp())
 
 
 class InvalidMessage(ValueError):
@@ -74,8 +91,60 @@ def _fitting(batch: Sequence[Reading], max_bytes: int, max_power_w: float) -> It
     yield from _fitting(batch[half:], max_bytes, max_power_w)
 
 
+def encode_columns(meter_ids: Sequence[str], instants: Sequence[int],
+                   powers: Sequence[Sequence[float]], max_bytes: int = MAX_BODY_BYTES,
+                   max_power_w: float = MAX_POWER_W) -> Iterator[bytes]:
+    """Version 2 bodies of the readings of `meter_ids` at `instants` (`powers[j][i]`: meter j at
+    instant i), validated here, at the sender: one body, or several, split by instants (by
+    meters for a single instant), when one would exceed `max_bytes` or MAX_READINGS."""
+    ids, seq, columns = list(meter_ids), list(instants), [list(c) for c in powers]
+    _check_columns(ids, seq, columns, max_power_w)
+    yield from _fitting_columns(ids, seq, columns, max_bytes)
+
+
+def _fitting_columns(ids: list[str], seq: list[int], columns: list[list[float]],
+                     max_bytes: int) -> Iterator[bytes]:
+    try:
+        body = json.dumps({"v": COLUMNS, "meter_ids": ids, "seq": seq, "power_w": columns},
+                          separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:  # NaN: min and max may not see it, json.dumps does
+        raise InvalidMessage("out_of_range", "power_w holds a value that is not a number") from None
+    if (len(body) <= max_bytes and len(seq) * len(ids) <= MAX_READINGS) or len(seq) * len(ids) == 1:
+        yield body
+    elif len(seq) > 1:
+        half = len(seq) // 2
+        yield from _fitting_columns(ids, seq[:half], [c[:half] for c in columns], max_bytes)
+        yield from _fitting_columns(ids, seq[half:], [c[half:] for c in columns], max_bytes)
+    else:
+        half = len(ids) // 2
+        yield from _fitting_columns(ids[:half], seq, columns[:half], max_bytes)
+        yield from _fitting_columns(ids[half:], seq, columns[half:], max_bytes)
+
+
 def decode(body: bytes, max_power_w: float = MAX_POWER_W) -> list[Reading]:
-    """Parse and validate a message body; raise InvalidMessage saying what is wrong."""
+    """Parse and validate a message body; raise InvalidMessage saying what is wrong. A version 2
+    reading's timestamp is its instant in UTC."""
+    doc = _parse(body)
+    if doc["v"] == COLUMNS:
+        utc = dt.timezone.utc
+        return [Reading(meter_id, instant, dt.datetime.fromtimestamp(instant, utc), power)
+                for meter_id, instant, power in _column_values(doc, max_power_w)]
+    return [Reading(meter_id, seq, timestamp, power)
+            for meter_id, seq, timestamp, power in _readings(doc, max_power_w)]
+
+
+def decode_values(body: bytes, max_power_w: float = MAX_POWER_W) -> list[tuple[str, int, float]]:
+    """(meter id, instant, power in W) of each reading of a valid body, in order: all the PV
+    service needs, without building Readings. Validates exactly as `decode` does."""
+    doc = _parse(body)
+    if doc["v"] == COLUMNS:
+        return _column_values(doc, max_power_w)
+    return [(meter_id, int(timestamp.timestamp()), power)
+            for meter_id, _, timestamp, power in _readings(doc, max_power_w)]
+
+
+def _parse(body: bytes) -> dict:
+    """The body's JSON object, of a version this module reads."""
     if len(body) > MAX_BODY_BYTES:
         raise InvalidMessage("oversized", f"{len(body)} bytes, limit {MAX_BODY_BYTES}")
     try:
@@ -85,8 +154,14 @@ def decode(body: bytes, max_power_w: float = MAX_POWER_W) -> list[Reading]:
     if not isinstance(doc, dict):
         raise InvalidMessage("bad_schema", "the body is not a JSON object")
     version = doc.get("v")
-    if version != VERSION or isinstance(version, bool):
-        raise InvalidMessage("bad_version", f"unsupported version {version!r}, expected {VERSION}")
+    if version not in (VERSION, COLUMNS) or isinstance(version, bool):
+        raise InvalidMessage("bad_version", f"unsupported version {version!r}, expected "
+                                            f"{VERSION} or {COLUMNS}")
+    return doc
+
+
+def _readings(doc: dict, max_power_w: float) -> list[tuple[str, int, dt.datetime, float]]:
+    """The validated fields of each reading of a version 1 body."""
     items = doc.get("readings")
     if not isinstance(items, list) or not items:
         raise InvalidMessage("missing_field", "'readings' must be a non-empty list")
@@ -98,7 +173,57 @@ def decode(body: bytes, max_power_w: float = MAX_POWER_W) -> list[Reading]:
     return [_decode_reading(item, i, max_power_w) for i, item in enumerate(items)]
 
 
-def _decode_reading(item: object, index: int, max_power_w: float) -> Reading:
+def _column_values(doc: dict, max_power_w: float) -> list[tuple[str, int, float]]:
+    """(meter id, instant, W) of each reading of a version 2 body, in order."""
+    if doc.keys() != _COLUMN_FIELDS:
+        missing = sorted(_COLUMN_FIELDS - doc.keys())
+        if missing:
+            raise InvalidMessage("missing_field", f"{missing[0]!r} is missing")
+        raise InvalidMessage("bad_schema", f"unknown field {sorted(doc.keys() - _COLUMN_FIELDS)[0]!r}")
+    ids, seq, columns = doc["meter_ids"], doc["seq"], doc["power_w"]
+    _check_columns(ids, seq, columns, max_power_w)
+    if len(seq) * len(ids) > MAX_READINGS:
+        raise InvalidMessage("oversized", f"{len(seq) * len(ids)} readings, limit {MAX_READINGS}")
+    if len(ids) == 1:
+        return list(zip(repeat(ids[0]), seq, map(float, columns[0])))
+    return [(meter_id, instant, float(power)) for instant, powers in zip(seq, zip(*columns))
+            for meter_id, power in zip(ids, powers)]
+
+
+def _check_columns(ids: object, seq: object, columns: object, max_power_w: float) -> None:
+    """Version 2's rules: what `_check_reading_values` asks of each reading of version 1, here
+    asked of whole columns at once (set, min and max run in C)."""
+    if type(ids) is not list or not ids:
+        raise InvalidMessage("missing_field", "'meter_ids' must be a non-empty list")
+    if type(seq) is not list or not seq:
+        raise InvalidMessage("missing_field", "'seq' must be a non-empty list")
+    for j, meter_id in enumerate(ids):
+        if type(meter_id) is not str:
+            raise InvalidMessage("bad_type", f"meter_ids[{j}] must be a string")
+        if meter_id not in _valid_ids:
+            _check_meter_id(meter_id, f"meter_ids[{j}]")
+    if len(set(ids)) != len(ids):
+        raise InvalidMessage("bad_value", "meter_ids names a meter twice")
+    if not set(map(type, seq)) <= {int}:
+        raise InvalidMessage("bad_type", "seq must hold integers")
+    if min(seq) < 0 or max(seq) > MAX_INSTANT:
+        raise InvalidMessage("out_of_range", "seq must hold instants from 1970 to 9999")
+    if type(columns) is not list or len(columns) != len(ids):
+        raise InvalidMessage("bad_schema",
+                             f"power_w must be a list of {len(ids)} lists, one per meter id")
+    for j, column in enumerate(columns):
+        if type(column) is not list or len(column) != len(seq):
+            raise InvalidMessage("bad_schema", f"power_w[{j}] must be a list of {len(seq)} "
+                                               "numbers, one per seq")
+        if not set(map(type, column)) <= {int, float}:
+            raise InvalidMessage("bad_type", f"power_w[{j}] must hold numbers")
+        if not (0.0 <= min(column) and max(column) <= max_power_w):
+            i, bad = next((i, p) for i, p in enumerate(column) if not 0.0 <= p <= max_power_w)
+            raise InvalidMessage("out_of_range", f"power_w[{j}][{i}] {bad!r} is outside "
+                                                 f"0-{max_power_w:,.0f} W (limits.max_power_w)")
+
+
+def _decode_reading(item: object, index: int, max_power_w: float) -> tuple[str, int, dt.datetime, float]:
     where = f"readings[{index}]"
     if not isinstance(item, dict):
         raise InvalidMessage("bad_type", f"{where} is not an object")
@@ -121,7 +246,7 @@ def _decode_reading(item: object, index: int, max_power_w: float) -> Reading:
     except ValueError:
         raise InvalidMessage("bad_timestamp", f"{where}.ts {ts[:40]!r} is not ISO 8601") from None
     _check_reading_values(meter_id, seq, power, timestamp, where, max_power_w)
-    return Reading(meter_id, seq, timestamp, float(power))
+    return meter_id, seq, timestamp, float(power)
 
 
 def validate(reading: Reading, where: str = "reading", max_power_w: float = MAX_POWER_W) -> None:

@@ -14,16 +14,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from pvsim.model.pvcurve import local_seconds
+from pvsim.model.localtime import LocalTime
 from pvsim.model.pvmodels import PvModel
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import CsvSink, Row
-from pvsim.pipeline.messages import MAX_POWER_W, decode
+from pvsim.pipeline.csvsink import CsvSink, Row, format_line
+from pvsim.pipeline.messages import MAX_POWER_W, decode_values
 from pvsim.pipeline.rangeset import RangeSet
 
 log = logging.getLogger(__name__)
 
 RowListener = Callable[[Row, int], None]
+# A row as a batch listener gets it: (local date, meter id, instant, meter W, meter kW, PV kW).
+Written = tuple[dt.date, str, int, float, float, float]
+BatchListener = Callable[[list[Written]], None]
 
 
 @dataclass
@@ -38,13 +41,18 @@ class PvService:
     def __init__(self, curve: PvModel, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
                  max_power_w: float = MAX_POWER_W) -> None:
         self.curve, self.sink, self.tz = curve, sink, tz
+        self.local_time = LocalTime(tz)
         self.max_power_w = max_power_w  # limits.max_power_w: what a message's reading may have
         self.written: dict[str, RangeSet] = {}
         # With `recover`, the first reading of each local day loads what that day's CSV already
         # holds: a restart then skips rows written before it, whichever day they belong to.
         self.recover = recover
         self._days_loaded: set[dt.date] = set()
+        # Listeners hear of each row as it is written (the daemon's metrics and store); batch
+        # listeners of the rows of each message (or `process` call) at once, after them, without
+        # a Row and a datetime per row and a call per row and listener (pvsim-run's summary).
         self.listeners: list[RowListener] = []
+        self.batch_listeners: list[BatchListener] = []
         self.rows_total = 0
         self.duplicates_total = 0
 
@@ -62,47 +70,71 @@ class PvService:
                 seen = self.written[meter_id] = RangeSet()
             seen.add(instant)
 
-    def row_for(self, reading: Reading) -> tuple[Row, int]:
-        """The CSV row of a reading, and its instant. Pure: no dedup, no I/O."""
-        local = reading.timestamp.astimezone(self.tz)
-        instant = int(local.timestamp())
-        meter_kw = round(reading.power_w / 1000.0, 4)
-        pv_kw = round(self.curve.power_kw(local_seconds(local), instant), 4)
-        return Row(local, reading.meter_id, reading.power_w, meter_kw, pv_kw,
-                   round(meter_kw - pv_kw, 4)), instant
-
     def process(self, readings: Iterable[Reading]) -> Outcome:
         """Append the rows of readings not written before; call `sync` before acknowledging.
 
         A reading counts as written only once its row is appended: when the sink fails
         (SinkError), that reading and the rest are not marked, so a retry writes them."""
-        outcome = Outcome()
-        written, append, listeners, row_for = self.written, self.sink.append, self.listeners, self.row_for
-        try:
-            for reading in readings:
-                row, instant = row_for(reading)
-                if self.recover and row.timestamp.date() not in self._days_loaded:
-                    self._load_day(row.timestamp.date())
-                seen = written.get(reading.meter_id)
-                if seen is None:
-                    seen = written[reading.meter_id] = RangeSet()
-                if instant in seen:
-                    outcome.duplicates += 1
-                    log.debug("duplicate reading %s@%d dropped", reading.meter_id, instant)
-                    continue
-                append(row)  # SinkError: this reading and the rest stay unmarked
-                seen.add(instant)
-                outcome.written += 1
-                for listener in listeners:
-                    listener(row, instant)
-        finally:
-            self.rows_total += outcome.written
-            self.duplicates_total += outcome.duplicates
-        return outcome
+        return self._write((r.meter_id, int(r.timestamp.timestamp()), r.power_w) for r in readings)
 
     def handle(self, body: bytes) -> Outcome:
         """Process one message body; raises messages.InvalidMessage for the dead-letter queue."""
-        return self.process(decode(body, self.max_power_w))
+        return self._write(decode_values(body, self.max_power_w))
+
+    def _write(self, readings: Iterable[tuple[str, int, float]]) -> Outcome:
+        """`process` for (meter id, instant, W) values: the loop every reading of every mode
+        goes through, kept tight (a year at 1-second steps is 31.5 million turns of it).
+
+        A row is its reading's local time in the plant's zone (date, wall-clock seconds for
+        the PV model, ISO text for the CSV: from the LocalTime span, not from zoneinfo each
+        time), the PV power there, and the net power."""
+        outcome = Outcome()
+        written, append_line, listeners = self.written, self.sink.append_line, self.listeners
+        batch: list[Written] = []
+        keep = batch.append if self.batch_listeners else None
+        power_kw, local_time = self.curve.power_kw, self.local_time
+        timedelta, fromtimestamp, tz = dt.timedelta, dt.datetime.fromtimestamp, self.tz
+        start = end = 0  # the span's instants [start, end): empty, the first reading finds its own
+        try:
+            for meter_id, instant, power_w in readings:
+                if not start <= instant < end:
+                    span = local_time.span(instant)
+                    start, end, base, day = span.start, span.end, span.base, span.day
+                    midnight, prefix, suffix, hms = span.midnight, span.prefix, span.suffix, span.hms
+                    repeats = span.repeats
+                    if self.recover and day not in self._days_loaded:
+                        self._load_day(day)
+                seen = written.get(meter_id)
+                if seen is None:
+                    seen = written[meter_id] = RangeSet()
+                if instant in seen:
+                    outcome.duplicates += 1
+                    log.debug("duplicate reading %s@%d dropped", meter_id, instant)
+                    continue
+                seconds = instant - base
+                meter_kw = round(power_w / 1000.0, 4)
+                pv_kw = round(power_kw(seconds, instant), 4)
+                net_kw = round(meter_kw - pv_kw, 4)
+                # SinkError: this reading and the rest stay unmarked
+                append_line(day, format_line(prefix + hms[seconds] + suffix, meter_id, power_w,
+                                             meter_kw, pv_kw, net_kw))
+                seen.add(instant)
+                outcome.written += 1
+                if listeners:
+                    local = (fromtimestamp(instant, tz) if repeats
+                             else midnight + timedelta(seconds=seconds))
+                    row = Row(local, meter_id, power_w, meter_kw, pv_kw, net_kw)
+                    for listener in listeners:
+                        listener(row, instant)
+                if keep is not None:
+                    keep((day, meter_id, instant, power_w, meter_kw, pv_kw))
+        finally:
+            self.rows_total += outcome.written
+            self.duplicates_total += outcome.duplicates
+            if batch:  # the rows written, also when the sink failed part way
+                for batch_listener in self.batch_listeners:
+                    batch_listener(batch)
+        return outcome
 
     def sync(self) -> None:
         """Make every row appended so far durable."""

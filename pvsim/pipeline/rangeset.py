@@ -8,6 +8,7 @@ outage, not one entry per reading; an out-of-order arrival inserts or merges a r
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 
 
 class RangeSet:
@@ -20,6 +21,9 @@ class RangeSet:
         self._ends: list[int] = []
 
     def __contains__(self, x: int) -> bool:
+        ends = self._ends
+        if not ends or x > ends[-1]:  # the in-order fast path: past everything held
+            return False
         i = bisect.bisect_right(self._starts, x) - 1
         return i >= 0 and x <= self._ends[i]
 
@@ -57,6 +61,19 @@ class RangeSet:
             starts.insert(i + 1, x)
             ends.insert(i + 1, x)
         return True
+
+    def update(self, xs: Iterable[int]) -> None:
+        """Add every x of xs: increasing values, each past every member (a run's rows), take
+        add's in-order path within one loop; any other goes through add."""
+        starts, ends = self._starts, self._ends
+        for x in xs:
+            if not ends or x > ends[-1] + 1:
+                starts.append(x)
+                ends.append(x)
+            elif x == ends[-1] + 1:
+                ends[-1] = x
+            else:
+                self.add(x)
 
     def ranges(self) -> list[tuple[int, int]]:
         return list(zip(self._starts, self._ends))

@@ -9,7 +9,8 @@ from them. Pure: fed samples and rows, never reads a file.
   day's figures therefore depend on that day's readings only, and a window is always the exact
   sum of its parts, whichever way it is cut.
 - `MeterDay.to_json` / `from_json` are the persisted form the store writes beside a CSV.
-- `DayAggregator` keeps MeterDays in memory from a row listener: pvsim-run's summary.
+- `DayAggregator` keeps MeterDays in memory from a row listener (or, faster, a batch listener of
+  the PV service's): pvsim-run's summary.
 - `ProfileAggregator` keeps, per meter and local month, the sums behind an average day (mean
   meter and PV power per 15 minutes of local time) from a row listener: pvsim-run's annual plot,
   which could not afford to read a year's CSVs back.
@@ -20,13 +21,17 @@ Windows are half-open, [start, end) in epoch seconds; None is unbounded.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from zoneinfo import ZoneInfo
 
-from pvsim.model.clock import day_bounds, local_midnight
+from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance, EnergyIntegrator, Peak, split_net
+from pvsim.model.localtime import DAY_SECONDS, LocalTime
 from pvsim.pipeline.csvsink import Row
+from pvsim.pipeline.pvservice import Written
 from pvsim.pipeline.rangeset import RangeSet
 
 Sample = tuple[int, float, float]  # (epoch seconds, meter kW, PV kW)
@@ -53,21 +58,37 @@ class MeterDay:
     def add(self, instant: int, meter_kw: float, pv_kw: float) -> bool:
         """Take a sample in time order (one already held is ignored); False if it cannot be taken
         incrementally (earlier than the last sample, or a frozen day): rebuild the day then."""
-        if self.frozen or (self.last is not None and instant <= self.last[0]):
+        last = self.last
+        if self.frozen or (last is not None and instant <= last[0]):
             return instant in self.instants  # held already: fine; a late or frozen one: rebuild
         self.integrator.add(instant, meter_kw, pv_kw)
         self.instants.add(instant)  # later than every sample: the RangeSet's O(1) path
         sample = (instant, meter_kw, pv_kw)
-        if self.first is None:
+        if last is None:
             self.first = sample
         self.last = sample
+        return True
+
+    def add_many(self, samples: list[Sample]) -> bool:
+        """`add` for many samples: in time order, each later than the last one, they are
+        integrated in one loop (EnergyIntegrator.add_many); else `add` takes them one by one,
+        and answers as it does."""
+        last = self.last
+        instants = [s[0] for s in samples]
+        if (self.frozen or not samples or (last is not None and instants[0] <= last[0])
+                or not all(map(operator.lt, instants, islice(instants, 1, None)))):
+            return all(self.add(*sample) for sample in samples)
+        self.integrator.add_many(samples)
+        self.instants.update(instants)
+        if last is None:
+            self.first = samples[0]
+        self.last = samples[-1]
         return True
 
     @classmethod
     def build(cls, samples: Iterable[Sample], max_gap_seconds: float) -> "MeterDay":
         md = cls(max_gap_seconds)
-        for instant, meter_kw, pv_kw in sorted(samples, key=lambda s: s[0]):
-            md.add(instant, meter_kw, pv_kw)
+        md.add_many(sorted(samples, key=lambda s: s[0]))
         return md
 
     def to_json(self) -> dict:
@@ -213,13 +234,37 @@ class DayAggregator:
         self.days: dict[dt.date, dict[str, MeterDay]] = {}
 
     def on_row(self, row: Row, instant: int) -> None:
-        meters = self.days.setdefault(row.timestamp.date(), {})
-        md = meters.get(row.meter_id)
-        if md is None:
-            md = meters[row.meter_id] = MeterDay(self.max_gap)
-        if not md.add(instant, row.meter_kw, row.pv_kw):
-            raise ValueError(f"row of {row.meter_id} at {instant} is earlier than the last one "
-                             f"aggregated ({md.last[0]}): a run's rows must come in time order")
+        self.on_rows([(row.timestamp.date(), row.meter_id, instant, row.meter_w, row.meter_kw,
+                       row.pv_kw)])
+
+    def on_rows(self, rows: list[Written]) -> None:
+        """The PV service's batch listener: a message's rows, each (day, meter)'s integrated in
+        one loop (MeterDay.add_many)."""
+        groups: dict[tuple[dt.date, str], list[Sample]] = {}
+        for day, meter_id, instant, _, meter_kw, pv_kw in rows:
+            samples = groups.get((day, meter_id))
+            if samples is None:
+                samples = groups[day, meter_id] = []
+            samples.append((instant, meter_kw, pv_kw))
+        for (day, meter_id), samples in groups.items():
+            meters = self.days.get(day)
+            if meters is None:
+                meters = self.days[day] = {}
+            md = meters.get(meter_id)
+            if md is None:
+                md = meters[meter_id] = MeterDay(self.max_gap)
+            if not md.add_many(samples):
+                raise ValueError(f"a row of {meter_id} from {samples[0][0]} on is earlier than the "
+                                 f"last one aggregated ({md.last[0]}): a run's rows must come in "
+                                 "time order")
+
+    def merge(self, other: "DayAggregator") -> None:
+        """Take the days of another aggregator, fed the rows of other whole days (a worker's
+        share of a run): `energy_by_day` then adds the segments between the two sets of days
+        from their first and last samples, as if one aggregator had had every row."""
+        if overlap := self.days.keys() & other.days.keys():
+            raise ValueError(f"both aggregators hold {min(overlap)}: only whole days merge")
+        self.days.update(other.days)
 
     def energy_by_day(self, meter_id: str) -> dict[dt.date, EnergyBalance]:
         parts = [DayPart(day, md.first, md.last, md=md) for day, meters in sorted(self.days.items())
@@ -228,7 +273,6 @@ class DayAggregator:
 
 
 PROFILE_BIN_SECONDS = 900  # an average day's resolution: 96 bins of 15 minutes of local time
-DAY_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -253,10 +297,9 @@ class ProfileAggregator:
     kW, PV kW and the count of readings, fed by a row listener; `average_days` gives the means.
 
     It runs for every reading of a run (31.5 million in a year at 1-second steps), so a row is
-    three list additions: its bin comes from the instant plus a cached UTC offset, good for the
-    stretch of one local day over which the offset holds (the whole day, but either side of a
-    DST change), never from a datetime. Rows may come in any order (an instant outside the
-    cached stretch refreshes it). The sums are plain dicts and lists of floats: aggregators of
+    three list additions: its bin comes from the instant's wall-clock seconds in the LocalTime
+    span it falls in (one local date at one UTC offset), never from a datetime. Rows may come
+    in any order (an instant outside the current span finds its own). The sums are plain dicts and lists of floats: aggregators of
     worker processes pickle, and `merge` adds them up."""
 
     def __init__(self, tz: ZoneInfo, bin_seconds: int = PROFILE_BIN_SECONDS) -> None:
@@ -265,34 +308,37 @@ class ProfileAggregator:
         self.tz, self.bin_seconds, self.bins = tz, bin_seconds, DAY_SECONDS // bin_seconds
         # meter -> month -> [meter kW sum per bin..., PV kW sum per bin..., readings per bin...]
         self.sums: dict[str, dict[str, list[float]]] = {}
-        self._lo = self._hi = self._offset = 0  # [lo, hi): instants of one month and offset
+        self._local = LocalTime(tz)
+        self._lo = self._hi = self._base = 0  # the current span's [lo, hi) and wall-clock base
         self._month = ""
         self._current: dict[str, list[float]] = {}  # meter -> its sums of self._month
 
     def on_row(self, row: Row, instant: int) -> None:
-        if not self._lo <= instant < self._hi:
-            self._enter(instant)
-        sums = self._current.get(row.meter_id)
-        if sums is None:
-            sums = self._current[row.meter_id] = (
-                self.sums.setdefault(row.meter_id, {}).setdefault(self._month, [0.0] * (3 * self.bins)))
-        i = (instant + self._offset) % DAY_SECONDS // self.bin_seconds
-        sums[i] += row.meter_kw
-        sums[i + self.bins] += row.pv_kw
-        sums[i + 2 * self.bins] += 1.0
+        self.on_rows([(row.timestamp.date(), row.meter_id, instant, row.meter_w, row.meter_kw,
+                       row.pv_kw)])
+
+    def on_rows(self, rows: list[Written]) -> None:
+        """The PV service's batch listener: a message's rows, in one loop."""
+        lo, hi, base, current = self._lo, self._hi, self._base, self._current
+        bins, width = self.bins, self.bin_seconds
+        for _, meter_id, instant, _, meter_kw, pv_kw in rows:
+            if not lo <= instant < hi:
+                self._enter(instant)
+                lo, hi, base, current = self._lo, self._hi, self._base, self._current
+            sums = current.get(meter_id)
+            if sums is None:
+                sums = current[meter_id] = (
+                    self.sums.setdefault(meter_id, {}).setdefault(self._month, [0.0] * (3 * bins)))
+            i = (instant - base) // width
+            sums[i] += meter_kw
+            sums[i + bins] += pv_kw
+            sums[i + 2 * bins] += 1.0
 
     def _enter(self, instant: int) -> None:
-        """Cache the month and UTC offset of `instant`, and the stretch of its local day they
-        hold for."""
-        local = dt.datetime.fromtimestamp(instant, self.tz)
-        start, end = day_bounds(local.date(), self.tz)
-        offset = _offset_at(instant, self.tz)
-        if _offset_at(start, self.tz) != offset:  # a change earlier today
-            start = _first_change(start, instant, self.tz)
-        if _offset_at(end - 1, self.tz) != offset:  # a change later today
-            end = _first_change(instant, end - 1, self.tz)
-        self._lo, self._hi, self._offset = start, end, offset
-        month = f"{local:%Y-%m}"
+        """Take the LocalTime span of `instant`, and its month's sums."""
+        span = self._local.span(instant)
+        self._lo, self._hi, self._base = span.start, span.end, span.base
+        month = f"{span.day:%Y-%m}"
         if month != self._month:
             self._month, self._current = month, {}
 
@@ -320,20 +366,3 @@ class ProfileAggregator:
                                     [s / c if c else None for s, c in zip(sums[:n], counts)],
                                     [s / c if c else None for s, c in zip(sums[n:2 * n], counts)])
         return out
-
-
-def _offset_at(instant: int, tz: ZoneInfo) -> int:
-    """The UTC offset of `tz` at `instant`, in seconds."""
-    return int(dt.datetime.fromtimestamp(instant, tz).utcoffset().total_seconds())
-
-
-def _first_change(a: int, b: int, tz: ZoneInfo) -> int:
-    """The first instant in (a, b] whose UTC offset differs from a's (there is one), by bisection."""
-    before = _offset_at(a, tz)
-    while b - a > 1:
-        mid = (a + b) // 2
-        if _offset_at(mid, tz) == before:
-            a = mid
-        else:
-            b = mid
-    return b

@@ -4,8 +4,10 @@ import csv
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -231,3 +233,147 @@ def test_a_simulated_meter_bigger_than_the_challenges_is_carried_unchanged(tmp_p
     watts = [float(r["meter_w"]) for r in rows(tmp_path / "out" / "pvsim-2024-06-19.csv")]
     assert max(watts) > 40_000 and min(watts) >= 0
     assert summary["clipped_readings"] == {"smart-meter-0": 0}
+
+
+# --- the days shared among worker processes (--jobs) -------------------------------------------
+
+def same_summary(a: dict, b: dict) -> None:
+    """Two runs' JSON summaries, equal but for the time taken and where the files went."""
+    for s in (a, b):
+        s.pop("elapsed_seconds"), s.pop("readings_per_second")
+        s["files"] = [Path(p).name for p in s["files"]]
+    assert a == b
+
+
+@pytest.mark.parametrize("broker,date,days,step,jobs", [
+    ("rabbitmq", "2026-10-23", 4, 60, 2),  # the fall-back day (25 hours) in the second share
+    ("none", "2026-03-27", 4, 7, 3),       # spring forward; a step that does not divide a day
+    ("none", "2026-12-30", 3, 3600, 2),    # a year's end, a month's table
+])
+def test_workers_write_the_same_bytes_and_summary_as_one_process(tmp_path, names, broker, date,
+                                                                  days, step, jobs):
+    cfg = config(tmp_path, names, "meter: {id: [a, b]}\npv: {noise: 0.3}\n")
+    out = {}
+    for n in (1, jobs):
+        out[n] = json.loads(run("--accelerated", "--date", date, "--days", str(days), "--step",
+                                str(step), "--config", str(cfg), "--broker", broker, "--jobs",
+                                str(n), "--output", str(tmp_path / f"jobs{n}"), "--json").stdout)
+    one, many = sorted((tmp_path / "jobs1").iterdir()), sorted((tmp_path / f"jobs{jobs}").iterdir())
+    assert [p.name for p in one] == [p.name for p in many] and len(one) == days
+    for a, b in zip(one, many):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    same_summary(out[1], out[jobs])
+    assert not any(q.startswith(names["queue"] + ".run.") for q in queues())
+
+
+def plain_config(tmp_path: Path) -> str:
+    (tmp_path / "plain.yaml").write_text("timezone: Europe/Madrid\n")
+    return str(tmp_path / "plain.yaml")
+
+
+def run_children(marker: str) -> list[str]:
+    """pvsim-run processes (a run's parent or workers) whose command line holds `marker`."""
+    ps = subprocess.run(["ps", "-eo", "pid,stat,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines()
+            if marker in line and "pvsim.cli.run" in line and " Z" not in line]
+
+
+def test_a_failing_worker_ends_the_run_with_its_line_and_status_and_stops_the_others(tmp_path, names):
+    """A day's file that cannot be created (a directory in its place) fails the worker of the
+    later days: exit 73 and its one line, as in one process; the other worker is stopped, no
+    process of the run is left, and the run's queues are gone."""
+    out = tmp_path / "out"
+    (out / "pvsim-2026-06-24.csv").mkdir(parents=True)
+    proc = run("--accelerated", "--date", "2026-06-21", "--days", "4", "--jobs", "2",
+               "--config", str(config(tmp_path, names)), "--output", str(out), check=False)
+    assert proc.returncode == 73, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("pvsim-run: cannot open ") and "pvsim-2026-06-24.csv" in proc.stderr
+    assert run_children(str(out)) == []
+    assert not any(q.startswith(names["queue"] + ".run.") for q in queues())
+
+
+def test_a_rejected_message_in_a_worker_ends_the_run_with_exit_70(tmp_path, monkeypatch, capsys):
+    """A worker whose PV service rejects a message (a pvsim bug, made here on purpose for the
+    later days) ends the run as MessageRejected does in one process."""
+    later = int(dt.datetime(2026, 6, 23, tzinfo=dt.timezone.utc).timestamp())
+    encode = run_module.encode_columns
+
+    def spoiled(meter_ids, instants, powers, **kw):
+        if instants[0] >= later:
+            yield b'{"v": 2, "meter_ids": ["a"]}'
+        else:
+            yield from encode(meter_ids, instants, powers, **kw)
+    monkeypatch.setattr(run_module, "encode_columns", spoiled)
+    code = run_module.main(["--accelerated", "--broker", "none", "--date", "2026-06-21", "--days",
+                            "4", "--jobs", "2", "--step", "600", "--timezone", "UTC",
+                            "--config", plain_config(tmp_path), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 70 and err.count("\n") == 1 and "a message of the run was rejected" in err
+    assert run_children(str(tmp_path / "out")) == []
+
+
+def test_a_worker_that_dies_ends_the_run_and_the_others_are_stopped(tmp_path, monkeypatch, capsys):
+    simulate_days = run_module._simulate_days
+
+    def dying(cfg, opts, models, curve, part, report):
+        if part.first_day > opts.date:
+            os._exit(9)  # as if killed: no word to the parent
+        return simulate_days(cfg, opts, models, curve, part, report)
+    monkeypatch.setattr(run_module, "_simulate_days", dying)
+    code = run_module.main(["--accelerated", "--broker", "none", "--date", "2026-06-21", "--days",
+                            "2", "--jobs", "2", "--step", "60", "--config",
+                            plain_config(tmp_path), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 70 and "worker 1 died (exit status 9)" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_stops_every_worker_and_says_so(tmp_path):
+    """SIGINT to the run's process group (what a terminal's Ctrl-C does): exit 130, one line,
+    no process of the run left behind."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pvsim.cli.run", "--accelerated", "--broker",
+                             "none", "--date", "2026-06-21", "--days", "6", "--jobs", "2",
+                             "--config", plain_config(tmp_path), "--output", str(out)],
+                            env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("*.csv"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # both workers are writing
+    assert len(run_children(str(out))) == 3
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert run_children(str(out)) == []
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pvsim.cli.run", "--accelerated", "--broker",
+                             "none", "--date", "2026-06-21", "--days", "6", "--jobs", "2",
+                             "--config", plain_config(tmp_path), "--output", str(out)],
+                            env=ENV, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(run_children(str(out))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(run_children(str(out))) == 3  # the parent and its two workers
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while run_children(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run_children(str(out)) == []
+
+
+def test_the_progress_bar_adds_up_every_worker(tmp_path, capfd):
+    cfg = run_module.configmod.Config(timezone="Europe/Madrid")
+    opts = run_module.RunOptions(date=dt.date(2026, 6, 21), days=3, step=300, output=tmp_path,
+                                 broker="none", progress=True, jobs=2)
+    summary = run_module.simulate(cfg, opts)
+    bar = capfd.readouterr().err.split("\r")[-1]
+    assert summary.readings == 3 * 288 and "100.0%" in bar
+    assert bar.count("2026-06-2") == 2  # where each of the two workers ended
+
+
+def test_jobs_default_to_one_per_cpu_and_day_and_refuse_a_paced_run():
+    assert "--jobs applies to --accelerated" in run("--speed", "10", "--jobs", "2", check=False).stderr
+    assert run("--jobs", "0", check=False).returncode == 2

@@ -438,7 +438,7 @@ def test_malformed_messages_are_dead_lettered_counted_and_the_daemon_carries_on(
         (b'{"v": 1, "readings": [{"meter_id": "m-1", "seq": 1, "ts": "x", "power_w": NaN}]}',
          "not_json"),
         (j([1, 2]), "bad_schema"),
-        (j({"v": 2, "readings": [_valid(t0)]}), "bad_version"),
+        (j({"v": 3, "readings": [_valid(t0)]}), "bad_version"),
         (j({"readings": [_valid(t0)]}), "bad_version"),
         (j({"v": 1, "readings": []}), "missing_field"),
         (j({"v": 1, "readings": [{k: v for k, v in _valid(t0).items() if k != "ts"}]}),

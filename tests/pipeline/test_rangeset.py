@@ -35,3 +35,17 @@ def test_matches_a_plain_set_on_random_input():
     assert all((x in s) == (x in ref) for x in range(-5, 310))
     flat = [x for a, b in s.ranges() for x in range(a, b + 1)]
     assert flat == sorted(ref)
+
+
+def test_update_holds_what_add_would_and_membership_agrees():
+    rng = random.Random(5)
+    for _ in range(200):
+        xs = [rng.randrange(0, 60) for _ in range(rng.randrange(0, 40))]
+        if rng.random() < 0.5:
+            xs.sort()
+        one, many = RangeSet(), RangeSet()
+        for x in xs:
+            one.add(x)
+        many.update(xs)
+        assert many.ranges() == one.ranges()
+        assert [x in many for x in range(-1, 62)] == [x in one for x in range(-1, 62)]

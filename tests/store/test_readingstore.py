@@ -13,8 +13,9 @@ from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline.csvsink import CsvSink, Row
 from pvsim.pipeline.messages import Reading
 from pvsim.pipeline.pvservice import PvService
-from pvsim.store.aggregates import DayAggregator
+from pvsim.store.aggregates import DayAggregator, MeterDay
 from pvsim.store.readingstore import ReadingStore, agg_name
+from tests.pipeline.test_pvservice import row_for
 
 UTC = ZoneInfo("UTC")
 MADRID = ZoneInfo("Europe/Madrid")
@@ -260,10 +261,64 @@ def test_queries_while_rows_stream_in(tmp_path):
     done.set()
     thread.join()
     assert not errors
-    expect = integrate([(r.instant, round(r.power_w / 1000, 4), svc.row_for(r)[0].pv_kw) for r in readings])
+    expect = integrate([(r.instant, round(r.power_w / 1000, 4), row_for(svc, r)[0].pv_kw) for r in readings])
     got = s.energy_by_day("m")
     assert sum(b.readings for b in got.values()) == 20_000
     assert sum(b.consumed_kwh for b in got.values()) == pytest.approx(expect.consumed_kwh)
     assert sum(b.import_kwh for b in got.values()) == pytest.approx(expect.import_kwh)
     fresh = store(tmp_path, tz).energy_by_day("m")
     assert sum(b.consumed_kwh for b in fresh.values()) == pytest.approx(expect.consumed_kwh)
+
+
+def day_rows(meters=("m", "n"), step=600) -> list[tuple[Row, int]]:
+    """Two meters, interleaved, over three Madrid days with a DST change (readings every step)."""
+    start = int(dt.datetime(2026, 10, 24, tzinfo=MADRID).timestamp())
+    out = []
+    for i, t in enumerate(range(start, start + 3 * 86400, step)):
+        for k, m in enumerate(meters):
+            kw = round((i * 7 + k * 3) % 11 * 0.37, 4)
+            local = dt.datetime.fromtimestamp(t, MADRID)
+            out.append((Row(local, m, kw * 1000, kw, round(i % 5 * 0.2, 4), 0.0), t))
+    return out
+
+
+def written(rows: list[tuple[Row, int]]) -> list[tuple]:
+    return [(r.timestamp.date(), r.meter_id, t, r.meter_w, r.meter_kw, r.pv_kw) for r, t in rows]
+
+
+def test_day_aggregator_takes_a_batch_as_it_takes_its_rows_one_by_one():
+    rows = day_rows()
+    one, batched = DayAggregator(MADRID), DayAggregator(MADRID)
+    for r, t in rows:
+        one.on_row(r, t)
+    for i in range(0, len(rows), 77):  # batches across midnights and the DST change
+        batched.on_rows(written(rows[i:i + 77]))
+    for meter in ("m", "n"):
+        assert batched.energy_by_day(meter) == one.energy_by_day(meter)
+
+
+def test_day_aggregators_of_consecutive_days_merge_into_the_whole_run():
+    """What a run's workers do: each aggregates whole days; merged, the energy across the
+    midnights between them is the one a single aggregator of every row has."""
+    rows = day_rows()
+    whole, first, second = DayAggregator(MADRID), DayAggregator(MADRID), DayAggregator(MADRID)
+    whole.on_rows(written(rows))
+    cut = next(i for i, (r, _) in enumerate(rows) if r.timestamp.date() == dt.date(2026, 10, 25))
+    first.on_rows(written(rows[:cut]))
+    second.on_rows(written(rows[cut:]))
+    first.merge(second)
+    for meter in ("m", "n"):
+        assert first.energy_by_day(meter) == whole.energy_by_day(meter)
+    with pytest.raises(ValueError, match="only whole days merge"):
+        first.merge(whole)
+
+
+def test_a_day_built_from_unordered_samples_with_a_repeat_is_the_day_added_in_order():
+    samples = [(t, (t % 7) * 0.5, (t % 3) * 0.25) for t in range(0, 7200, 60)]
+    shuffled = samples[::-1] + [samples[10]]  # out of order, one instant twice
+    by_one = MeterDay(3600.0)
+    for s in samples:
+        assert by_one.add(*s)
+    built = MeterDay.build(shuffled, 3600.0)
+    assert built.balance == by_one.balance and built.instants.ranges() == by_one.instants.ranges()
+    assert (built.first, built.last) == (samples[0], samples[-1])

@@ -1,0 +1,57 @@
+"""The `cluster` fixture: a 3-node RabbitMQ cluster of the test module's own (see rig.py).
+
+- `cluster` (module scope): a started `rig.Cluster` of 3 nodes, shared by the tests of a module;
+  before each test that uses it, every node a previous test killed or stopped is brought back
+  (`Cluster.heal()`), so each test starts with 3 running nodes.
+- Skipped, with the reason, when Debian's rabbitmq-server is not installed.
+- At the end of the module every node is stopped and the rig's directory removed, unless a test of
+  the module failed: then the logs are kept and their path is printed in the summary.
+
+Tests here live in the package `cluster` (tests/cluster/__init__.py) so that this conftest is
+imported as `cluster.conftest` and never replaces the suite's top-level `conftest` module, which
+other test modules import by that name.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .rig import Cluster, ClusterError, available
+
+_kept_logs: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def cluster(request, tmp_path_factory):
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    failed_before = request.session.testsfailed
+    rig = Cluster(tmp_path_factory.mktemp("cluster"), nodes=3)
+    try:
+        rig.start()
+    except BaseException:
+        rig.close(keep_logs=True)
+        _kept_logs.append(str(rig.dir))
+        raise
+    yield rig
+    keep = request.session.testsfailed > failed_before
+    rig.close(keep_logs=keep)
+    if keep:
+        _kept_logs.append(str(rig.dir))
+
+
+@pytest.fixture(autouse=True)
+def _healthy_cluster(request):
+    """Every test that uses `cluster` starts with all its nodes running."""
+    if "cluster" in request.fixturenames:
+        rig = request.getfixturevalue("cluster")
+        try:
+            rig.heal()
+        except ClusterError as e:
+            pytest.fail(f"the shared cluster could not be brought back: {e}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for path in _kept_logs:
+        terminalreporter.write_line(f"RabbitMQ cluster logs kept in {path}")
