@@ -56,6 +56,9 @@ def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
 @dataclass(frozen=True)
 class BrokerConfig:
     url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # A cluster: its nodes' URLs, tried in turn (the first that answers is used, and the next
+    # ones when it fails); instead of url, not beside it.
+    urls: tuple[str, ...] = field(default=(), metadata={"empty_ok": True})
     exchange: str = "pvsim"
     queue: str = "pvsim.readings"
     dead_letter_exchange: str = "pvsim.dead"
@@ -242,6 +245,9 @@ def parse(text: str, source: str = "<string>") -> Config:
     if data is None:
         data = {}
     config = dataclasses.replace(_build(Config, data, source, ""), source=source)
+    if isinstance(data.get("broker"), dict) and {"url", "urls"} <= data["broker"].keys():
+        raise ConfigError(source, "broker.urls", "give broker.url (one node) or broker.urls "
+                          "(a cluster's nodes), not both")
     validate_pricing(config)
     if config.meter.max_w > config.limits.max_power_w:
         raise ConfigError(source, "meter.max_w", f"{config.meter.max_w:g} W is above "
@@ -379,7 +385,7 @@ def check_string(value: str, source: str, key: str) -> str:
             raise ConfigError(source, key, f"unknown time zone {value!r} (use an IANA name such as Europe/Madrid)")
     elif key.endswith(".listen"):
         parse_listen(value, source, key)
-    elif key == "broker.url":
+    elif key == "broker.url" or key.startswith("broker.urls["):
         _check_amqp_url(value, source, key)
     elif key.startswith("meter.id") and not METER_ID.fullmatch(value):
         raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {value[:70]!r}")

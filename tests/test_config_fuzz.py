@@ -118,7 +118,8 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
                              st.sampled_from([["2026-02-30"], ["25.12.2026"],
                                               [dt.datetime(2026, 12, 25, 10, 0)],
                                               [dt.date(2026, 12, 25), "2026-12-25"]]))
-        return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)), st.just([]),
+        empty = [] if meta.get("empty_ok") else [st.just([])]
+        return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)), *empty,
                          st.lists(ANY_SCALAR, min_size=1, max_size=2))
     if origin is dict:
         return NOT_A_MAPPING

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from pvsim import __version__, config as configmod, logsetup
 from pvsim.inputs.models import meter_models, pv_model
 from pvsim.model import energy
-from pvsim.cli.workers import Report, RunFailed, Workers, available_cpus
+from pvsim.cli.workers import Report, RunFailed, Workers, available_cpus, stopping
 from pvsim.model.clock import SimClock, day_bounds, local_midnight
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.metermodel import MeterModel, columns
@@ -266,7 +266,7 @@ def _simulate_days(cfg: configmod.Config, opts: RunOptions, models: Sequence[Met
     bodies = _bodies(models, clock.ticks(), tz, batch, cfg.limits.max_power_w)
     transport: Transport = InProcess() if opts.broker == "none" else RabbitRun(cfg.broker)
     try:
-        transport.deliver(bodies, service, expected)
+        transport.deliver(bodies, service, expected, stopping)
     finally:
         sink.close()
     partial.readings, partial.files = service.rows_total, list(sink.paths)

@@ -10,7 +10,8 @@ pika connections must not cross a fork).
 
 A worker's failure (RabbitMQ lost, a full disk, a rejected message) ends the run with that
 worker's own one-line message and exit status (RunFailed); the others are stopped with SIGTERM,
-which they take as an interrupt, so that each closes its CSV files and deletes its run queue
+which they take as an interrupt at their next message (`stopping`), so that each closes its CSV
+files and deletes its run queue
 (else the queue expires by itself, as with any run that dies), and are killed if they are not
 gone within STOP_SECONDS. A worker whose parent dies stops too: no orphan runs on.
 """
@@ -132,9 +133,8 @@ class Workers(Generic[S, R]):
     # --- in the worker ---------------------------------------------------------------------
 
     def _child(self, index: int, share: S, writer: multiprocessing.connection.Connection) -> None:
-        interrupt = _Interrupt()
-        signal.signal(signal.SIGTERM, interrupt)  # stopped: clean up as after Ctrl-C
-        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)  # stopped: clean up as after Ctrl-C
+        signal.signal(signal.SIGINT, _interrupt)
         _watch_parent(os.getppid())
         progress = self._progress
 
@@ -149,28 +149,39 @@ class Workers(Generic[S, R]):
             code = getattr(exc, "exit_code", None)
             message = (("failed", (str(exc), code)) if isinstance(code, int)
                        else ("bug", traceback.format_exc()))
+        global _sending
+        _sending = True  # a stop request now interrupts the send (the parent reads no more)
         try:
-            writer.send(message)
+            if not _stop.is_set():
+                writer.send(message)
         except (BrokenPipeError, KeyboardInterrupt):
             pass  # the parent is gone or stopping us: nobody waits for this result
         finally:
             writer.close()
-            interrupt.armed = False  # from here on the worker only exits
 
 
-class _Interrupt:
-    """A worker's SIGINT and SIGTERM handler: KeyboardInterrupt once. The Ctrl-C a terminal
-    sends every process of the run and the SIGTERM the parent sends next must not cut short the
-    cleanup the first one started, nor a signal after the result was sent print a traceback.
-    (Setting SIG_IGN instead would not do: a signal already pending then raises OSError.)"""
+_stop = threading.Event()  # set in a worker by SIGINT or SIGTERM
+_sending = False  # the worker's task is over: it is sending its result
 
-    def __init__(self) -> None:
-        self.armed = True
 
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.armed:
-            self.armed = False
-            raise KeyboardInterrupt
+def stopping() -> bool:
+    """Whether this process, a worker, was asked to stop (SIGINT or SIGTERM). The run's
+    transport checks it between messages and ends there with KeyboardInterrupt, so that the
+    worker's cleanup (its files closed, its run queue deleted) never follows a broker call cut
+    in two by an exception raised from a signal handler, which can leave pika waiting for a
+    reply that never comes. False in a process that is not a worker."""
+    return _stop.is_set()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """A worker's SIGINT and SIGTERM handler: ask the run to stop at its next safe point. The
+    Ctrl-C a terminal sends every process of the run and the SIGTERM the parent sends next
+    are one request. Once the task is over, a stop interrupts the sending of its result: a
+    parent that stops its workers reads no more, and a large result would block in the pipe."""
+    first = not _stop.is_set()
+    _stop.set()
+    if _sending and first:
+        raise KeyboardInterrupt
 
 
 def _watch_parent(parent: int) -> None:

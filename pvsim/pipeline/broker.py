@@ -63,13 +63,26 @@ def redact(url: str) -> str:
     return logsetup.redact(url)
 
 
+def nodes(cfg: BrokerConfig) -> tuple[str, ...]:
+    """The URLs of the broker's nodes, in the order they are tried: broker.urls, or broker.url."""
+    return cfg.urls or (cfg.url,)
+
+
+def where(cfg: BrokerConfig) -> str:
+    """The broker for a message: its URL, or its nodes' (passwords replaced)."""
+    return " or ".join(redact(url) for url in nodes(cfg))
+
+
 def check_url(cfg: Config) -> None:
-    """What pika makes of broker.url (its query options included), checked when a program
-    starts: a URL it cannot use is a config error (exit 78), not a broker outage."""
-    try:
-        pika.URLParameters(cfg.broker.url)
-    except Exception as exc:  # pika raises assorted errors for bad URLs
-        raise ConfigError(cfg.source, "broker.url", redact(str(exc))[:200]) from None
+    """What pika makes of broker.url or of each of broker.urls (query options included),
+    checked when a program starts: a URL it cannot use is a config error (exit 78), not a
+    broker outage."""
+    keys = [f"broker.urls[{i}]" for i in range(len(cfg.broker.urls))] or ["broker.url"]
+    for key, url in zip(keys, nodes(cfg.broker)):
+        try:
+            pika.URLParameters(url)
+        except Exception as exc:  # pika raises assorted errors for bad URLs
+            raise ConfigError(cfg.source, key, redact(str(exc))[:200]) from None
 
 
 @dataclass(frozen=True)
@@ -151,8 +164,9 @@ class Topology:
         channel.queue_delete(self.dead_letter_queue)
 
 
-def parameters(cfg: BrokerConfig) -> pika.URLParameters:
-    params = pika.URLParameters(cfg.url)  # checked at start-up (check_url)
+def parameters(cfg: BrokerConfig, url: str | None = None) -> pika.URLParameters:
+    """Connection parameters for a node (`url`, by default the first of `nodes`)."""
+    params = pika.URLParameters(url or nodes(cfg)[0])  # checked at start-up (check_url)
     params.heartbeat = cfg.heartbeat_seconds
     params.connection_attempts = 1  # tenacity does the retrying, with logging
     params.socket_timeout = 10
@@ -181,15 +195,25 @@ def _retrying(cfg: BrokerConfig, *, forever: bool, should_stop: Callable[[], boo
         wait=tenacity.wait_exponential_jitter(initial=cfg.retry_initial_seconds,
                                               max=cfg.retry_max_seconds, jitter=cfg.retry_initial_seconds),
         retry=tenacity.retry_if_exception_type(retry_on),
-        before_sleep=_log_attempt(cfg.url),
+        before_sleep=_log_attempt(where(cfg)),
         sleep=_interruptible_sleep(should_stop),
         reraise=True,
     )
 
 
 def _open(cfg: BrokerConfig, on_blocked: Callable[[bool], None] | None) -> pika.BlockingConnection:
-    """One connection attempt, with the blocked/unblocked callbacks of a resource alarm."""
-    connection = pika.BlockingConnection(parameters(cfg))
+    """One connection attempt (each node in turn, until one answers), with the
+    blocked/unblocked callbacks of a resource alarm."""
+    urls = nodes(cfg)
+    for i, url in enumerate(urls):
+        try:
+            connection = pika.BlockingConnection(parameters(cfg, url))
+            break
+        except CONNECTION_ERRORS as exc:
+            if i == len(urls) - 1:
+                raise
+            log.warning("RabbitMQ node %s: %s; trying %s", redact(url), describe_error(exc),
+                        redact(urls[i + 1]))
     if on_blocked is not None:
         # BlockingConnection defers these callbacks to process_data_events, which a thread
         # waiting for a publisher confirm (exactly what a blocked connection makes it do) never
@@ -198,7 +222,7 @@ def _open(cfg: BrokerConfig, on_blocked: Callable[[bool], None] | None) -> pika.
         target = getattr(connection, "_impl", connection)
         target.add_on_connection_blocked_callback(lambda *_: on_blocked(True))
         target.add_on_connection_unblocked_callback(lambda *_: on_blocked(False))
-    log.info("connected to RabbitMQ at %s", redact(cfg.url))
+    log.info("connected to RabbitMQ at %s", redact(url))
     return connection
 
 
@@ -214,9 +238,9 @@ def connect(cfg: BrokerConfig, *, should_stop: Callable[[], bool] = lambda: Fals
         reason = describe_error(exc)
         hint = "" if "broker.url" in reason else (
             " Is it running? Start it with 'sudo systemctl start rabbitmq-server' (or "
-            "'rabbitmq-server -detached'), or point broker.url at another broker.")
+            "'rabbitmq-server -detached'), or point broker.url (broker.urls) at another broker.")
         raise BrokerUnavailable(
-            f"cannot connect to RabbitMQ at {redact(cfg.url)} after {cfg.connect_attempts} "
+            f"cannot connect to RabbitMQ at {where(cfg)} after {cfg.connect_attempts} "
             f"attempts: {reason}.{hint}") from None
 
 

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from pvsim.config import BrokerConfig
@@ -40,18 +40,28 @@ class MessageRejected(Exception):
         self.error = error
 
 
+def _never() -> bool:
+    return False
+
+
 class Transport(Protocol):
     name: str
 
-    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int) -> None:
-        """Get every body to `service` and return once `expected` rows are durable."""
+    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int,
+                should_stop: Callable[[], bool] = _never) -> None:
+        """Get every body to `service` and return once `expected` rows are durable; end with
+        KeyboardInterrupt, between two messages and after cleaning up, once `should_stop()`."""
 
 
 class InProcess:
     name = "in-process"
 
-    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int) -> None:
+    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int,
+                should_stop: Callable[[], bool] = _never) -> None:
         for body in bodies:
+            if should_stop():
+                service.sync()  # what was written so far is kept
+                raise KeyboardInterrupt
             try:
                 service.handle(body)
             except InvalidMessage as error:
@@ -67,7 +77,8 @@ class RabbitRun:
         self.cfg = cfg
         self.topology = broker.Topology.for_run(cfg, uuid.uuid4().hex[:12], expires_ms=600_000)
 
-    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int) -> None:
+    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int,
+                should_stop: Callable[[], bool] = _never) -> None:
         consumer = broker.connect(self.cfg)  # fails fast, with a clear message, if unreachable
         failure: list[BaseException] = []
         rejected: list[InvalidMessage] = []
@@ -79,7 +90,7 @@ class RabbitRun:
                 connection = broker.connect(self.cfg)
                 publisher = broker.Publisher(connection, self.topology)
                 for body in bodies:
-                    if finished.is_set():
+                    if finished.is_set() or should_stop():
                         return
                     publisher.publish(body)
             except BaseException as exc:  # reported by the consuming thread
@@ -92,15 +103,17 @@ class RabbitRun:
             thread.start()
             broker.consume(consumer, self.topology, service, prefetch=self.cfg.prefetch,
                            max_rows=64 * self.cfg.batch_size, on_reject=rejected.append,
-                           should_stop=lambda: bool(failure or rejected)
+                           should_stop=lambda: bool(failure or rejected) or should_stop()
                            or service.rows_total >= expected)
             if rejected:
                 raise MessageRejected(rejected[0])
             if failure:
                 raise failure[0]
+            if service.rows_total < expected:  # asked to stop
+                raise KeyboardInterrupt
         except broker.CONNECTION_ERRORS as exc:
             raise broker.BrokerUnavailable(
-                f"lost the connection to RabbitMQ at {broker.redact(self.cfg.url)} during the run: "
+                f"lost the connection to RabbitMQ at {broker.where(self.cfg)} during the run: "
                 f"{broker.describe_error(exc)}") from None
         finally:
             finished.set()

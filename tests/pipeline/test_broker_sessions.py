@@ -103,3 +103,29 @@ def wait_attempts(caplog, n: int) -> None:
     deadline = time.monotonic() + 30
     while len(attempts_logged(caplog)) < n and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def test_a_cluster_node_that_does_not_answer_is_passed_over(rabbitmq, caplog):
+    """broker.urls: the first node is down (nothing listens there), the next one answers."""
+    caplog.set_level(logging.INFO, logger="pvsim.pipeline.broker")
+    down = "amqp://guest:secret@127.0.0.1:1/%2F"
+    cfg = BrokerConfig(urls=(down, AMQP_URL), connect_attempts=1, **FAST)
+    connection = broker.connect(cfg)
+    try:
+        assert connection.is_open
+    finally:
+        connection.close()
+    text = caplog.text
+    assert "RabbitMQ node amqp://guest:***@127.0.0.1:1/%2F: " in text and "trying amqp://" in text
+    assert "connected to RabbitMQ at amqp://guest:***@127.0.0.1:5672" in text
+    assert "secret" not in text
+
+
+def test_when_no_node_answers_the_error_names_them_all():
+    cfg = BrokerConfig(urls=("amqp://guest:secret@127.0.0.1:1/%2F",
+                             "amqp://guest:secret@127.0.0.1:2/%2F"), connect_attempts=2, **FAST)
+    with pytest.raises(broker.BrokerUnavailable) as err:
+        broker.connect(cfg)
+    message = str(err.value)
+    assert "at amqp://guest:***@127.0.0.1:1/%2F or amqp://guest:***@127.0.0.1:2/%2F after 2 attempts" in message
+    assert "secret" not in message

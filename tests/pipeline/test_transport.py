@@ -58,3 +58,30 @@ def test_through_rabbitmq_a_rejected_message_ends_the_run_at_once(pvsim_config, 
         with pytest.raises(Exception, match="NOT_FOUND"):  # the run's queues are gone
             pvsim_config.channel().queue_declare(queue, passive=True)
     assert transport.topology.dead_letter_queue.startswith(cfg.queue + ".run.")
+
+
+def many_bodies(count: int) -> list[bytes]:
+    return [encode([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)])
+            for t in range(T0, T0 + count)]
+
+
+def test_in_process_a_stop_request_ends_the_run_between_messages(tmp_path):
+    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    with pytest.raises(KeyboardInterrupt):
+        InProcess().deliver(many_bodies(10), service, expected=10,
+                            should_stop=lambda: service.rows_total >= 4)
+    assert service.rows_total == 4  # whole messages, synced
+
+
+def test_through_rabbitmq_a_stop_request_ends_the_run_and_removes_its_queues(pvsim_config, tmp_path):
+    """A worker asked to stop (SIGTERM) leaves the consume loop at its next turn, then cleans up
+    as at the end of a run: the publisher stops, the run's queues are deleted."""
+    transport = RabbitRun(pvsim_config.load().broker)
+    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    with pytest.raises(KeyboardInterrupt):
+        transport.deliver(iter(many_bodies(20_000)), service, expected=20_000,
+                          should_stop=lambda: service.rows_total >= 100)
+    assert 100 <= service.rows_total < 20_000
+    for queue in (transport.topology.queue, transport.topology.dead_letter_queue):
+        with pytest.raises(Exception, match="NOT_FOUND"):
+            pvsim_config.channel().queue_declare(queue, passive=True)
