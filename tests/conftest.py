@@ -540,3 +540,8 @@ def amqp_proxy(rabbitmq: str):
     proxy = TcpProxy()
     yield proxy
     proxy.down()
+
+
+def written(row, instant: int) -> tuple:
+    """A CSV Row as the PV service's batch listeners get it (pvservice.Written)."""
+    return (row.timestamp.date(), row.meter_id, instant, row.meter_w, row.meter_kw, row.pv_kw)

@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from pvsim.model import energy
 from pvsim.model.energy import EnergyBalance
 from pvsim.pipeline.csvsink import parse_line
 from pvsim.store.aggregates import AverageDay
@@ -154,9 +155,7 @@ def _month_bars(ax, meter: str, months: Mapping[str, EnergyBalance]) -> None:
     on_site = [b.self_consumed_kwh for b in balances]
     imported = [b.import_kwh for b in balances]
     exported = [-b.export_kwh for b in balances]
-    total = EnergyBalance()
-    for b in balances:
-        total.absorb(b)
+    total = energy.total(balances)
     ax.bar(x, on_site, color=ON_SITE, label=f"PV used on site: {total.self_consumed_kwh:,.0f} kWh")
     ax.bar(x, imported, bottom=on_site, color=IMPORT, label=f"grid import: {total.import_kwh:,.0f} kWh")
     ax.bar(x, exported, color=EXPORT, label=f"PV exported: {total.export_kwh:,.0f} kWh")

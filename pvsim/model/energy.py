@@ -104,8 +104,7 @@ class EnergyIntegrator:
 
         The one loop behind every energy figure, and it runs for every row of a run (31.5
         million in a year at 1-second steps): the sums and peaks are kept in local variables
-        and written back once, split_net's two common cases are inlined (adding 0.0 changes
-        no sum), and the floating-point operations are the same, in the same order."""
+        and written back once."""
         b = self.balance
         consumed, pv, imported, exported = b.consumed_kwh, b.pv_kwh, b.import_kwh, b.export_kwh
         readings, first, last = b.readings, b.first, b.last
@@ -126,15 +125,9 @@ class EnergyIntegrator:
                     h = span / 3600.0
                     consumed += (m0 + meter_kw) / 2 * h
                     pv += (p0 + pv_kw) / 2 * h
-                    n0 = m0 - p0
-                    if n0 >= 0 and net >= 0:
-                        imported += (n0 + net) / 2 * h
-                    elif n0 <= 0 and net <= 0:
-                        exported += -(n0 + net) / 2 * h
-                    else:
-                        imp, exp = split_net(h, n0, net)
-                        imported += imp
-                        exported += exp
+                    imp, exp = split_net(h, m0 - p0, net)
+                    imported += imp
+                    exported += exp
             else:
                 first = instant
             last = instant

@@ -5,7 +5,7 @@ midnight (the PV curve) and its ISO 8601 text with the UTC offset (the CSV). Ask
 `isoformat` for each of 31.5 million instants of a year costs more than the rest of a row, yet
 they only change at local midnight and at a change of UTC offset. A `LocalSpan` is such a stretch
 of instants, where the date and the offset hold: inside it the wall clock is the instant minus a
-constant, and the text is the span's date and offset around a table lookup of "HH:MM:SS".
+constant, and the text is the span's date and offset around two table lookups ("HH:" and "MM:SS").
 
 `LocalTime.span(instant)` finds the span of an instant by asking zoneinfo at the day's two ends
 and bisecting to a change between them. That is exact because the tz database never changes a
@@ -22,15 +22,11 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 DAY_SECONDS = 86400
-# "HH:MM:SS" of every second of a day, built on first use (86,400 short strings, ~5 MB).
-_HMS: list[str] = []
-
-
-def _hms() -> list[str]:
-    if not _HMS:
-        _HMS.extend(f"{h:02d}:{m:02d}:{s:02d}"
-                    for h in range(24) for m in range(60) for s in range(60))
-    return _HMS
+# A wall-clock time's text, "HH:" + "MM:SS": HOURS[s // 3600] + MINUTES_SECONDS[s % 3600]. Two
+# small tables (3,624 strings), where one of every second of a day would take 5.6 MB in every
+# process, the daemons' included.
+HOURS = tuple(f"{h:02d}:" for h in range(24))
+MINUTES_SECONDS = tuple(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +34,8 @@ class LocalSpan:
     """Instants [start, end) of one local date at one UTC offset.
 
     `base` is where that date's midnight would be at this offset, so an instant's wall-clock
-    seconds since midnight are `instant - base`, and its ISO text is `prefix + hms[instant - base]
-    + suffix`. `repeats` marks a span that starts at a change that turns the clocks back: its
+    seconds since midnight are `instant - base`, and its ISO text is the prefix, the wall-clock
+    time (HOURS, MINUTES_SECONDS) and the suffix. `repeats` marks a span that starts at a change that turns the clocks back: its
     first wall times are shown a second time, as `fold=1` datetimes, which `datetime` builds
     (a span of first occurrences builds them from `midnight` by adding seconds)."""
 
@@ -50,11 +46,11 @@ class LocalSpan:
     midnight: dt.datetime  # the date at 00:00 in the zone: wall arithmetic starts here
     prefix: str            # "YYYY-MM-DDT"
     suffix: str            # the offset as isoformat writes it: "+02:00", "-03:30", "+00:00"
-    hms: list[str]
     repeats: bool
 
     def iso(self, instant: int) -> str:
-        return self.prefix + self.hms[instant - self.base] + self.suffix
+        hours, rest = divmod(instant - self.base, 3600)
+        return self.prefix + HOURS[hours] + MINUTES_SECONDS[rest] + self.suffix
 
     def datetime(self, instant: int) -> dt.datetime:
         """The aware local datetime (in the zone, with the right fold) of an instant of the span."""
@@ -96,7 +92,7 @@ class LocalTime:
         iso = local.isoformat()  # an int instant: no microseconds
         repeats = self._offset(start - 1) > offset  # the clocks went back at `start`
         midnight = dt.datetime.combine(local.date(), dt.time(), tzinfo=self.tz)
-        return LocalSpan(start, end, base, local.date(), midnight, iso[:11], iso[19:], _hms(),
+        return LocalSpan(start, end, base, local.date(), midnight, iso[:11], iso[19:],
                          repeats)
 
     def _first_at(self, other: int, inside: int, offset: dt.timedelta, after: bool = False) -> int:

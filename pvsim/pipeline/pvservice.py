@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from pvsim.model.localtime import LocalTime
+from pvsim.model.localtime import HOURS, MINUTES_SECONDS, LocalTime
 from pvsim.model.pvmodels import PvModel
 from pvsim.model.reading import Reading
 from pvsim.pipeline.csvsink import CsvSink, Row, format_line
@@ -100,7 +100,7 @@ class PvService:
                 if not start <= instant < end:
                     span = local_time.span(instant)
                     start, end, base, day = span.start, span.end, span.base, span.day
-                    midnight, prefix, suffix, hms = span.midnight, span.prefix, span.suffix, span.hms
+                    midnight, prefix, suffix = span.midnight, span.prefix, span.suffix
                     repeats = span.repeats
                     if self.recover and day not in self._days_loaded:
                         self._load_day(day)
@@ -116,8 +116,9 @@ class PvService:
                 pv_kw = round(power_kw(seconds, instant), 4)
                 net_kw = round(meter_kw - pv_kw, 4)
                 # SinkError: this reading and the rest stay unmarked
-                append_line(day, format_line(prefix + hms[seconds] + suffix, meter_id, power_w,
-                                             meter_kw, pv_kw, net_kw))
+                hours, rest = divmod(seconds, 3600)
+                text = prefix + HOURS[hours] + MINUTES_SECONDS[rest] + suffix
+                append_line(day, format_line(text, meter_id, power_w, meter_kw, pv_kw, net_kw))
                 seen.add(instant)
                 outcome.written += 1
                 if listeners:

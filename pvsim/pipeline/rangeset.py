@@ -63,17 +63,10 @@ class RangeSet:
         return True
 
     def update(self, xs: Iterable[int]) -> None:
-        """Add every x of xs: increasing values, each past every member (a run's rows), take
-        add's in-order path within one loop; any other goes through add."""
-        starts, ends = self._starts, self._ends
+        """Add every x of xs."""
+        add = self.add
         for x in xs:
-            if not ends or x > ends[-1] + 1:
-                starts.append(x)
-                ends.append(x)
-            elif x == ends[-1] + 1:
-                ends[-1] = x
-            else:
-                self.add(x)
+            add(x)
 
     def ranges(self) -> list[tuple[int, int]]:
         return list(zip(self._starts, self._ends))

@@ -9,10 +9,10 @@ from them. Pure: fed samples and rows, never reads a file.
   day's figures therefore depend on that day's readings only, and a window is always the exact
   sum of its parts, whichever way it is cut.
 - `MeterDay.to_json` / `from_json` are the persisted form the store writes beside a CSV.
-- `DayAggregator` keeps MeterDays in memory from a row listener (or, faster, a batch listener of
-  the PV service's): pvsim-run's summary.
+- `DayAggregator` keeps MeterDays in memory from the PV service's batch listener: pvsim-run's
+  summary.
 - `ProfileAggregator` keeps, per meter and local month, the sums behind an average day (mean
-  meter and PV power per 15 minutes of local time) from a row listener: pvsim-run's annual plot,
+  meter and PV power per 15 minutes of local time) from the same listener: pvsim-run's annual plot,
   which could not afford to read a year's CSVs back.
 
 Windows are half-open, [start, end) in epoch seconds; None is unbounded.
@@ -30,7 +30,6 @@ from zoneinfo import ZoneInfo
 from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance, EnergyIntegrator, Peak, split_net
 from pvsim.model.localtime import DAY_SECONDS, LocalTime
-from pvsim.pipeline.csvsink import Row
 from pvsim.pipeline.pvservice import Written
 from pvsim.pipeline.rangeset import RangeSet
 
@@ -222,7 +221,7 @@ def combine(parts: list[DayPart], tz: ZoneInfo, max_gap: float, start: int | Non
 
 
 class DayAggregator:
-    """In-memory per-(day, meter) aggregates fed by a row listener (pvsim-run's summary).
+    """In-memory per-(day, meter) aggregates fed by a batch listener (pvsim-run's summary).
 
     A run's rows of one meter come in time order (one queue, one publisher, duplicates dropped
     before the listeners), so a late row would be a bug in the pipeline: it raises rather than
@@ -232,10 +231,6 @@ class DayAggregator:
     def __init__(self, tz: ZoneInfo, max_gap_seconds: float = 3600.0) -> None:
         self.tz, self.max_gap = tz, max_gap_seconds
         self.days: dict[dt.date, dict[str, MeterDay]] = {}
-
-    def on_row(self, row: Row, instant: int) -> None:
-        self.on_rows([(row.timestamp.date(), row.meter_id, instant, row.meter_w, row.meter_kw,
-                       row.pv_kw)])
 
     def on_rows(self, rows: list[Written]) -> None:
         """The PV service's batch listener: a message's rows, each (day, meter)'s integrated in
@@ -294,7 +289,7 @@ class AverageDay:
 
 class ProfileAggregator:
     """Per meter and local month ('YYYY-MM'), per bin of local time of day, the sums of meter
-    kW, PV kW and the count of readings, fed by a row listener; `average_days` gives the means.
+    kW, PV kW and the count of readings, fed by a batch listener; `average_days` gives the means.
 
     It runs for every reading of a run (31.5 million in a year at 1-second steps), so a row is
     three list additions: its bin comes from the instant's wall-clock seconds in the LocalTime
@@ -312,10 +307,6 @@ class ProfileAggregator:
         self._lo = self._hi = self._base = 0  # the current span's [lo, hi) and wall-clock base
         self._month = ""
         self._current: dict[str, list[float]] = {}  # meter -> its sums of self._month
-
-    def on_row(self, row: Row, instant: int) -> None:
-        self.on_rows([(row.timestamp.date(), row.meter_id, instant, row.meter_w, row.meter_kw,
-                       row.pv_kw)])
 
     def on_rows(self, rows: list[Written]) -> None:
         """The PV service's batch listener: a message's rows, in one loop."""

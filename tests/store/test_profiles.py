@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import written
 from pvsim.model.clock import day_bounds
 from pvsim.pipeline.csvsink import Row
 from pvsim.store.aggregates import AverageDay, ProfileAggregator
@@ -25,7 +26,7 @@ def row(instant: int, tz: ZoneInfo, meter_kw: float = 1.0, pv_kw: float = 0.0,
 
 def feed(agg: ProfileAggregator, rows) -> ProfileAggregator:
     for r, instant in rows:
-        agg.on_row(r, instant)
+        agg.on_rows([written(r, instant)])
     return agg
 
 

@@ -16,6 +16,7 @@ from pvsim.pipeline.pvservice import PvService
 from pvsim.store.aggregates import DayAggregator, MeterDay
 from pvsim.store.readingstore import ReadingStore, agg_name
 from tests.pipeline.test_pvservice import row_for
+from conftest import written
 
 UTC = ZoneInfo("UTC")
 MADRID = ZoneInfo("Europe/Madrid")
@@ -213,7 +214,7 @@ def test_day_aggregator_matches_the_store(tmp_path):
     write(tmp_path, rows)
     agg = DayAggregator(UTC)
     for r in rows:
-        agg.on_row(r, int(r.timestamp.timestamp()))
+        agg.on_rows([written(r, int(r.timestamp.timestamp()))])
     assert agg.energy_by_day("m") == store(tmp_path).energy_by_day("m")
 
 
@@ -221,10 +222,10 @@ def test_day_aggregator_refuses_a_row_earlier_than_the_last():
     """A run's rows come in time order; a late one would be miscounted, so it is an error."""
     agg = DayAggregator(UTC)
     for r in (row("2020-11-29T10:00:00", 1.0), row("2020-11-29T11:00:00", 2.0)):
-        agg.on_row(r, int(r.timestamp.timestamp()))
+        agg.on_rows([written(r, int(r.timestamp.timestamp()))])
     late = row("2020-11-29T10:30:00", 1.5)
     with pytest.raises(ValueError, match="earlier than the last one aggregated"):
-        agg.on_row(late, int(late.timestamp.timestamp()))
+        agg.on_rows([written(late, int(late.timestamp.timestamp()))])
 
 
 def test_queries_while_rows_stream_in(tmp_path):
@@ -282,17 +283,13 @@ def day_rows(meters=("m", "n"), step=600) -> list[tuple[Row, int]]:
     return out
 
 
-def written(rows: list[tuple[Row, int]]) -> list[tuple]:
-    return [(r.timestamp.date(), r.meter_id, t, r.meter_w, r.meter_kw, r.pv_kw) for r, t in rows]
-
-
 def test_day_aggregator_takes_a_batch_as_it_takes_its_rows_one_by_one():
     rows = day_rows()
     one, batched = DayAggregator(MADRID), DayAggregator(MADRID)
     for r, t in rows:
-        one.on_row(r, t)
+        one.on_rows([written(r, t)])
     for i in range(0, len(rows), 77):  # batches across midnights and the DST change
-        batched.on_rows(written(rows[i:i + 77]))
+        batched.on_rows([written(r, t) for r, t in rows[i:i + 77]])
     for meter in ("m", "n"):
         assert batched.energy_by_day(meter) == one.energy_by_day(meter)
 
@@ -302,10 +299,10 @@ def test_day_aggregators_of_consecutive_days_merge_into_the_whole_run():
     midnights between them is the one a single aggregator of every row has."""
     rows = day_rows()
     whole, first, second = DayAggregator(MADRID), DayAggregator(MADRID), DayAggregator(MADRID)
-    whole.on_rows(written(rows))
+    whole.on_rows([written(r, t) for r, t in rows])
     cut = next(i for i, (r, _) in enumerate(rows) if r.timestamp.date() == dt.date(2026, 10, 25))
-    first.on_rows(written(rows[:cut]))
-    second.on_rows(written(rows[cut:]))
+    first.on_rows([written(r, t) for r, t in rows[:cut]])
+    second.on_rows([written(r, t) for r, t in rows[cut:]])
     first.merge(second)
     for meter in ("m", "n"):
         assert first.energy_by_day(meter) == whole.energy_by_day(meter)
