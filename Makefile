@@ -21,10 +21,11 @@ check: test-deps rabbitmq
 
 test: check
 
-## bench: print throughput figures (see bench/): a day, then a year (about 6 minutes)
+## bench: print throughput figures (see bench/): a day, a year, a fleet (about 14 minutes)
 bench: test-deps rabbitmq
 	$(PYTHON) bench/bench_pipeline.py
 	$(PYTHON) bench/bench_year.py
+	$(PYTHON) bench/bench_fleet.py
 
 ## deps: install the Debian packages the programs need (what bin/pvsim-run etc. run on)
 deps:

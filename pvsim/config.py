@@ -73,11 +73,19 @@ class BrokerConfig:
     prefetch: int = field(default=1000, metadata=_range(1, 65535))
     # Readings per AMQP message in the accelerated run (the daemons send what they have).
     batch_size: int = field(default=500, metadata=_range(1, 10000))
+    # classic: one queue on one node (the default with one shard); quorum: replicated over a
+    # cluster's nodes, with single active consumer (the only type with fleet.shards above 1).
+    queue_type: Literal["classic", "quorum"] | None = None
+    # Quorum queues: a message delivered this many times without being acknowledged (its
+    # consumer died each time) goes to the dead-letter queue rather than round again.
+    delivery_limit: int = field(default=20, metadata=_range(1, 10_000))
 
 
 @dataclass(frozen=True)
 class MeterConfig:
     id: tuple[str, ...] = ("smart-meter-0",)
+    # Instead of id: this many meters, named meter-000001, meter-000002, ... (a fleet).
+    count: int = field(default=0, metadata=_range(0, 10_000_000))
     seed: int = 42
     # building: a commercial building's day; uniform: any value in [0, max_w] (the challenge's
     # original); slp: a BDEW standard load profile (profile, annual_kwh, holidays below);
@@ -201,6 +209,18 @@ class PricingConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    # Logical shards the meters are spread over (crc32 of the meter id): one quorum queue and
+    # one set of daily files per shard, each written by one pvsim-pv at a time. 1: no fleet.
+    # Fixed for the life of an output directory: it decides which file holds which meter.
+    shards: int = field(default=1, metadata=_range(1, 1000))
+    # pvsim-meter instances sharing the meters, and which one this is (0-based): instance k
+    # simulates the meters of shards k, k + instances, k + 2 * instances, ...
+    instances: int = field(default=1, metadata=_range(1, 1000))
+    instance: int = field(default=0, metadata=_range(0, 999))
+
+
+@dataclass(frozen=True)
 class Config:
     timezone: str = "UTC"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -211,6 +231,7 @@ class Config:
     pricing: PricingConfig = PricingConfig()
     limits: LimitsConfig = LimitsConfig()
     api: ApiConfig = ApiConfig()
+    fleet: FleetConfig = FleetConfig()
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
     @property
@@ -248,6 +269,7 @@ def parse(text: str, source: str = "<string>") -> Config:
     if isinstance(data.get("broker"), dict) and {"url", "urls"} <= data["broker"].keys():
         raise ConfigError(source, "broker.urls", "give broker.url (one node) or broker.urls "
                           "(a cluster's nodes), not both")
+    config = validate_fleet(config, data)
     validate_pricing(config)
     if config.meter.max_w > config.limits.max_power_w:
         raise ConfigError(source, "meter.max_w", f"{config.meter.max_w:g} W is above "
@@ -257,6 +279,40 @@ def parse(text: str, source: str = "<string>") -> Config:
     if config.meter.model == "series" and not config.meter.series_file:
         raise ConfigError(source, "meter.series_file", "required by meter.model series")
     return config
+
+
+def validate_fleet(config: Config, data: dict) -> Config:
+    """The fleet's keys against each other; meter.count's ids put in meter.id."""
+    fleet, source = config.fleet, config.source
+    if fleet.instance >= fleet.instances:
+        raise ConfigError(source, "fleet.instance", f"must be below fleet.instances "
+                          f"({fleet.instances}): instances are numbered from 0, got {fleet.instance}")
+    if fleet.instances > fleet.shards:
+        raise ConfigError(source, "fleet.instances", f"{fleet.instances} instances for "
+                          f"{fleet.shards} shards: an instance owns whole shards, so at most "
+                          "fleet.shards instances")
+    if fleet.shards > 1 and config.broker.queue_type == "classic":
+        raise ConfigError(source, "broker.queue_type", "classic queues serve one shard: with "
+                          "fleet.shards above 1 the queues are quorum queues (leave it unset)")
+    meter = data.get("meter") if isinstance(data.get("meter"), dict) else {}
+    if config.meter.count:
+        if "id" in meter:
+            raise ConfigError(source, "meter.count", "give meter.id (a list of meters) or "
+                              "meter.count (that many generated ids), not both")
+        config = with_meter_count(config, config.meter.count)
+    return config
+
+
+def with_meter_count(config: Config, count: int) -> Config:
+    """The config with `count` generated meters, meter-000001, meter-000002, ... (six digits
+    at least, so they sort in order up to a million) in place of meter.id."""
+    ids = tuple(f"meter-{i:06d}" for i in range(1, count + 1))
+    return dataclasses.replace(config, meter=dataclasses.replace(config.meter, count=count, id=ids))
+
+
+def queue_type(broker: BrokerConfig, fleet: FleetConfig) -> str:
+    """The queues' type: as configured, else quorum for a fleet of shards, classic for one."""
+    return broker.queue_type or ("quorum" if fleet.shards > 1 else "classic")
 
 
 def validate_pv(config: Config) -> None:

@@ -261,9 +261,12 @@ class PvsimConfig:
 
     @property
     def topology(self):
+        """The daemons' topology (their shard queues too, when the config has a fleet), with an
+        unbounded dead-letter queue, as pvsim 0.1 declared it."""
+        import dataclasses
+
         from pvsim.pipeline.broker import Topology
-        return Topology(self.names["exchange"], self.names["queue"],
-                        self.names["dead_letter_exchange"], self.names["dead_letter_queue"])
+        return dataclasses.replace(Topology.from_config(self.load()), dead_letter_max_length=0)
 
     def channel(self):
         """A channel on a connection of its own (closed at teardown), topology declared."""
@@ -290,8 +293,9 @@ class PvsimConfig:
 
 def delete_topology(channel, topology) -> None:
     """Remove a test's queues and exchanges (the daemons never delete theirs)."""
-    for queue in (topology.queue, topology.dead_letter_queue):
-        channel.queue_delete(queue)
+    for queue in (*topology.queues, topology.members_queue, topology.dead_letter_queue):
+        if queue:
+            channel.queue_delete(queue)
     for exchange in (topology.exchange, topology.dead_letter_exchange):
         channel.exchange_delete(exchange)
 
@@ -421,9 +425,9 @@ def daemons():
 
 def csv_instants(directory: Path) -> dict[str, list[int]]:
     """Per meter, the instant of every complete row in a directory's daily CSVs."""
-    from pvsim.pipeline.csvsink import day_files
+    from pvsim.pipeline.csvsink import all_day_files
     out: dict[str, list[int]] = {}
-    for _, path in day_files(directory):
+    for _, _, path in all_day_files(directory):
         text = path.read_text()
         for line in text[: text.rfind("\n") + 1].splitlines()[1:]:
             ts, meter = line.split(",")[:2]

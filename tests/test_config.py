@@ -31,7 +31,7 @@ def test_shipped_config_loads_and_documents_every_key():
     assert cfg.timezone == "Europe/Madrid"
     assert cfg.meter.id == ("smart-meter-0",)
     text = (ROOT / "config" / "pvsim.yaml").read_text()
-    for section in ("broker", "meter", "pv", "output", "pricing", "limits", "api"):
+    for section in ("broker", "meter", "pv", "output", "pricing", "limits", "api", "fleet"):
         for f in dataclasses.fields(getattr(config, section.capitalize() + "Config")):
             assert f"{f.name}:" in text, f"{section}.{f.name} is not documented"
 
@@ -89,6 +89,15 @@ def test_missing_file(tmp_path):
     ("broker: {urls: ['amqp://a:5672/', 'amqp://a:5672/']}", "broker.urls", "appears twice"),
     ("broker: {url: 'amqp://a:5672/', urls: ['amqp://b:5672/']}", "broker.urls", "not both"),
     ("broker: {prefetch: -1}", "broker.prefetch", "at least 1"),
+    ("broker: {queue_type: stream}", "broker.queue_type", "must be one of"),
+    ("broker: {queue_type: classic}\nfleet: {shards: 4}", "broker.queue_type", "quorum"),
+    ("broker: {delivery_limit: 0}", "broker.delivery_limit", "at least 1"),
+    ("fleet: {shards: 0}", "fleet.shards", "at least 1"),
+    ("fleet: {shards: 1001}", "fleet.shards", "at most 1000"),
+    ("fleet: {shards: 4, instances: 2, instance: 2}", "fleet.instance", "below fleet.instances"),
+    ("fleet: {shards: 2, instances: 3}", "fleet.instances", "at most fleet.shards"),
+    ("meter: {id: [a], count: 5}", "meter.count", "not both"),
+    ("meter: {count: -1}", "meter.count", "at least 0"),
     ("output: {directory: null}", "output.directory", "non-empty string"),
     ("pricing: {accounts: {m: nope}}", "pricing.accounts.m", "unknown plan"),
     ("pricing: {plans: [{id: p, supplier: s}]}", "pricing.plans[0].unit_rate", "missing"),
@@ -99,6 +108,15 @@ def test_every_mistake_names_file_key_and_problem(tmp_path, text, key, problem):
     err = error_of(tmp_path, text)
     assert err.key == key
     assert problem in err.problem
+
+
+def test_meter_count_generates_ids_and_a_fleet_takes_quorum_queues():
+    cfg = config.parse("meter: {count: 3}\nfleet: {shards: 4, instances: 2, instance: 1}")
+    assert cfg.meter.id == ("meter-000001", "meter-000002", "meter-000003")
+    assert config.queue_type(cfg.broker, cfg.fleet) == "quorum"
+    one = config.parse("broker: {queue_type: quorum}")
+    assert config.queue_type(one.broker, one.fleet) == "quorum"
+    assert config.queue_type(config.Config().broker, config.Config().fleet) == "classic"
 
 
 def test_unreadable_file(tmp_path):

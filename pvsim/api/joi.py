@@ -16,7 +16,8 @@ default 10000, at most 100000: the next page starts at `from` = last time + 1) a
 `details=true` on recommend (an object with the energy balance instead of the bare list).
 
 Posted readings enter the same pipeline as the meter's (`ingest`: PV value, CSV row, durable
-when it returns); reads come from the CSVs through a ReadingStore. Client errors are 4xx with a
+when it returns); reads come from the CSVs through a ReadingStore (with fleet.shards above 1,
+one per shard: any meter's, whichever pvsim-pv writes its shard). Client errors are 4xx with a
 problem body {"title", "status", "detail"}; an unknown meter (no account, no reading) is 404.
 No client may write a future reading for a meter pvsim-meter reads (400), add meters beyond
 pv.max_meters (403) or touch more than MAX_POST_DAYS days in one POST (413). Who may call at
@@ -45,7 +46,7 @@ from pvsim.model.reading import Reading
 from pvsim.pipeline.csvsink import Row, SinkError
 from pvsim.pipeline.messages import InvalidMessage, MAX_READINGS, validate
 from pvsim.pipeline.pvservice import Outcome
-from pvsim.store.readingstore import ReadingStore
+from pvsim.store.shardedstore import Store, store_for
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class ClientError(Exception):
 
 class JoiApi:
     def __init__(self, cfg: Config, output_dir: Path, ingest: Ingest, *,
-                 store: ReadingStore | None = None,
+                 store: Store | None = None,
                  now: Callable[[], float] = time.time) -> None:
         self.cfg, self.tz, self.ingest, self.now = cfg, cfg.tz, ingest, now
         # pvsim-meter's meters: their readings come as the seconds pass, never ahead of them.
@@ -79,8 +80,7 @@ class JoiApi:
         self.pricing = Pricing.from_config(cfg.pricing)
         # The journal must hold every row the sink may not have flushed yet (see readingstore).
         journal = max(20_000, 2 * cfg.output.sync_rows + 2 * MAX_READINGS)
-        self.store = store or ReadingStore(output_dir, cfg.tz, cfg.pricing.max_gap_seconds,
-                                           journal_rows=journal)
+        self.store = store or store_for(output_dir, cfg, journal_rows=journal)
         self.routes = {
             ("readings", "store"): (("POST",), self._store),
             ("readings", "read"): (("GET", "HEAD"), self._read),

@@ -40,10 +40,12 @@ from pvsim.model.energy import EnergyBalance
 from pvsim.model.metermodel import MeterModel, columns
 from pvsim.model.plans import PlanCost, Pricing, rank
 from pvsim.model.pvmodels import PvModel
+from pvsim.model.shard import MAX_SHARDS, shard_of
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.pipeline.messages import encode_columns
 from pvsim.pipeline.pvservice import BatchListener, PvService, Written
+from pvsim.pipeline.shardset import ShardSet
 from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun, Transport
 from pvsim.store.aggregates import AverageDay, DayAggregator, ProfileAggregator
 
@@ -250,39 +252,49 @@ def _simulate_days(cfg: configmod.Config, opts: RunOptions, models: Sequence[Met
                    curve: PvModel, part: _DayRange, report: Report | None) -> _Partial:
     """The pipeline over a range of the run's days: meter model, messages, transport, PV
     service, CSV. A single-process run runs it over all the days, a worker over its range."""
-    tz = cfg.tz
+    tz, shards = cfg.tz, cfg.fleet.shards
     clock = part.clock(opts)
-    sink = CsvSink(opts.output, truncate=True)
-    service = PvService(curve, sink, tz, max_power_w=cfg.limits.max_power_w)
     partial = _Partial(DayAggregator(tz, cfg.pricing.max_gap_seconds),  # energy per meter and day
                        ProfileAggregator(tz),  # the average day per meter and month, for --plot
                        {m.meter_id: 0 for m in models})
-    service.batch_listeners.extend(partial.listeners(cfg.meter.max_w))
+    listeners = partial.listeners(cfg.meter.max_w)
     expected = len(clock) * len(models)
     if report is not None:
-        service.batch_listeners.append(_progress(expected, report))
+        listeners.append(_progress(expected, report))
+
+    def service(shard: int | None) -> PvService:
+        made = PvService(curve, CsvSink(opts.output, truncate=True, shard=shard), tz,
+                         max_power_w=cfg.limits.max_power_w, shards=shards)
+        made.batch_listeners.extend(listeners)
+        return made
+
+    services = ShardSet(service, shards, cfg.limits.max_power_w)
     # Paced runs send each instant as it comes; accelerated ones batch for throughput.
     batch = cfg.broker.batch_size if opts.speed is None else len(models)
-    bodies = _bodies(models, clock.ticks(), tz, batch, cfg.limits.max_power_w)
+    bodies = _bodies(models, clock.ticks(), tz, batch, cfg.limits.max_power_w, shards)
     transport: Transport = InProcess() if opts.broker == "none" else RabbitRun(cfg.broker)
     try:
-        transport.deliver(bodies, service, expected, stopping)
+        transport.deliver(bodies, services, expected, stopping)
     finally:
-        sink.close()
-    partial.readings, partial.files = service.rows_total, list(sink.paths)
+        services.close()
+    partial.readings, partial.files = services.rows_total, services.paths
     return partial
 
 
 def _bodies(models: Sequence[MeterModel], ticks: Iterable[int], tz: ZoneInfo, batch: int,
-            max_power_w: float) -> Iterator[bytes]:
+            max_power_w: float, shards: int = 1) -> Iterator[bytes]:
     """The run's messages: `batch // meters` instants to a message, as columns (messages
-    version 2: no Reading objects, no timestamp texts, JSON's C code for the rest)."""
-    meter_ids = [m.meter_id for m in models]
-    per_message = max(1, batch // len(models))
+    version 2: no Reading objects, no timestamp texts, JSON's C code for the rest); with
+    shards, each shard's meters in messages of their own, as pvsim-meter sends them."""
+    groups: dict[int, list[MeterModel]] = {}
+    for model in models:
+        groups.setdefault(shard_of(model.meter_id, shards), []).append(model)
+    per_message = max(1, batch // max(len(g) for g in groups.values()))
     instants = iter(ticks)
     while chunk := list(islice(instants, per_message)):
-        yield from encode_columns(meter_ids, chunk, columns(models, chunk, tz),
-                                  max_power_w=max_power_w)
+        for _, group in sorted(groups.items()):
+            yield from encode_columns([m.meter_id for m in group], chunk,
+                                      columns(group, chunk, tz), max_power_w=max_power_w)
 
 
 def _progress(total: int, report: Report) -> BatchListener:
@@ -319,6 +331,9 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+SUMMARY_METERS = 10  # a run of more meters prints its fleet's sums, each meter's in --json
+
+
 def format_summary(s: RunSummary) -> str:
     tz = ZoneInfo(s.timezone)
 
@@ -329,6 +344,10 @@ def format_summary(s: RunSummary) -> str:
     lines = [f"pvsim-run: {days}{s.date} ({s.timezone}), {s.readings:,} readings at {s.step} s steps "
              f"via {s.transport} in {s.elapsed_seconds:.2f} s "
              f"({s.readings / max(s.elapsed_seconds, 1e-9):,.0f} readings/s)"]
+    if len(s.meters) > SUMMARY_METERS:
+        lines += _format_fleet(s)
+        lines.append(_format_files(s.files))
+        return "\n".join(lines)
     for meter, b in s.meters.items():
         lines += [
             f"meter {meter}:",
@@ -348,6 +367,26 @@ def format_summary(s: RunSummary) -> str:
         lines += _format_savings(s.costs.get(meter, []), s.plans.get(meter), s.days)
     lines.append(_format_files(s.files))
     return "\n".join(lines)
+
+
+def _format_fleet(s: RunSummary) -> list[str]:
+    """A fleet's energy as one: the sums over its meters (their peaks fall at different
+    instants, so none is shown), and where each meter's figures are."""
+    b = energy.total(s.meters.values())
+    clipped = sum(s.clipped.values())
+    lines = [
+        f"fleet of {len(s.meters):,} meters (each meter's figures and costs: --json):",
+        f"  consumed      {b.consumed_kwh:12.2f} kWh",
+        f"  PV produced   {b.pv_kwh:12.2f} kWh",
+        f"  grid import   {b.import_kwh:12.2f} kWh",
+        f"  grid export   {b.export_kwh:12.2f} kWh",
+        f"  self-consumption {_share(b.self_consumption)} of PV used on site, "
+        f"self-sufficiency {_share(b.self_sufficiency)} of consumption",
+    ]
+    if clipped:
+        lines.append(f"  models clipped to meter.max_w ({s.max_w:g} W) at {clipped:,} readings "
+                     f"of {sum(1 for n in s.clipped.values() if n):,} meters")
+    return lines
 
 
 def _format_months(months: dict[str, EnergyBalance]) -> list[str]:
@@ -376,7 +415,7 @@ def _format_files(files: list[Path]) -> str:
     """The CSVs written: all of them for a few days, the folder and the range for many."""
     if len(files) <= 3:
         return "CSV: " + ", ".join(str(p) for p in files)
-    return f"CSV: {len(files)} daily files in {files[0].parent}/, {files[0].name} to {files[-1].name}"
+    return f"CSV: {len(files)} files in {files[0].parent}/, {files[0].name} to {files[-1].name}"
 
 
 def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: float) -> list[str]:
@@ -408,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate that whole year (the same as --date YYYY-01-01 --days 365 or 366)")
     p.add_argument("--step", type=_positive_int, default=1, metavar="SECONDS",
                    help="seconds between readings (1)")
+    p.add_argument("--meters", type=_positive_int, metavar="N",
+                   help="simulate a fleet of N meters, meter-000001 ... (overrides meter.id)")
+    p.add_argument("--shards", type=_positive_int, metavar="N",
+                   help="spread the meters over N shards, one file per shard and day "
+                        "(overrides fleet.shards)")
     p.add_argument("--timezone", metavar="TZ", help="IANA time zone (overrides config 'timezone')")
     p.add_argument("--seed", type=int, metavar="N", help="meter seed (overrides meter.seed)")
     p.add_argument("--output", type=Path, metavar="DIR",
@@ -450,6 +494,12 @@ def apply_overrides(cfg: configmod.Config, args: argparse.Namespace) -> configmo
         cfg = dataclasses.replace(cfg, timezone=args.timezone)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, meter=dataclasses.replace(cfg.meter, seed=args.seed))
+    if args.meters is not None:
+        cfg = configmod.with_meter_count(cfg, args.meters)
+    if args.shards is not None:
+        if args.shards > MAX_SHARDS:
+            raise configmod.ConfigError("--shards", "", f"at most {MAX_SHARDS}")
+        cfg = dataclasses.replace(cfg, fleet=dataclasses.replace(cfg.fleet, shards=args.shards))
     return cfg
 
 

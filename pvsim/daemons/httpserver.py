@@ -220,7 +220,10 @@ class HttpServer:
             self.endpoint, host=host, port=port, threads=THREADS, ident="pvsim",
             connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
             cleanup_interval=10, backlog=1024, max_request_body_size=2 * max_body,
-            expose_tracebacks=False, clear_untrusted_proxy_headers=True)
+            expose_tracebacks=False, clear_untrusted_proxy_headers=True,
+            # poll(), not select(): select() fails on a descriptor numbered 1024 or more, which
+            # a process near connection_limit (or holding many files) reaches.
+            asyncore_use_poll=True)
         self.host, self.port = host, int(self.server.effective_port)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -18,6 +18,7 @@ pure function of seed, meter id and instant, so a late reading is the very same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from pvsim.daemons.brokerlink import BrokerLink
 from pvsim.daemons.buffer import Buffer
 from pvsim.model.clock import Clock, RealClock
 from pvsim.inputs.models import meter_models
+from pvsim.model import shard
 from pvsim.model.metermodel import read
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
@@ -85,6 +87,7 @@ class MeterState:
 class MeterDaemon:
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle,
                  clock: Clock | None = None) -> None:
+        cfg = own_meters(cfg)
         self.cfg, self.lifecycle = cfg, life
         self.stop = life.stop
         self.tz = cfg.tz
@@ -98,7 +101,8 @@ class MeterDaemon:
         self._clipped = {m: self.metrics.clipped.labels(m) for m in cfg.meter.id}
         self._confirmed_at = {m: self.metrics.last_confirmed.labels(m) for m in cfg.meter.id}
         self.buffer: Buffer[Reading] = Buffer(cfg.meter.buffer_size, on_drop=self._on_drop)
-        self.topology = broker.Topology.from_config(cfg.broker)
+        self.topology = broker.Topology.from_config(cfg)
+        self._shard: dict[str, int] = {}  # meter id: shard, as met
         self.state = MeterState(Path(cfg.meter.state_file))
         self.last_confirmed: dict[str, int] = {}
         self.published_total = 0
@@ -242,8 +246,8 @@ class MeterDaemon:
         publisher = broker.Publisher(connection, self.topology)
         self.link.up()
         self._last_confirm = time.monotonic()
-        log.info("publishing to exchange %s (queue %s); %d readings buffered",
-                 self.topology.exchange, self.topology.queue, len(self.buffer))
+        log.info("publishing to exchange %s (%s); %d readings buffered", self.topology.exchange,
+                 _queues(self.topology), len(self.buffer))
         while not self.stop.is_set():
             end, items = self.buffer.peek(self.cfg.broker.batch_size, timeout=0.5)
             self._publisher_beat.beat()
@@ -263,16 +267,18 @@ class MeterDaemon:
         self.link.down(error)
 
     def _publish(self, publisher: broker.Publisher, end: int, items: list[Reading]) -> None:
-        """Publish a batch (as several messages when it is too large for one) and release it
-        from the buffer once RabbitMQ has confirmed all of it."""
-        first = items[0]
-        for part, body in enumerate(encode_batches(items, len(items),
-                                                   max_power_w=self.cfg.limits.max_power_w)):
-            began = time.monotonic()
-            publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(items)}/{part}")
-            self._last_confirm = now = time.monotonic()
-            self.metrics.confirm_seconds.observe(now - began)
-            self.metrics.messages.inc()
+        """Publish a batch (a message per shard, several when one would be too large) and
+        release it from the buffer once RabbitMQ has confirmed all of it."""
+        for index, part in shard.by_shard(items, self.cfg.fleet.shards, self._shard):
+            first = part[0]
+            for n, body in enumerate(encode_batches(part, len(part),
+                                                    max_power_w=self.cfg.limits.max_power_w)):
+                began = time.monotonic()
+                publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(part)}/{n}",
+                                  shard_index=index)
+                self._last_confirm = now = time.monotonic()
+                self.metrics.confirm_seconds.observe(now - began)
+                self.metrics.messages.inc()
         self.buffer.release(end)
         self.published_total += len(items)
         for r in items:
@@ -284,6 +290,29 @@ class MeterDaemon:
         if now - self._state_saved >= 1.0:
             self.state.save(self.last_confirmed)
             self._state_saved = now
+
+
+def _queues(topology: broker.Topology) -> str:
+    names = topology.queues
+    return f"queue {names[0]}" if len(names) == 1 else f"{len(names)} shard queues {names[0]}..."
+
+
+def own_meters(cfg: configmod.Config) -> configmod.Config:
+    """The config with the meters of this instance's shards only (fleet.instance of
+    fleet.instances); the same config without a fleet."""
+    fleet = cfg.fleet
+    if fleet.instances == 1:
+        return cfg
+    shards = shard.owned(fleet.instance, fleet.instances, fleet.shards)
+    ids = tuple(shard.meters_of(cfg.meter.id, shards, fleet.shards))
+    if not ids:
+        raise configmod.ConfigError(cfg.source, "fleet.instance", (
+            f"instance {fleet.instance} of {fleet.instances} owns shards "
+            f"{', '.join(shard.label(s) for s in shards)}, which hold none of the "
+            f"{len(cfg.meter.id)} meters: use fewer instances or more meters"))
+    log.info("instance %d of %d: %d of %d meters, in shards %s", fleet.instance,
+             fleet.instances, len(ids), len(cfg.meter.id), ", ".join(shard.label(s) for s in shards))
+    return dataclasses.replace(cfg, meter=dataclasses.replace(cfg.meter, id=ids))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

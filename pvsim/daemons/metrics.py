@@ -141,6 +141,12 @@ class PvMetrics:
         self.csv_files_removed = Counter("pvsim_pv_csv_files_removed_total",
                                     "Daily CSVs removed for being older than output.retention_days",
                                     registry=reg)
+        self.shards_written = Gauge("pvsim_pv_shards_written",
+                                    "Fleet shards this pvsim-pv writes now (their active consumer)",
+                                    registry=reg)
+        self.takeovers = Counter("pvsim_pv_shard_takeovers_total",
+                                 "Times this pvsim-pv took a fleet shard over (its lock taken, "
+                                 "its files read back)", registry=reg)
         self.last_meter = Gauge("pvsim_pv_last_meter_watts", "Meter power of the latest row",
                                 ["meter"], registry=reg)
         self.last_pv = Gauge("pvsim_pv_last_pv_watts", "PV power of the latest row", ["meter"],

@@ -30,11 +30,13 @@ from pvsim.daemons import lifecycle, metrics
 from pvsim.daemons.brokerlink import BrokerLink
 from pvsim.daemons.fairlock import FairLock
 from pvsim.inputs.models import pv_model
+from pvsim.model import shard
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
-from pvsim.pipeline.messages import InvalidMessage, decode
+from pvsim.pipeline.messages import InvalidMessage, decode, encode_batches
 from pvsim.pipeline.pvservice import Outcome, PvService
+from pvsim.pipeline.shardlock import ShardLock
 from pvsim.store.retention import Retention
 
 log = logging.getLogger("pvsim.pv")
@@ -53,25 +55,55 @@ class PvDaemon:
         self.metrics = metrics.PvMetrics(self.registry)
         self.free_space = metrics.FreeSpace(cfg.output.directory)
         self.registry.register(self.free_space)
-        self.topology = broker.Topology.from_config(cfg.broker)
+        self.topology = broker.Topology.from_config(cfg)
         self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
-        curve = pv_model(cfg)
-        self.sink = CsvSink(cfg.output.directory)  # SinkError: exit 73
-        self.service = PvService.recovering(curve, self.sink, cfg.tz, cfg.limits.max_power_w)
+        self.curve = pv_model(cfg)
+        self.fleet = cfg.fleet.shards > 1
         # The consuming thread and the API's POSTs share the service, a message or a chunk of a
         # POST at a time, in turn: neither stalls the other's broker I/O for long.
         self.lock = FairLock()
-        self.service.listeners.append(self._on_row)
         self._unsynced: list[int] = []  # instants of rows appended since the last sync
         self._gauges: dict[str, tuple] = {}
+        self.rows_total = self.duplicates_total = 0
         self.app: JoiApi | None = None
         if with_api:
-            self.app = JoiApi(cfg, Path(cfg.output.directory), self.ingest)
-            self.service.listeners.append(self.app.on_row)
+            self.app = JoiApi(cfg, Path(cfg.output.directory),
+                              self.publish_posted if self.fleet else self.ingest)
+        # Without shards, one service writes every meter's rows, from the start; in a fleet, a
+        # writer per shard, which takes its shard when RabbitMQ makes this process its consumer.
+        self.service: PvService | None = None
+        self.writers: list[ShardWriter] = []
+        if self.fleet:
+            CsvSink(cfg.output.directory).close()  # SinkError (exit 73) at start, not later
+            self.writers = [ShardWriter(self, i) for i in range(cfg.fleet.shards)]
+        else:
+            self.service = self.new_service(None)  # SinkError: exit 73
         self.retention = Retention(cfg.output.directory, cfg.output.retention_days, cfg.tz,
-                                   sink=self.sink, store=self.app.store if self.app else None)
+                                   sinks=self.sinks, store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
+
+    def new_service(self, shard: int | None) -> PvService:
+        """The PV service of a shard (None: of every meter), which recovers what its files hold."""
+        sink = CsvSink(self.cfg.output.directory, shard=shard)
+        service = PvService.recovering(self.curve, sink, self.cfg.tz, self.cfg.limits.max_power_w,
+                                       shards=self.cfg.fleet.shards)
+        # A fleet's meters get no series of their own: 100,000 meters would be 400,000 series,
+        # about 280 MB and a 23 MB scrape (measured); its rows are still timed for the lag.
+        service.listeners.append(self._on_row_timed if self.fleet else self._on_row)
+        if self.app is not None:
+            service.listeners.append(self.app.on_row)
+        return service
+
+    def services(self) -> list[PvService]:
+        """The services writing now: the one, or those of the shards this process writes."""
+        if self.service is not None:
+            return [self.service]
+        return [w.service for w in self.writers if w.service is not None]
+
+    def sinks(self) -> list[CsvSink]:
+        """The sinks writing now (retention closes a file before removing it)."""
+        return [service.sink for service in self.services()]
 
     # --- the Service protocol -------------------------------------------------------------
 
@@ -83,7 +115,7 @@ class PvDaemon:
         while True:
             with self.lock:
                 removed = self.retention.run()
-            self.metrics.csv_files_removed.inc(removed.days)
+            self.metrics.csv_files_removed.inc(removed.files)
             if self.stop.wait(HOUSEKEEPING_SECONDS):
                 return
 
@@ -99,22 +131,32 @@ class PvDaemon:
                            f"(output.min_free_mb: {self.cfg.output.min_free_mb})")
         if self._beat.age() > 10:
             return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
-        return True, (f"consuming {self.topology.queue}; {self.service.rows_total} rows written, "
-                      f"{self.service.duplicates_total} duplicates dropped")
+        return True, (f"consuming {self._what()}; {self.rows_total} rows written, "
+                      f"{self.duplicates_total} duplicates dropped")
 
     def alive(self) -> bool:
         return self._beat.age() < lifecycle.STALL_SECONDS or self.link.blocked
 
     def status(self) -> str:
         if not self.link.connected:
-            return f"RabbitMQ unreachable, reconnecting; {self.service.rows_total} rows written"
-        return (f"consuming {self.topology.queue}: {self.service.rows_total} rows written, "
-                f"{self.service.duplicates_total} duplicates dropped")
+            return f"RabbitMQ unreachable, reconnecting; {self.rows_total} rows written"
+        return (f"consuming {self._what()}: {self.rows_total} rows written, "
+                f"{self.duplicates_total} duplicates dropped")
+
+    def _what(self) -> str:
+        if not self.fleet:
+            return self.topology.queue
+        writing = [shard.label(w.index) for w in self.writers if w.service]
+        return (f"{len(self.writers)} shard queues, writing {len(writing)} shard(s)"
+                f"{': ' + ' '.join(writing) if writing else ''}")
 
     def close(self) -> None:
         with self.lock:
             self._sync()
-            self.sink.close()
+            for sink in self.sinks():
+                sink.close()
+        for writer in self.writers:
+            writer.release()
 
     # --- rows, syncs and the API ------------------------------------------------------------
 
@@ -131,9 +173,13 @@ class PvDaemon:
         gauges[3].set(instant)
         self._unsynced.append(instant)
 
+    def _on_row_timed(self, row: Row, instant: int) -> None:
+        self._unsynced.append(instant)
+
     def _sync(self) -> None:
         """Make the rows durable (lock held), then record their end-to-end lag."""
-        self.service.sync()
+        for service in self.services():
+            service.sync()
         if self._unsynced:
             self.metrics.syncs.inc()
             self.metrics.written.inc(len(self._unsynced))
@@ -142,10 +188,13 @@ class PvDaemon:
                 self.metrics.lag.observe(now - instant)
             self._unsynced.clear()
 
-    def process(self, readings: Iterable[Reading]) -> Outcome:
+    def process(self, readings: Iterable[Reading], service: PvService | None = None) -> Outcome:
+        """Write readings through `service` (by default the one of every meter)."""
         readings = list(readings)
         with self.lock:
-            outcome = self.service.process(readings)
+            outcome = (service or self.service).process(readings)
+        self.rows_total += outcome.written
+        self.duplicates_total += outcome.duplicates
         self.metrics.readings.inc(len(readings))
         self.metrics.duplicates.inc(outcome.duplicates)
         return outcome
@@ -173,13 +222,13 @@ class PvDaemon:
 
     # --- the broker.consume handler ---------------------------------------------------------
 
-    def handle(self, body: bytes) -> Outcome:
+    def handle(self, body: bytes, service: PvService | None = None) -> Outcome:
         self._beat.beat()
         self.metrics.messages.inc()
         self._maybe_reopen()
         readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
         try:
-            return self.process(readings)
+            return self.process(readings, service)
         except (SinkError, InvalidMessage):
             raise
         except OSError as exc:  # I/O while processing is storage: never a bad message
@@ -201,7 +250,8 @@ class PvDaemon:
             self.lifecycle.reopen.clear()
             with self.lock:
                 self._sync()
-                self.sink.reopen()
+                for sink in self.sinks():
+                    sink.reopen()
             log.info("SIGHUP: closed the CSV files; the next row reopens its day's file")
 
     def _rejected(self, error: InvalidMessage) -> None:
@@ -220,8 +270,9 @@ class PvDaemon:
                             on_blocked=self.link.on_blocked, on_end=self._session_ended)
 
     def _consume_session(self, connection) -> None:
-        broker.consume(connection, self.topology, self, should_stop=self._should_stop,
-                       on_consuming=self._consuming,
+        broker.consume(connection, self.topology, self.writers or [self],
+                       should_stop=self._should_stop, on_consuming=self._consuming,
+                       on_handoff=lambda index: self.writers[index].release(),
                        prefetch=self.cfg.broker.prefetch, max_rows=self.cfg.output.sync_rows,
                        on_idle=self._idle, on_reject=self._rejected,
                        on_dead_letter_depth=self.metrics.dead_letters.set)
@@ -229,13 +280,96 @@ class PvDaemon:
     def _consuming(self) -> None:
         """The topology is declared and the queue consumed: healthy from here on."""
         self.link.up()
-        log.info("consuming from queue %s", self.topology.queue)
+        log.info("consuming from %s", self._what())
 
     def _session_ended(self, error: BaseException | None) -> None:
+        for writer in self.writers:  # RabbitMQ hands their shards to the standbys
+            writer.release()
         if error is not None:
             log.warning("lost the connection to RabbitMQ: %s; reconnecting",
                         broker.describe_error(error))
         self.link.down(error)
+
+
+    # --- a fleet's POSTed readings ------------------------------------------------------------
+
+    def publish_posted(self, readings: list[Reading]) -> Outcome:
+        """For the API in a fleet: publish to the meter's shard queue, confirmed, before
+        answering. The shard's active pvsim-pv, this one or another, writes them (within a
+        second or so); only the writer of a shard ever appends to its files. A RabbitMQ that
+        does not take them answers 503, and the client may retry (repeats are dropped)."""
+        connection = None
+        try:
+            connection = broker.connect(self.cfg.broker)
+            publisher = broker.Publisher(connection, self.topology)
+            for index, part in shard.by_shard(readings, self.cfg.fleet.shards):
+                for body in encode_batches(part, len(part), max_power_w=self.cfg.limits.max_power_w):
+                    publisher.publish(body, shard_index=index)
+        except (broker.BrokerUnavailable, *broker.CONNECTION_ERRORS, *broker.PUBLISH_REFUSED) as exc:
+            raise SinkError(f"RabbitMQ did not take them: {broker.describe_error(exc)}") from None
+        finally:
+            broker.close_quietly(connection)
+        return Outcome(written=len(readings))
+
+
+class ShardBusy(ConnectionError):
+    """A shard's previous writer did not let go in time: the session ends (its messages go
+    back to the queue) and the next one starts as the last standby of every shard."""
+
+
+class ShardWriter:
+    """A fleet shard's writing in this pvsim-pv: the `broker.consume` handler of its queue.
+
+    RabbitMQ makes one consumer of a shard's queue active and says nothing to it, so the first
+    message is the news: the writer then takes the shard's lock (waiting while a previous
+    writer finishes) and a fresh service that reads the shard's files back on each day's first
+    reading, the exactly-once memory another process may have added to since this one last
+    wrote the shard. It gives the shard up (synced, files closed, lock released) when the
+    session ends or the balancer hands it to a standby.
+    """
+
+    TAKE_SECONDS = 30.0
+
+    def __init__(self, daemon: PvDaemon, index: int) -> None:
+        self.daemon, self.index = daemon, index
+        self.lock = ShardLock(daemon.cfg.output.directory, index)
+        self.service: PvService | None = None
+
+    def handle(self, body: bytes) -> Outcome:
+        if self.service is None:
+            self._take()
+        return self.daemon.handle(body, self.service)
+
+    def sync(self) -> None:
+        self.daemon.sync()
+
+    def _take(self) -> None:
+        waited = time.monotonic()
+        while not self.lock.try_take():
+            if time.monotonic() - waited > self.TAKE_SECONDS:
+                raise ShardBusy(f"shard {shard.label(self.index)} is still locked by its previous "
+                                f"writer after {self.TAKE_SECONDS:.0f} s ({self.lock.journal})")
+            if self.daemon.stop.wait(0.05):
+                raise ShardBusy("stopping")
+        self.service = self.daemon.new_service(self.index)
+        self.daemon.metrics.shards_written.inc()
+        self.daemon.metrics.takeovers.inc()
+        log.info("shard %s: writing it now (lock taken after %.2f s)", shard.label(self.index),
+                 time.monotonic() - waited)
+
+    def release(self) -> None:
+        """Sync, close and unlock the shard's files; the next message takes it again."""
+        if self.service is None:
+            return
+        with self.daemon.lock:
+            try:
+                self.daemon._sync()
+                self.service.sink.close()
+            finally:
+                self.service = None
+                self.lock.release()
+        self.daemon.metrics.shards_written.dec()
+        log.info("shard %s: given up", shard.label(self.index))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

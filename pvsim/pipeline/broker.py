@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +28,8 @@ import pika.exceptions
 import tenacity
 
 from pvsim import logsetup
-from pvsim.config import BrokerConfig, Config, ConfigError
+from pvsim.config import BrokerConfig, Config, ConfigError, queue_type
+from pvsim.model import shard
 from pvsim.pipeline.messages import CONTENT_TYPE, InvalidMessage
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,15 @@ def check_url(cfg: Config) -> None:
 
 @dataclass(frozen=True)
 class Topology:
-    """The names of what pvsim declares; every declaration is idempotent."""
+    """The names of what pvsim declares; every declaration is idempotent.
+
+    One shard: one queue, `queue`, bound to the exchange with its own name (classic by default).
+    A fleet of `shards`: one quorum queue per shard, `<queue>.sNN`, bound with that name as its
+    routing key, with single active consumer (every pvsim-pv subscribes to every shard; RabbitMQ
+    delivers each shard to one at a time and keeps the others as standbys), a delivery limit and
+    at-least-once dead-lettering, so a message whose consumer dies each time it holds it ends in
+    the dead-letter queue rather than circling for ever, and is never dropped on the way there.
+    """
 
     exchange: str
     queue: str
@@ -98,21 +108,41 @@ class Topology:
     expires_ms: int | None = None
     # The dead-letter queue keeps at most this many messages, the oldest dropped (0: no limit).
     dead_letter_max_length: int = 0
+    shards: int = 1
+    quorum: bool = False
+    delivery_limit: int = 20
 
     @property
-    def routing_key(self) -> str:
-        return self.queue
+    def queues(self) -> tuple[str, ...]:
+        """The queues consumed, one per shard."""
+        if self.shards == 1:
+            return (self.queue,)
+        return tuple(f"{self.queue}.{shard.label(s)}" for s in range(self.shards))
+
+    @property
+    def members_queue(self) -> str | None:
+        """A fleet's roll call: a queue every pvsim-pv consumes and nobody publishes to, whose
+        consumer count is the number of pvsim-pv connected (a single-active-consumer queue
+        counts only its active consumer)."""
+        return f"{self.queue}.members" if self.quorum and self.shards > 1 else None
+
+    def routing_key(self, shard_index: int = 0) -> str:
+        """What a message for a shard is published with: its queue's name."""
+        return self.queues[shard_index]
 
     @classmethod
-    def from_config(cls, cfg: BrokerConfig) -> "Topology":
+    def from_config(cls, cfg: Config) -> "Topology":
         """The daemons' topology."""
-        return cls(cfg.exchange, cfg.queue, cfg.dead_letter_exchange, cfg.dead_letter_queue,
-                   dead_letter_max_length=cfg.dead_letter_max_length)
+        b = cfg.broker
+        return cls(b.exchange, b.queue, b.dead_letter_exchange, b.dead_letter_queue,
+                   dead_letter_max_length=b.dead_letter_max_length, shards=cfg.fleet.shards,
+                   quorum=queue_type(b, cfg.fleet) == "quorum", delivery_limit=b.delivery_limit)
 
     @classmethod
     def for_run(cls, cfg: BrokerConfig, run_id: str, expires_ms: int) -> "Topology":
         """A one-shot run's own queue and dead-letter queue on the daemons' exchange: a run
-        never takes the daemons' readings, nor leaves its rejects among theirs."""
+        never takes the daemons' readings, nor leaves its rejects among theirs. One classic
+        queue, whatever the shards: a run has one consumer, and is run again if a node fails."""
         queue = f"{cfg.queue}.run.{run_id}"
         return cls(cfg.exchange, queue, f"{cfg.dead_letter_exchange}.run.{run_id}",
                    f"{queue}.dead", expires_ms)
@@ -120,17 +150,30 @@ class Topology:
     def declare(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
         private = bool(self.expires_ms)
         expiry = {"x-expires": self.expires_ms} if private else {}
+        kind = {"x-queue-type": "quorum"} if self.quorum else {}
         channel.exchange_declare(self.exchange, "direct", durable=True)
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True,
                                  auto_delete=private)
         if self.dead_letter_max_length:
             self._declare_bounded_dead_letter_queue(channel)
         else:
-            channel.queue_declare(self.dead_letter_queue, durable=True, arguments=expiry)
+            channel.queue_declare(self.dead_letter_queue, durable=True,
+                                  arguments={**kind, **expiry})
         channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
-        channel.queue_declare(self.queue, durable=True, arguments={
-            "x-dead-letter-exchange": self.dead_letter_exchange, **expiry})
-        channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
+        arguments = {"x-dead-letter-exchange": self.dead_letter_exchange, **expiry}
+        if self.quorum:
+            # Leaders spread over the nodes (not all on the node that declared them first), so
+            # that the cluster's work and a node's failure are shared.
+            arguments.update({**kind, "x-single-active-consumer": True,
+                              "x-queue-leader-locator": "balanced",
+                              "x-delivery-limit": self.delivery_limit,
+                              "x-dead-letter-strategy": "at-least-once",
+                              "x-overflow": "reject-publish"})
+        for index, queue in enumerate(self.queues):
+            channel.queue_declare(queue, durable=True, arguments=arguments)
+            channel.queue_bind(queue, self.exchange, routing_key=self.routing_key(index))
+        if self.members_queue:
+            channel.queue_declare(self.members_queue, durable=True, arguments=kind)
 
     def _declare_bounded_dead_letter_queue(self, channel) -> None:
         """Declare the dead-letter queue with its length limit, on a channel of its own: a queue
@@ -140,7 +183,8 @@ class Topology:
         probe = channel.connection.channel()
         try:
             probe.queue_declare(self.dead_letter_queue, durable=True, arguments={
-                "x-max-length": self.dead_letter_max_length, "x-overflow": "drop-head"})
+                "x-max-length": self.dead_letter_max_length, "x-overflow": "drop-head",
+                **({"x-queue-type": "quorum"} if self.quorum else {})})
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 406:  # PRECONDITION_FAILED: it exists with other arguments
                 raise
@@ -160,7 +204,8 @@ class Topology:
         """Remove a run's queues (the auto-delete dead-letter exchange goes with its binding)."""
         if not self.expires_ms:
             raise ValueError("only a run's private queues are deleted")
-        channel.queue_delete(self.queue)
+        for queue in self.queues:
+            channel.queue_delete(queue)
         channel.queue_delete(self.dead_letter_queue)
 
 
@@ -336,13 +381,14 @@ class Publisher:
         topology.declare(self.channel)
         self.channel.confirm_delivery()
 
-    def publish(self, body: bytes, message_id: str | None = None) -> None:
-        """Returns once RabbitMQ confirmed the message; raises PUBLISH_REFUSED on a nack or a
-        return, a CONNECTION_ERRORS error on a lost link."""
+    def publish(self, body: bytes, message_id: str | None = None, shard_index: int = 0) -> None:
+        """Returns once RabbitMQ confirmed the message (for a quorum queue: once a majority of
+        its nodes hold it); raises PUBLISH_REFUSED on a nack or a return, a CONNECTION_ERRORS
+        error on a lost link. `shard_index`: the shard whose queue takes it."""
         props = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE,
                                      message_id=message_id, timestamp=int(time.time()))
-        self.channel.basic_publish(self.topology.exchange, self.topology.routing_key, body,
-                                   properties=props, mandatory=True)
+        self.channel.basic_publish(self.topology.exchange, self.topology.routing_key(shard_index),
+                                   body, properties=props, mandatory=True)
 
 
 def close_quietly(connection: pika.BlockingConnection | None) -> None:
@@ -367,32 +413,50 @@ class Handler(Protocol):
         """Make everything handled so far durable."""
 
 
-def consume(connection: pika.BlockingConnection, topology: Topology, handler: Handler, *,
+def consume(connection: pika.BlockingConnection, topology: Topology,
+            handlers: Sequence[Handler], *,
             should_stop: Callable[[], bool], prefetch: int = 1000, max_rows: int = 1000,
             max_delay: float = 0.2, on_idle: Callable[[], None] | None = None,
             on_reject: Callable[[InvalidMessage], None] | None = None,
             on_dead_letter_depth: Callable[[int], None] | None = None,
-            on_consuming: Callable[[], None] | None = None) -> None:
+            on_consuming: Callable[[], None] | None = None,
+            on_handoff: Callable[[int], None] | None = None) -> None:
     """Consume until `should_stop()`: handle each message, sync, then ack in batches.
 
-    Acks go out when the messages awaiting them hold `max_rows` rows (output.sync_rows) or half
-    the prefetch window (so the broker keeps sending), when the oldest has waited `max_delay`
-    seconds, when the queue is idle, and before stopping; each ack is preceded by a sync, so
-    nothing acknowledged can be lost. Returns when asked to stop; connection errors propagate
-    (the caller reconnects; unacked messages are redelivered and deduplicated).
+    `handlers[i]` handles the messages of `topology.queues[i]` (one per shard). Acks go out
+    when the messages awaiting them hold `max_rows` rows (output.sync_rows) or half a queue's
+    prefetch window (so the broker keeps sending), when the oldest has waited `max_delay`
+    seconds, when the queues are idle, and before stopping; each ack is preceded by a sync of
+    every handler, so nothing acknowledged can be lost. Returns when asked to stop; connection
+    errors propagate (the caller reconnects; unacked messages are redelivered and deduplicated).
     `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, after each reject,
-    and every DEPTH_SECONDS while idle. `on_consuming()` is called once the queue is declared and
-    bound: from then on a message published to the exchange waits in it for this consumer.
+    and every DEPTH_SECONDS while idle. `on_consuming()` is called once the queues are declared
+    and consumed: from then on a message published to the exchange waits for this consumer.
+    With shards on single-active-consumer queues, `on_handoff(i)` is called after this
+    consumer gave shard i up to a standby (see `_Balancer`): its handler must let go of the
+    shard's files before another process can take them.
     """
     channel = connection.channel()
     topology.declare(channel)
     channel.confirm_delivery()  # for dead-letter republishing
-    channel.basic_qos(prefetch_count=prefetch)
+    # broker.prefetch is the consumer's window, shared by its queues: each shard's consumer
+    # gets its part (quorum queues have no window per channel), so that a fleet's pvsim-pv
+    # does not hold 16 windows of messages, nor make a shard it is given wait behind them.
+    window = max(2, prefetch // len(topology.queues))
+    channel.basic_qos(prefetch_count=window)
+    inbox: deque[tuple[int, pika.spec.Basic.Deliver, pika.BasicProperties, bytes]] = deque()
+    tags: list[str] = []
     last_tag = 0
     pending = rows = 0
     oldest = 0.0
-    max_messages = max(1, prefetch // 2)
+    max_messages = max(1, window // 2)
     depth_due = 0.0
+    touched: set[int] = set()
+
+    def subscribe(index: int) -> str:
+        def on_message(_ch, method, props, body) -> None:
+            inbox.append((index, method, props, body))
+        return channel.basic_consume(topology.queues[index], on_message)
 
     def report_depth() -> None:
         nonlocal depth_due
@@ -403,26 +467,48 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
     def settle() -> None:
         nonlocal pending, rows
         if pending:
-            handler.sync()
+            for index in sorted(touched):
+                handlers[index].sync()
             channel.basic_ack(last_tag, multiple=True)
             pending = rows = 0
+            touched.clear()
 
-    messages = channel.consume(topology.queue, inactivity_timeout=0.1)
+    def hand_off(index: int) -> None:
+        settle()
+        # What arrived for it and was not handled goes back to the queue, for the next one.
+        for item in [item for item in inbox if item[0] == index]:
+            inbox.remove(item)
+            channel.basic_reject(item[1].delivery_tag, requeue=True)
+        channel.basic_cancel(tags[index])  # pika requeues what arrives for it meanwhile
+        if on_handoff is not None:
+            on_handoff(index)
+        tags[index] = subscribe(index)  # back in the line, as the last standby
+
+    tags.extend(subscribe(i) for i in range(len(topology.queues)))
+    balancer = None
+    if topology.members_queue:
+        channel.basic_consume(topology.members_queue, lambda *_: None, auto_ack=True)
+        balancer = _Balancer(channel, topology)
     if on_consuming is not None:
         on_consuming()
-    for method, props, body in messages:
-        if method is None:  # idle: make everything durable and acknowledged
+    while True:
+        if not inbox:
+            connection.process_data_events(time_limit=0.1)
+        if not inbox:  # idle: make everything durable and acknowledged
             settle()
             if on_idle is not None:
                 on_idle()
             if time.monotonic() >= depth_due:
                 report_depth()
         else:
+            index, method, props, body = inbox.popleft()
+            if balancer is not None:
+                balancer.delivered(index)
             try:
-                handled = handler.handle(body)
+                handled = handlers[index].handle(body)
             except InvalidMessage as error:
                 settle()
-                _dead_letter(channel, topology, body, props, error)
+                _dead_letter(channel, topology, body, props, error, topology.queues[index])
                 channel.basic_ack(method.delivery_tag)
                 if on_reject is not None:
                     on_reject(error)
@@ -433,24 +519,78 @@ def consume(connection: pika.BlockingConnection, topology: Topology, handler: Ha
                 last_tag = method.delivery_tag
                 pending += 1
                 rows += handled.written
+                touched.add(index)
                 if (rows >= max_rows or pending >= max_messages
                         or time.monotonic() - oldest >= max_delay):
                     settle()
+        if balancer is not None:  # busy or idle: a saturated instance must share too
+            for index in balancer.surplus():
+                hand_off(index)
         if should_stop():
             settle()
-            channel.cancel()  # nacks (requeues) anything prefetched but not yet handled
+            for tag in tags:
+                channel.basic_cancel(tag)
+            # What arrived but was not handled is given back, never held unacknowledged.
+            for _, method, _, _ in inbox:
+                channel.basic_reject(method.delivery_tag, requeue=True)
             break
     if channel.is_open:
         channel.close()
 
 
+class _Balancer:
+    """Spreads a fleet's shards over the pvsim-pv instances consuming them.
+
+    RabbitMQ 3.10 makes the first consumer of a single-active-consumer queue its active one
+    (consumer priorities count for it only from 3.13 on), so the first pvsim-pv to start would
+    write every shard and the others would only stand by. Every BALANCE_SECONDS, an instance
+    that is active for more shards than its fair share, ceil(shards / instances) (instances:
+    the consumers of the topology's members queue, which every instance consumes), gives
+    the surplus up: it cancels those consumers and subscribes again, last in the line, and the
+    next standby becomes active. Only instances above their share give, so it settles (16
+    shards over 3 instances: 6, 6 and 4). A shard counts as active here when it delivered in
+    the last ACTIVE_SECONDS: AMQP 0-9-1 does not tell a consumer that it became active.
+    """
+
+    BALANCE_SECONDS = 10.0
+    ACTIVE_SECONDS = 5.0
+
+    def __init__(self, channel, topology: Topology) -> None:
+        self.channel, self.topology = channel, topology
+        self.last: dict[int, float] = {}
+        self.due = time.monotonic() + self.BALANCE_SECONDS
+
+    def delivered(self, index: int) -> None:
+        self.last[index] = time.monotonic()
+
+    def surplus(self) -> list[int]:
+        """The shards to give up now (most often none)."""
+        now = time.monotonic()
+        if now < self.due:
+            return []
+        self.due = now + self.BALANCE_SECONDS
+        active = sorted(i for i, at in self.last.items() if now - at < self.ACTIVE_SECONDS)
+        instances = self.channel.queue_declare(self.topology.members_queue, passive=True
+                                               ).method.consumer_count
+        share = -(-self.topology.shards // max(1, instances))
+        if len(active) <= share:
+            return []
+        given = active[share:]
+        for index in given:
+            self.last.pop(index, None)
+        log.info("active for %d shards, a fair share of %d over %d instances: handing %s to "
+                 "standbys", len(active), share, instances,
+                 ", ".join(self.topology.queues[i] for i in given))
+        return given
+
+
 def _dead_letter(channel, topology: Topology, body: bytes, props: pika.BasicProperties,
-                 error: InvalidMessage) -> None:
+                 error: InvalidMessage, queue: str) -> None:
     headers = dict(props.headers or {})
     headers.update({REASON_HEADER: error.reason, DETAIL_HEADER: error.detail[:500],
-                    "x-pvsim-queue": topology.queue})
+                    "x-pvsim-queue": queue})
     dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
                                     message_id=props.message_id, timestamp=props.timestamp,
                                     headers=headers)
-    channel.basic_publish(topology.dead_letter_exchange, topology.queue, body, properties=dl_props)
+    channel.basic_publish(topology.dead_letter_exchange, queue, body, properties=dl_props)
     log.warning("dead-lettered a message: %s", error)

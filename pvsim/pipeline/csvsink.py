@@ -1,6 +1,6 @@
 """Daily CSV files: one per local calendar day, appended, made durable before acknowledgement.
 
-File `<directory>/pvsim-YYYY-MM-DD.csv`, header `timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw`.
+File `<directory>/pvsim-YYYY-MM-DD.csv` (a fleet's shard NN: `pvsim-YYYY-MM-DD.sNN.csv`), header `timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw`.
 A row goes to the file of its own local date, so rotation at local midnight (and across DST
 changes, where a day has 23 or 25 hours) needs no timer: the first row of the new day opens the
 new file. `sync()` flushes and fsyncs every file written since the last sync; the PV service acks
@@ -21,11 +21,13 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
+from pvsim.model.shard import label
+
 log = logging.getLogger(__name__)
 
 HEADER = "timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw"
 _HEADER_BYTES = (HEADER + "\n").encode()
-_NAME = re.compile(r"^pvsim-(\d{4}-\d{2}-\d{2})\.csv$")
+_NAME = re.compile(r"^pvsim-(\d{4}-\d{2}-\d{2})(?:\.s(\d{2,3}))?\.csv$")
 
 
 class SinkError(Exception):
@@ -60,19 +62,33 @@ def format_line(timestamp: str, meter_id: str, meter_w: float, meter_kw: float, 
     return f"{timestamp},{meter_id},{meter_w:.1f},{meter_kw:.4f},{pv_kw:.4f},{net_kw + 0.0:.4f}\n".encode()
 
 
-def file_name(day: dt.date) -> str:
-    return f"pvsim-{day.isoformat()}.csv"
+def file_name(day: dt.date, shard: int | None = None) -> str:
+    """A day's file: pvsim-YYYY-MM-DD.csv, or pvsim-YYYY-MM-DD.sNN.csv for shard NN."""
+    return f"pvsim-{day.isoformat()}{'' if shard is None else '.' + label(shard)}.csv"
 
 
-def day_files(directory: Path) -> list[tuple[dt.date, Path]]:
-    """The daily CSV files in a directory, oldest first."""
+def day_files(directory: Path, shard: int | None = None) -> list[tuple[dt.date, Path]]:
+    """The daily CSV files of one shard (None: the files of a run without shards), oldest
+    first."""
+    return [(day, path) for day, s, path in all_day_files(directory) if s == shard]
+
+
+def all_day_files(directory: Path) -> list[tuple[dt.date, int | None, Path]]:
+    """Every daily CSV file in a directory, whatever its shard: (day, shard, path), oldest
+    first."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    found = [(dt.date.fromisoformat(m.group(1)), directory / n)
-             for n in names if (m := _NAME.match(n))]
-    return sorted(found)
+    found = []
+    for name in names:
+        if m := _NAME.match(name):
+            try:
+                day = dt.date.fromisoformat(m.group(1))
+            except ValueError:  # pvsim-2026-02-30.csv: not one of ours
+                continue
+            found.append((day, None if m.group(2) is None else int(m.group(2)), directory / name))
+    return sorted(found, key=lambda f: (f[0], -1 if f[1] is None else f[1]))
 
 
 def parse_line(line: str) -> tuple[dt.datetime, str, float, float, float, float] | None:
@@ -88,10 +104,13 @@ def parse_line(line: str) -> tuple[dt.datetime, str, float, float, float, float]
 
 
 class CsvSink:
-    """Appends rows to daily files; `truncate=True` starts each day's file afresh (pvsim-run)."""
+    """Appends rows to daily files (of one shard, with `shard`); `truncate=True` starts each
+    day's file afresh (pvsim-run)."""
 
-    def __init__(self, directory: str | Path, *, truncate: bool = False, max_open: int = 3) -> None:
+    def __init__(self, directory: str | Path, *, truncate: bool = False, max_open: int = 3,
+                 shard: int | None = None) -> None:
         self.directory = Path(directory)
+        self.shard = shard
         self.truncate, self.max_open = truncate, max_open
         self._files: dict[dt.date, BinaryIO] = {}
         self._dirty: set[dt.date] = set()
@@ -109,7 +128,7 @@ class CsvSink:
                             f"(choose another with --output DIR or output.directory)")
 
     def path_for(self, day: dt.date) -> Path:
-        return self.directory / file_name(day)
+        return self.directory / file_name(day, self.shard)
 
     def append(self, row: Row) -> None:
         self.append_line(row.timestamp.date(), row.to_line())

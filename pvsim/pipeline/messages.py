@@ -270,13 +270,16 @@ def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt
         raise InvalidMessage("bad_timestamp", f"{where}.ts is not on a whole second")
 
 
-_valid_ids: set[str] = set()  # meter ids already checked: a handful in practice, so bounded below
+# Meter ids already checked: a fleet's worth (100,000 ids: about 10 MB), bounded below so that
+# a stream of distinct ids cannot grow it without end.
+_valid_ids: set[str] = set()
+VALID_IDS_KEPT = 200_000
 
 
 def _check_meter_id(meter_id: str, where: str) -> None:
     if not METER_ID.fullmatch(meter_id):
         raise InvalidMessage("bad_value", f"{where}.meter_id must be {METER_ID_RULE}")
-    if len(_valid_ids) < 10_000:
+    if len(_valid_ids) < VALID_IDS_KEPT:
         _valid_ids.add(meter_id)
 
 

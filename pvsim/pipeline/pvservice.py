@@ -18,7 +18,8 @@ from pvsim.model.localtime import HOURS, MINUTES_SECONDS, LocalTime
 from pvsim.model.pvmodels import PvModel
 from pvsim.model.reading import Reading
 from pvsim.pipeline.csvsink import CsvSink, Row, format_line
-from pvsim.pipeline.messages import MAX_POWER_W, decode_values
+from pvsim.model.shard import label, shard_of
+from pvsim.pipeline.messages import MAX_POWER_W, InvalidMessage, decode_values
 from pvsim.pipeline.rangeset import RangeSet
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,13 @@ class Outcome:
 
 
 class PvService:
+    """The rows of one shard's meters (`sink.shard`, of `shards`; without shards, of all)."""
+
     def __init__(self, curve: PvModel, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
-                 max_power_w: float = MAX_POWER_W) -> None:
+                 max_power_w: float = MAX_POWER_W, shards: int = 1) -> None:
         self.curve, self.sink, self.tz = curve, sink, tz
+        self.shards = shards
+        self._mine: set[str] = set()  # meters checked to belong to sink.shard
         self.local_time = LocalTime(tz)
         self.max_power_w = max_power_w  # limits.max_power_w: what a message's reading may have
         self.written: dict[str, RangeSet] = {}
@@ -58,9 +63,9 @@ class PvService:
 
     @classmethod
     def recovering(cls, curve: PvModel, sink: CsvSink, tz: ZoneInfo,
-                   max_power_w: float = MAX_POWER_W) -> "PvService":
+                   max_power_w: float = MAX_POWER_W, shards: int = 1) -> "PvService":
         """A service that skips what the CSV files already hold (the daemon; POSTed readings)."""
-        return cls(curve, sink, tz, recover=True, max_power_w=max_power_w)
+        return cls(curve, sink, tz, recover=True, max_power_w=max_power_w, shards=shards)
 
     def _load_day(self, day: dt.date) -> None:
         self._days_loaded.add(day)
@@ -75,11 +80,26 @@ class PvService:
 
         A reading counts as written only once its row is appended: when the sink fails
         (SinkError), that reading and the rest are not marked, so a retry writes them."""
-        return self._write((r.meter_id, int(r.timestamp.timestamp()), r.power_w) for r in readings)
+        return self.write_values([(r.meter_id, int(r.timestamp.timestamp()), r.power_w)
+                                  for r in readings])
 
     def handle(self, body: bytes) -> Outcome:
         """Process one message body; raises messages.InvalidMessage for the dead-letter queue."""
-        return self._write(decode_values(body, self.max_power_w))
+        return self.write_values(decode_values(body, self.max_power_w))
+
+    def write_values(self, values: list[tuple[str, int, float]]) -> Outcome:
+        """`process` for decoded (meter id, instant, W) values. A shard's service refuses,
+        before writing any, values of another shard's meter: that sender's fleet.shards
+        differs, and its rows would land in files another process may be writing."""
+        if self.sink.shard is not None:
+            for meter_id in {v[0] for v in values} - self._mine:
+                home = shard_of(meter_id, self.shards)
+                if home != self.sink.shard:
+                    raise InvalidMessage("wrong_shard", (
+                        f"meter {meter_id} belongs to shard {label(home)} of {self.shards}, not "
+                        f"to {label(self.sink.shard)}: is fleet.shards the same everywhere?"))
+                self._mine.add(meter_id)
+        return self._write(values)
 
     def _write(self, readings: Iterable[tuple[str, int, float]]) -> Outcome:
         """`process` for (meter id, instant, W) values: the loop every reading of every mode

@@ -24,7 +24,7 @@ from typing import Protocol
 from pvsim.config import BrokerConfig
 from pvsim.pipeline import broker
 from pvsim.pipeline.messages import InvalidMessage
-from pvsim.pipeline.pvservice import PvService
+from pvsim.pipeline.pvservice import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,20 @@ def _never() -> bool:
     return False
 
 
+class Receiver(Protocol):
+    """What a transport delivers to: a PvService, or a run's ShardSet of them."""
+
+    rows_total: int
+
+    def handle(self, body: bytes) -> Outcome: ...
+
+    def sync(self) -> None: ...
+
+
 class Transport(Protocol):
     name: str
 
-    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int,
+    def deliver(self, bodies: Iterable[bytes], service: Receiver, expected: int,
                 should_stop: Callable[[], bool] = _never) -> None:
         """Get every body to `service` and return once `expected` rows are durable; end with
         KeyboardInterrupt, between two messages and after cleaning up, once `should_stop()`."""
@@ -56,7 +66,7 @@ class Transport(Protocol):
 class InProcess:
     name = "in-process"
 
-    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int,
+    def deliver(self, bodies: Iterable[bytes], service: Receiver, expected: int,
                 should_stop: Callable[[], bool] = _never) -> None:
         for body in bodies:
             if should_stop():
@@ -77,7 +87,7 @@ class RabbitRun:
         self.cfg = cfg
         self.topology = broker.Topology.for_run(cfg, uuid.uuid4().hex[:12], expires_ms=600_000)
 
-    def deliver(self, bodies: Iterable[bytes], service: PvService, expected: int,
+    def deliver(self, bodies: Iterable[bytes], service: Receiver, expected: int,
                 should_stop: Callable[[], bool] = _never) -> None:
         consumer = broker.connect(self.cfg)  # fails fast, with a clear message, if unreachable
         failure: list[BaseException] = []
@@ -101,7 +111,7 @@ class RabbitRun:
         thread = threading.Thread(target=publish_all, name="pvsim-run-publisher", daemon=True)
         try:
             thread.start()
-            broker.consume(consumer, self.topology, service, prefetch=self.cfg.prefetch,
+            broker.consume(consumer, self.topology, [service], prefetch=self.cfg.prefetch,
                            max_rows=64 * self.cfg.batch_size, on_reject=rejected.append,
                            should_stop=lambda: bool(failure or rejected) or should_stop()
                            or service.rows_total >= expected)

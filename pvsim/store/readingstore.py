@@ -4,16 +4,31 @@ as energy per local day, fast enough to price a month of 1-second readings in mi
 The daily CSV files are the store (they survive restarts and are what the pipeline made durable);
 this module adds an index over them, one `aggregates.MeterDay` per (local day, meter):
 
+- A store reads one shard's files (`shard`: `pvsim-YYYY-MM-DD.sNN.csv`) or, without one, the
+  files of a directory without shards (`pvsim-YYYY-MM-DD.csv`); `shardedstore` puts one per
+  shard behind the face of one.
 - Days are loaded lazily. A complete past day's aggregate is persisted beside its CSV as
-  `.pvsim-YYYY-MM-DD.agg.json`, stamped with the CSV's size and mtime; it is used only while both
-  still match (otherwise the day is rebuilt from the CSV and the file rewritten), so a month of
-  past days loads from 30 small JSON files after a restart.
+  `.pvsim-YYYY-MM-DD.agg.json` (`.pvsim-YYYY-MM-DD.sNN.agg.json` for a shard), stamped with the
+  CSV's size and mtime; it is used only while both still match (otherwise the day is rebuilt from
+  the CSV and the file rewritten), so a month of past days loads from 30 small JSON files after a
+  restart.
 - New rows arrive through `on_row(row, instant)`, the PvService listener. It only queues them (no
   I/O, never blocks the pipeline for long); every query first applies the queue to the days in
   memory. A row that arrives out of order for its (day, meter) marks the day for a rebuild.
   The last rows seen are kept in a journal and merged whenever a day is read from its CSV, so a
   row that the sink has appended but not yet flushed is never missed; an instant already in the
   day is never counted twice (duplicates in a CSV are ignored too).
+- Other processes may append to the same files (a fleet's pvsim-pv processes, possibly on other
+  hosts, each write some shards and answer for every meter). A day in memory knows the bytes of
+  its CSV it has read (`read_to`) and the bytes it accounts for (`nbytes`: those, plus this
+  process's own rows, counted when they arrive, before they are flushed). Every query stats the
+  CSV of each day it touches: a file larger than `nbytes` holds rows from elsewhere, and the
+  complete lines past `read_to` are read and their new instants added in order (a row earlier
+  than its meter's last, or any row for a day loaded from its aggregate, rebuilds the day). A
+  file that shrank was replaced (the day is rebuilt); one that is gone was removed by another
+  process's retention (the day is forgotten). Own rows still in the sink's buffer can hide
+  another process's rows of the same size until the next sync; they are never lost, because
+  reading resumes at `read_to`, not at `nbytes`.
 - A window's energy is `aggregates.combine` over the days it touches: whole days from their
   aggregates, the days it cuts through from their samples.
 
@@ -27,6 +42,7 @@ import json
 import logging
 import math
 import os
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -47,27 +63,31 @@ DRAIN_AT = 5_000          # queued rows that make on_row apply the queue itself 
 PENDING_CAP = 500_000     # queued rows beyond which the oldest are dropped and their day rebuilt
 
 
-def agg_name(day: dt.date) -> str:
-    return f".pvsim-{day.isoformat()}.agg.json"
+def agg_name(day: dt.date, shard: int | None = None) -> str:
+    """The aggregate file beside a day's CSV (of a shard): the CSV's name, hidden, .agg.json."""
+    return "." + file_name(day, shard).removesuffix(".csv") + ".agg.json"
 
 
 @dataclass
 class _Day:
-    """A day in memory: its meters and how many bytes of its CSV they account for."""
+    """A day in memory: its meters, how many bytes of its CSV they account for (own rows
+    included, flushed or not) and how far its CSV was read (where another process's rows start)."""
 
     meters: dict[str, MeterDay] = field(default_factory=dict)
     nbytes: int = 0
+    read_to: int = 0
     persisted: tuple[int, int] | None = None  # (size, mtime_ns) of the CSV the agg file matches
     dirty: bool = True  # changed since it was loaded or persisted
 
 
 class ReadingStore:
-    """Readings and per-day energy of the meters in a directory of daily CSVs (thread-safe)."""
+    """Readings and per-day energy of the meters in a directory of daily CSVs (of one shard,
+    with `shard`), thread-safe."""
 
     def __init__(self, directory: str | Path, tz: ZoneInfo, max_gap_seconds: float = 3600.0, *,
                  persist: bool = True, journal_rows: int = 20_000,
-                 today: Callable[[], dt.date] | None = None) -> None:
-        self.directory = Path(directory)
+                 today: Callable[[], dt.date] | None = None, shard: int | None = None) -> None:
+        self.directory, self.shard = Path(directory), shard
         self.tz, self.max_gap, self.persist = tz, float(max_gap_seconds), persist
         self._today = today or (lambda: dt.datetime.now(self.tz).date())
         self._lock = threading.RLock()      # the store's state; held by queries
@@ -201,14 +221,20 @@ class ReadingStore:
         return dt.datetime.fromtimestamp(instant, self.tz).date()
 
     def _all_days(self) -> list[dt.date]:
-        days = {day for day, _ in day_files(self.directory)}
+        days = {day for day, _ in day_files(self.directory, self.shard)}
         days.update(self._days)
         return sorted(days)
 
     def _day(self, day: dt.date) -> _Day:
         loaded = self._days.get(day)
         if loaded is not None and day not in self._stale:
-            return loaded
+            size = _stat(self._csv(day))
+            if size is None:  # removed by another process's retention
+                self.forget(day)
+                return _Day()
+            if self._caught_up(day, loaded, size[0]):
+                return loaded
+            self._stale.add(day)
         if day in self._stale:
             self._stale.discard(day)
             loaded = self._build(day)
@@ -217,11 +243,32 @@ class ReadingStore:
         self._days[day] = loaded
         return loaded
 
+    def _caught_up(self, day: dt.date, loaded: _Day, size: int) -> bool:
+        """Add the rows other processes appended to a day's CSV since it was read (the complete
+        lines past `read_to`; an instant held already is skipped, so own rows flushed meanwhile
+        count once). Nothing to read while the file is no larger than `nbytes`: always so for a
+        file only this process writes. False when the day must be rebuilt instead: a row earlier
+        than its meter's last, a day loaded from its aggregate, or a file that shrank."""
+        if size <= loaded.nbytes:
+            return size >= loaded.read_to
+        per_meter, end = self._read_csv(day, offset=loaded.read_to)
+        for meter, samples in per_meter.items():
+            md = loaded.meters.get(meter)
+            if md is None:
+                md = loaded.meters[meter] = MeterDay(self.max_gap)
+            if not md.add_many(sorted(samples)):
+                return False
+        loaded.dirty = loaded.dirty or bool(per_meter)
+        # What nbytes counted beyond the bytes now read is own rows the file may not hold yet;
+        # this keeps at most that, never more, so no later append of another process is hidden.
+        loaded.read_to, loaded.nbytes = end, max(end, loaded.nbytes)
+        return True
+
     def _csv(self, day: dt.date) -> Path:
-        return self.directory / file_name(day)
+        return self.directory / file_name(day, self.shard)
 
     def _agg(self, day: dt.date) -> Path:
-        return self.directory / agg_name(day)
+        return self.directory / agg_name(day, self.shard)
 
     def _load_agg(self, day: dt.date) -> _Day | None:
         if not self.persist:
@@ -239,16 +286,19 @@ class ReadingStore:
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("ignoring unreadable aggregate %s: %s", self._agg(day), exc)
             return None
-        return _Day(meters, st.st_size, (st.st_size, st.st_mtime_ns), dirty=False)
+        return _Day(meters, st.st_size, st.st_size, (st.st_size, st.st_mtime_ns), dirty=False)
 
-    def _read_csv(self, day: dt.date, meter_id: str | None = None) -> tuple[dict[str, list[Sample]], int]:
-        """Samples per meter in a day's CSV (complete lines only), and the bytes those lines take."""
+    def _read_csv(self, day: dt.date, meter_id: str | None = None,
+                  offset: int = 0) -> tuple[dict[str, list[Sample]], int]:
+        """Samples per meter in a day's CSV from byte `offset` on (complete lines only), and the
+        offset where those lines end."""
         per_meter: dict[str, list[Sample]] = {}
         try:
             with open(self._csv(day), "rb") as f:
+                f.seek(offset)
                 data = f.read()
         except FileNotFoundError:
-            return per_meter, 0
+            return per_meter, offset
         end = data.rfind(b"\n") + 1  # a torn last line is not a row (yet)
         fromiso = dt.datetime.fromisoformat
         for line in data[:end].decode("utf-8", errors="replace").splitlines():
@@ -266,7 +316,7 @@ class ReadingStore:
             if samples is None:
                 samples = per_meter[meter] = []
             samples.append(sample)
-        return per_meter, end
+        return per_meter, offset + end
 
     def _journal(self, day: dt.date, meter_id: str | None = None) -> list[tuple]:
         return [r for r in self._recent if r[0] == day and (meter_id is None or r[1] == meter_id)]
@@ -304,7 +354,7 @@ class ReadingStore:
             if not all(md.add(*sample) for sample in samples):  # earlier than the CSV's last
                 md = MeterDay.build(per_meter.get(meter, []) + samples, self.max_gap)
             meters[meter] = md
-        loaded = _Day(meters, nbytes + extra)
+        loaded = _Day(meters, nbytes + extra, nbytes)
         log.debug("built the aggregate of %s from %s (%d meters)", day, path, len(meters))
         if extra == 0 and before is not None and before == after and before[0] == nbytes:
             self._write_agg(day, loaded, before)
@@ -328,7 +378,9 @@ class ReadingStore:
         doc = {"version": AGG_VERSION, "day": day.isoformat(), "csv_size": st[0],
                "csv_mtime_ns": st[1], "max_gap_seconds": self.max_gap,
                "meters": {m: md.to_json() for m, md in loaded.meters.items()}}
-        path, tmp = self._agg(day), self._agg(day).with_suffix(".tmp")
+        # A name of this process's own: processes sharing the directory may write it at once.
+        path = self._agg(day)
+        tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
             os.replace(tmp, path)

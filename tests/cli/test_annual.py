@@ -63,7 +63,7 @@ def test_the_year_is_priced_and_the_savings_follow(year) -> None:
         assert saved["best_plans"] == pytest.approx(best - best_pv)
     assert "  month     consumed        PV    import    export self-cons. self-suff." in text
     assert "  2026-07 " in text and "the PV plant saves" in text and ", a year" in text
-    assert "CSV: 365 daily files in " in text and "pvsim-2026-01-01.csv to pvsim-2026-12-31.csv" in text
+    assert "CSV: 365 files in " in text and "pvsim-2026-01-01.csv to pvsim-2026-12-31.csv" in text
 
 
 def test_joi_compare_all_over_the_years_csvs_gives_the_summarys_figures(year) -> None:

@@ -1,11 +1,12 @@
-"""The `cluster` fixture: a 3-node RabbitMQ cluster of the test module's own (see rig.py).
+"""The `cluster` fixture: a 3-node RabbitMQ cluster for the cluster tests (see rig.py).
 
-- `cluster` (module scope): a started `rig.Cluster` of 3 nodes, shared by the tests of a module;
+- `cluster` (session scope: a boot takes about 20 s): a started `rig.Cluster` of 3 nodes, shared
+  by the tests of every module here (each on exchange and queue names of its own);
   before each test that uses it, every node a previous test killed or stopped is brought back
   (`Cluster.heal()`), so each test starts with 3 running nodes.
 - Skipped, with the reason, when Debian's rabbitmq-server is not installed.
-- At the end of the module every node is stopped and the rig's directory removed, unless a test of
-  the module failed: then the logs are kept and their path is printed in the summary.
+- At the end of the session every node is stopped and the rig's directory removed, unless a test
+  that used it failed: then the logs are kept and their path is printed in the summary.
 
 Tests here live in the package `cluster` (tests/cluster/__init__.py) so that this conftest is
 imported as `cluster.conftest` and never replaces the suite's top-level `conftest` module, which
@@ -21,7 +22,7 @@ from .rig import Cluster, ClusterError, available
 _kept_logs: list[str] = []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(request, tmp_path_factory):
     reason = available()
     if reason:
@@ -43,13 +44,17 @@ def cluster(request, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _healthy_cluster(request):
-    """Every test that uses `cluster` starts with all its nodes running."""
-    if "cluster" in request.fixturenames:
-        rig = request.getfixturevalue("cluster")
+    """Every test that uses `cluster` starts with all its nodes running, and leaves no
+    connection of its own open (the cluster lives for the session)."""
+    rig = request.getfixturevalue("cluster") if "cluster" in request.fixturenames else None
+    if rig is not None:
         try:
             rig.heal()
         except ClusterError as e:
             pytest.fail(f"the shared cluster could not be brought back: {e}")
+    yield
+    if rig is not None:
+        rig.close_connections()
 
 
 def pytest_terminal_summary(terminalreporter):

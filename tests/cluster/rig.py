@@ -653,18 +653,23 @@ class Cluster:
             time.sleep(0.2)
         return False
 
-    def close(self, keep_logs: bool = False, timeout: float = 30) -> None:
-        """Stop every node (SIGTERM, SIGKILL after `timeout`), then remove the rig's directory;
-        with `keep_logs`, remove only the data and print where the logs are."""
-        if self._closed:
-            return
-        self._closed = True
+    def close_connections(self) -> None:
+        """Close the connections `connection()` opened (a test's, when it ends)."""
         for conn in self._connections:
             try:
                 if conn.is_open:
                     conn.close()
             except Exception:
                 pass
+        self._connections.clear()
+
+    def close(self, keep_logs: bool = False, timeout: float = 30) -> None:
+        """Stop every node (SIGTERM, SIGKILL after `timeout`), then remove the rig's directory;
+        with `keep_logs`, remove only the data and print where the logs are."""
+        if self._closed:
+            return
+        self._closed = True
+        self.close_connections()
         live = [n for n in self.nodes if n.alive() or n.beam_pid() is not None]
         for node in live:
             # SIGTERM to the server script: its trap stops the VM cleanly; to the VM as well, in

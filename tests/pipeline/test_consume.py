@@ -37,7 +37,7 @@ def test_rows_between_two_syncs_never_exceed_sync_rows_plus_one_message(pvsim_co
     recorder = Recorder(40)
     connection = pika.BlockingConnection(pika.URLParameters(pvsim_config.url))
     try:
-        broker.consume(connection, pvsim_config.topology, recorder, prefetch=1000, max_rows=max_rows,
+        broker.consume(connection, pvsim_config.topology, [recorder], prefetch=1000, max_rows=max_rows,
                        max_delay=60.0, should_stop=lambda: recorder.handled == 40)
     finally:
         connection.close()

@@ -319,3 +319,112 @@ def test_a_day_built_from_unordered_samples_with_a_repeat_is_the_day_added_in_or
     built = MeterDay.build(shuffled, 3600.0)
     assert built.balance == by_one.balance and built.instants.ranges() == by_one.instants.ranges()
     assert (built.first, built.last) == (samples[0], samples[-1])
+
+
+# ---- rows another process appends (a fleet's pvsim-pv processes share the files) ---------------
+
+def kwh_and_count(s, meter="m", day=SUN):
+    b = s.energy_by_day(meter)[day]
+    return round(b.consumed_kwh, 9), b.readings, len(s.readings(meter))
+
+
+def test_rows_another_process_appends_are_read_incrementally_and_once(tmp_path):
+    s = store(tmp_path)
+    write(tmp_path, [row("2020-11-29T12:00:00", 1.0), row("2020-11-29T13:00:00", 1.0)])
+    assert kwh_and_count(s) == (1.0, 2, 2)
+    builds = s.rebuilds
+    other = write(tmp_path, [row("2020-11-29T14:00:00", 3.0)])  # another writer, no on_row here
+    assert kwh_and_count(s) == (3.0, 3, 3)
+    write(tmp_path, [row("2020-11-29T15:00:00", 3.0), row("2020-11-29T12:00:00", 3.0, meter="n"),
+                     row("2020-11-29T13:00:00", 1.0, meter="n")], other)
+    assert kwh_and_count(s) == (6.0, 4, 4) == kwh_and_count(s)
+    assert kwh_and_count(s, "n") == (2.0, 2, 2) and s.meters() == {"m", "n"}
+    assert s.rebuilds == builds  # only the new lines were read
+    assert kwh_and_count(store(tmp_path)) == (6.0, 4, 4)
+
+
+def test_rows_appended_to_a_day_loaded_from_its_aggregate_are_seen_once(tmp_path):
+    write(tmp_path, [row("2020-11-29T12:00:00", 1.0), row("2020-11-29T13:00:00", 1.0)])
+    store(tmp_path).energy_by_day("m")  # persists the aggregate
+    s = store(tmp_path)
+    assert kwh_and_count(s) == (1.0, 2, 2) and s.rebuilds == 0  # from the aggregate
+    write(tmp_path, [row("2020-11-29T14:00:00", 3.0)])
+    assert kwh_and_count(s) == (3.0, 3, 3) == kwh_and_count(s)
+    agg = json.loads((tmp_path / agg_name(SUN)).read_text())
+    assert agg["csv_size"] == os.path.getsize(tmp_path / "pvsim-2020-11-29.csv")  # persisted anew
+    assert agg["meters"]["m"]["readings"] == 3
+
+
+def test_a_late_row_from_another_process_rebuilds_the_day(tmp_path):
+    s = store(tmp_path)
+    write(tmp_path, [row("2020-11-29T12:00:00", 1.0), row("2020-11-29T13:00:00", 1.0)])
+    assert kwh_and_count(s) == (1.0, 2, 2)
+    builds = s.rebuilds
+    write(tmp_path, [row("2020-11-29T12:30:00", 3.0)])  # earlier than the last: not incremental
+    assert kwh_and_count(s) == (2.0, 3, 3)
+    assert s.rebuilds == builds + 1
+
+
+def test_own_unflushed_rows_do_not_hide_another_processes_rows(tmp_path):
+    """This process's own rows are counted before they are flushed; another writer's rows land
+    in the file before them. Reading on from where the file was read (not from the bytes
+    counted) finds the other rows once the own ones are flushed, and counts every row once."""
+    s = store(tmp_path)
+    write(tmp_path, [row("2020-11-29T10:00:00", 1.0)], store=s)
+    mine = CsvSink(tmp_path)  # appending (O_APPEND) to the file, as two writers of a file must
+    assert kwh_and_count(s) == (0.0, 1, 1)
+    for h in (11, 12, 13):  # three own rows, in the buffer: more bytes than the other's row
+        r = row(f"2020-11-29T{h}:00:00", 1.0)
+        mine.append(r)
+        s.on_row(r, int(r.timestamp.timestamp()))
+    write(tmp_path, [row("2020-11-29T12:00:00", 2.0, meter="n")])  # another writer, synced
+    assert kwh_and_count(s) == (3.0, 4, 4)
+    mine.sync()
+    assert kwh_and_count(s) == (3.0, 4, 4)
+    assert s.readings("n") == [(int(at("2020-11-29T12:00:00").timestamp()), 2.0)]
+    assert s.rebuilds == 1  # the first load only
+    assert (tmp_path / agg_name(SUN)).exists()  # memory accounts for exactly the file again
+    assert kwh_and_count(store(tmp_path)) == (3.0, 4, 4)
+
+
+def test_an_own_row_flushed_before_the_store_hears_of_it_counts_once(tmp_path):
+    s = store(tmp_path)
+    sink = write(tmp_path, [row("2020-11-29T12:00:00", 1.0)], store=s)
+    assert kwh_and_count(s) == (0.0, 1, 1)
+    r = row("2020-11-29T13:00:00", 1.0)
+    sink.append(r)
+    sink.sync()
+    assert kwh_and_count(s) == (1.0, 2, 2)  # read from the file
+    s.on_row(r, int(r.timestamp.timestamp()))  # the listener, late
+    assert kwh_and_count(s) == (1.0, 2, 2)
+    write(tmp_path, [row("2020-11-29T14:00:00", 1.0)], sink, s)
+    assert kwh_and_count(s) == (2.0, 3, 3)
+    agg = json.loads((tmp_path / agg_name(SUN)).read_text())
+    assert agg["csv_size"] == os.path.getsize(tmp_path / "pvsim-2020-11-29.csv")
+
+
+def test_a_day_removed_or_replaced_by_another_process(tmp_path):
+    write(tmp_path, [row("2020-11-28T12:00:00", 1.0), row("2020-11-28T13:00:00", 1.0),
+                     row("2020-11-29T12:00:00", 1.0), row("2020-11-29T13:00:00", 1.0)])
+    s = store(tmp_path, persist=False)
+    assert sorted(s.energy_by_day("m")) == [SAT, SUN]
+    (tmp_path / "pvsim-2020-11-28.csv").unlink()
+    assert sorted(s.energy_by_day("m")) == [SUN]
+    (tmp_path / "pvsim-2020-11-29.csv").unlink()
+    write(tmp_path, [row("2020-11-29T12:00:00", 5.0)])  # a new, smaller file
+    assert s.energy_by_day("m")[SUN].readings == 1 and s.readings("m") == [
+        (int(at("2020-11-29T12:00:00").timestamp()), 5.0)]
+
+
+def test_a_shard_store_reads_its_shards_files_only(tmp_path):
+    write(tmp_path, [row("2020-11-29T12:00:00", 1.0), row("2020-11-29T13:00:00", 1.0)],
+          CsvSink(tmp_path, shard=3))
+    write(tmp_path, [row("2020-11-29T12:00:00", 9.0, meter="x")], CsvSink(tmp_path, shard=1))
+    write(tmp_path, [row("2020-11-29T12:00:00", 9.0, meter="y")])  # a file without shard
+    s = store(tmp_path, shard=3)
+    assert kwh_and_count(s) == (1.0, 2, 2) and s.meters() == {"m"}
+    assert (tmp_path / ".pvsim-2020-11-29.s03.agg.json").exists()
+    assert agg_name(SUN, 3) == ".pvsim-2020-11-29.s03.agg.json" and agg_name(SUN) == ".pvsim-2020-11-29.agg.json"
+    assert store(tmp_path).meters() == {"y"}  # without shard: the plain files
+    again = store(tmp_path, shard=3)
+    assert kwh_and_count(again) == (1.0, 2, 2) and again.rebuilds == 0

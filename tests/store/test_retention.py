@@ -1,5 +1,6 @@
-"""output.retention_days: days older than the cutoff lose their CSV, their aggregate and their
-place in memory; the days kept are untouched; a day still open in the sink is closed first."""
+"""output.retention_days: days older than the cutoff lose their CSVs (every shard's), their
+aggregates and their place in memory; the days kept are untouched; a day still open in a sink is
+closed first."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from zoneinfo import ZoneInfo
 
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
+from pvsim.model.shard import shard_of
 from pvsim.pipeline.csvsink import CsvSink, day_files
 from pvsim.pipeline.pvservice import PvService
 from pvsim.store.readingstore import ReadingStore, agg_name
 from pvsim.store.retention import Retention
+from pvsim.store.shardedstore import ShardedStore
 
 TZ = ZoneInfo("Europe/Madrid")
 TODAY = dt.date(2026, 6, 21)
@@ -34,7 +37,7 @@ def ten_days(directory) -> tuple[CsvSink, ReadingStore]:
 def test_days_before_the_cutoff_go_with_their_aggregates_and_memory(tmp_path):
     sink, store = ten_days(tmp_path)
     assert all((tmp_path / agg_name(day)).exists() for day, _ in day_files(tmp_path))
-    removed = Retention(tmp_path, 3, TZ, sink=sink, store=store, today=lambda: TODAY).run()
+    removed = Retention(tmp_path, 3, TZ, sinks=lambda: [sink], store=store, today=lambda: TODAY).run()
     kept = [day for day, _ in day_files(tmp_path)]
     assert kept == [TODAY - dt.timedelta(days=d) for d in (3, 2, 1)]
     assert removed.days == 7 and removed.bytes > 0
@@ -50,5 +53,39 @@ def test_days_before_the_cutoff_go_with_their_aggregates_and_memory(tmp_path):
 
 def test_zero_keeps_everything(tmp_path):
     sink, store = ten_days(tmp_path)
-    assert Retention(tmp_path, 0, TZ, sink=sink, store=store, today=lambda: TODAY).run().days == 0
+    assert Retention(tmp_path, 0, TZ, sinks=lambda: [sink], store=store, today=lambda: TODAY).run().days == 0
     assert len(day_files(tmp_path)) == 10
+
+
+def test_every_shards_files_go_and_every_sink_closes_them_first(tmp_path):
+    sinks = {k: CsvSink(tmp_path, shard=k, max_open=20) for k in range(3)}
+    store = ShardedStore(tmp_path, TZ, shards=3, today=lambda: TODAY)
+    meters = {shard_of(m, 3): m for m in ("a", "g", "b")}
+    assert sorted(meters) == [0, 1, 2]
+    for k, sink in sinks.items():
+        service = PvService(PvCurve(), sink, TZ, shards=3)
+        service.listeners.append(store.on_row)
+        for d in (5, 4, 1):
+            t0 = int(dt.datetime.combine(TODAY - dt.timedelta(days=d), dt.time(12), TZ).timestamp())
+            service.process([Reading(meters[k], t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
+                             for t in range(t0, t0 + 60)])
+        service.sync()
+    (tmp_path / "pvsim-2026-06-15.csv").write_text("timestamp\n")  # a day without shards goes too
+    for m in meters.values():
+        store.energy_by_day(m)  # loads and persists the past days of every shard
+    assert len(list(tmp_path.glob(".pvsim-*.s0?.agg.json"))) == 9
+    asked = []
+    removed = Retention(tmp_path, 3, TZ, sinks=lambda: asked.append(1) or sinks.values(),
+                        store=store, today=lambda: TODAY).run()
+    assert (removed.days, removed.files) == (3, 7) and removed.bytes > 0 and len(asked) == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if "pvsim-" in p.name) == sorted(
+        [f"pvsim-2026-06-20.s0{k}.csv" for k in range(3)]
+        + [f".pvsim-2026-06-20.s0{k}.agg.json" for k in range(3)])
+    for m in meters.values():
+        assert sorted(store.energy_by_day(m)) == [TODAY - dt.timedelta(days=1)]
+    # the sinks closed the files they had open: a late row starts a new file, with its header
+    late = int(dt.datetime.combine(TODAY - dt.timedelta(days=5), dt.time(13), TZ).timestamp())
+    PvService(PvCurve(), sinks[1], TZ, shards=3).process(
+        [Reading(meters[1], late, dt.datetime.fromtimestamp(late, TZ), 5.0)])
+    sinks[1].sync()
+    assert (tmp_path / "pvsim-2026-06-16.s01.csv").read_text().count("\n") == 2
