@@ -458,11 +458,17 @@ def drain_and_check_every_second_once(pv: "DaemonProcess", meter: "DaemonProcess
     return rows
 
 
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "") -> None:
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "",
+             ignoring: tuple[type[BaseException], ...] = ()) -> None:
+    """Until `predicate()` holds; an error in `ignoring` (a daemon or a node between two
+    states) counts as not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except ignoring:
+            pass
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message or predicate}")
 

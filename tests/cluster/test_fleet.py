@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
 import signal
 import time
 import uuid
@@ -27,7 +26,7 @@ from pathlib import Path
 import pika
 import pytest
 
-from conftest import DaemonProcess, free_port, http_get, metric_value
+from conftest import DaemonProcess, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -117,20 +116,10 @@ class _Daemon(DaemonProcess):
         super().__init__(name, cfg)
         self.log_path = cfg.path.with_suffix(".log")
 
-    def metric(self, name: str, **labels: str) -> float:
-        return metric_value(http_get(self.port, "/metrics")[1], name, **labels)
 
-
-def wait_for(what: str, predicate, timeout: float = 120.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (OSError, ValueError, KeyError):
-            pass  # a daemon between two states, a node restarting: ask again
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def settled(what: str, predicate, timeout: float = 120.0, every: float = 0.5) -> None:
+    """Wait for a state of the fleet; a daemon or a node between two states is not there yet."""
+    wait_for(predicate, timeout, every, what, ignoring=(OSError, ValueError, KeyError))
 
 
 def rows(output: Path) -> collections.Counter:
@@ -175,13 +164,13 @@ def test_a_fleet_writes_every_reading_once_through_kills_node_stops_and_scaling(
             fleet.start_pv().wait_healthy(60)
         for instance in (0, 1):
             fleet.start_meter(instance).wait_healthy(60)
-        wait_for("the shards spread over 3 pvsim-pv", fleet.spread)
+        settled("the shards spread over 3 pvsim-pv", fleet.spread)
 
         # kill -9 the busiest pvsim-pv: the standbys take its shards over.
         victim = max(fleet.running_pvs(), key=fleet.shards_of)
         killed[victim.pid] = time.time()
         victim.kill()
-        wait_for("the survivors to write all 16 shards", fleet.spread)
+        settled("the survivors to write all 16 shards", fleet.spread)
 
         # Stop the node leading the most shard queues: leaders move, everyone reconnects.
         leaders = collections.Counter(q["leader"] for name, q in cluster.queues().items()
@@ -189,29 +178,29 @@ def test_a_fleet_writes_every_reading_once_through_kills_node_stops_and_scaling(
         node = cluster.index_of(leaders.most_common(1)[0][0])
         before = fleet.written()
         cluster.stop(node)
-        wait_for("rows written again after the node stopped",
+        settled("rows written again after the node stopped",
                  lambda: fleet.spread() and fleet.written() > before + 5 * METERS)
         cluster.start(node)
 
         # A fourth pvsim-pv joins and gets a share; then one leaves cleanly.
         fleet.start_pv().wait_healthy(60)
-        wait_for("the shards spread over 3 pvsim-pv again", fleet.spread)
+        settled("the shards spread over 3 pvsim-pv again", fleet.spread)
         leaving = fleet.running_pvs()[0]
         assert leaving.stop(signal.SIGTERM, timeout=30) == 0
-        wait_for("the others to take the leaver's shards", fleet.spread)
+        settled("the others to take the leaver's shards", fleet.spread)
 
         # Not JSON: dead-lettered at once, with the reason, never written.
         channel = fleet.channel()
         channel.basic_publish(fleet.names["exchange"], fleet.names["queue"] + ".s03", b"{not json",
                               pika.BasicProperties(delivery_mode=2))
-        wait_for("the poison in the dead-letter queue", lambda: channel.queue_declare(
+        settled("the poison in the dead-letter queue", lambda: channel.queue_declare(
             fleet.names["dead_letter_queue"], passive=True).method.message_count == 1)
 
         before = fleet.written()
-        wait_for("a few more seconds of readings", lambda: fleet.written() > before + 10 * METERS)
+        settled("a few more seconds of readings", lambda: fleet.written() > before + 10 * METERS)
         for meter in fleet.meters:
             assert meter.stop(signal.SIGTERM, timeout=30) == 0
-        wait_for("the shard queues to drain", lambda: fleet.depth() == 0, timeout=180, every=2)
+        settled("the shard queues to drain", lambda: fleet.depth() == 0, timeout=180, every=2)
         for pv in fleet.running_pvs():
             assert pv.stop(signal.SIGTERM, timeout=30) == 0
     except BaseException:
@@ -275,7 +264,7 @@ def test_a_message_whose_consumer_dies_each_time_is_dead_lettered_after_the_deli
     assert body == b"next" and deliveries == 4  # the first delivery and 3 more
     channel.basic_ack(method.delivery_tag)
     dead = cluster.connection(0).channel()
-    wait_for("the poison in the dead-letter queue", lambda: dead.queue_declare(
+    settled("the poison in the dead-letter queue", lambda: dead.queue_declare(
         topology.dead_letter_queue, passive=True).method.message_count == 1, timeout=30)
     method, props, body = dead.basic_get(topology.dead_letter_queue, auto_ack=True)
     assert body == b"poison"
