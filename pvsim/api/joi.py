@@ -43,7 +43,7 @@ from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.plans import PlanCost, Pricing, joi_list, rank, recommend
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import Row, SinkError
+from pvsim.pipeline.csvsink import NotRegularFile, Row, SinkError
 from pvsim.pipeline.messages import InvalidMessage, MAX_READINGS, validate
 from pvsim.pipeline.pvservice import Outcome
 from pvsim.store.shardedstore import Store, store_for
@@ -100,6 +100,8 @@ class JoiApi:
             return self._dispatch(method.upper(), path, query or {}, body or b"")
         except ClientError as exc:
             return exc.status, problem(exc.status, exc.detail, **exc.extra)
+        except NotRegularFile as exc:  # a day's file is a link, a directory...: that day's fault
+            return 503, problem(503, f"the readings could not be read: {exc}")
 
     def _dispatch(self, method: str, path: str, query: dict[str, list[str]],
                   body: bytes) -> tuple[int, object]:
@@ -142,7 +144,8 @@ class JoiApi:
             try:
                 outcome = self.ingest(readings)
             except SinkError as exc:  # the sink cannot write: not the client's fault
-                log.error("cannot store posted readings: %s", exc)
+                if not isinstance(exc, NotRegularFile):  # that one is logged once, where found
+                    log.error("cannot store posted readings: %s", exc)
                 return 503, problem(503, f"the readings could not be stored: {exc}")
             log.info("stored %d posted readings of %s (%d duplicates dropped)",
                      outcome.written, meter_id, outcome.duplicates)

@@ -37,6 +37,7 @@ from pvsim.model import shard
 from pvsim.model.metermodel import read
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
+from pvsim.pipeline.csvsink import NotRegularFile, open_regular
 from pvsim.pipeline.messages import encode_batches
 
 log = logging.getLogger("pvsim.meter")
@@ -50,7 +51,11 @@ class _Stopped(Exception):
 
 
 class MeterState:
-    """The last confirmed instant per meter, in a small JSON file replaced atomically."""
+    """The last confirmed instant per meter, in a small JSON file replaced atomically.
+
+    Read and written as every file pvsim writes (csvsink.open_regular): never through a link,
+    never waiting on a FIFO. The temporary file is one this process created (O_EXCL; a stale
+    one, or a link planted under its name, is removed first, never what a link points to)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -58,12 +63,15 @@ class MeterState:
 
     def load(self) -> dict[str, int]:
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            with open(open_regular(self.path, os.O_RDONLY), encoding="utf-8") as f:
+                doc = json.loads(f.read())
             last = doc["last_confirmed"]
             if doc.get("version") != STATE_VERSION or not isinstance(last, dict):
                 raise ValueError("unknown layout")
             return {str(m): int(t) for m, t in last.items() if isinstance(t, int)}
         except FileNotFoundError:
+            return {}
+        except NotRegularFile:  # logged once
             return {}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring state file %s (%s): starting at the current second", self.path, exc)
@@ -72,9 +80,15 @@ class MeterState:
     def save(self, last: dict[str, int]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({"version": STATE_VERSION, "last_confirmed": last}),
-                           encoding="utf-8")
+            if os.path.lexists(tmp):
+                os.unlink(tmp)  # a link itself, never its target
+            with open(open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w",
+                      encoding="utf-8") as f:
+                f.write(json.dumps({"version": STATE_VERSION, "last_confirmed": last}))
             os.replace(tmp, self.path)
+        except NotRegularFile:  # logged once; as below, the meter works without it
+            self._warned = True
+            return
         except OSError as exc:
             if not self._warned:  # once: the meter works without it, it only cannot resume
                 log.warning("cannot write state file %s: %s; after a restart the seconds missed "

@@ -12,7 +12,10 @@ and not written twice.
 
 SIGHUP closes the CSV files between two messages (logrotate); the next row reopens its file.
 A CSV that cannot be written stops the daemon with exit 73 (nothing unwritten is acknowledged;
-systemd restarts it). The HTTP endpoint serves /metrics, /healthz and the JOI Energy API, whose
+systemd restarts it). A day's file (or a shard's lock) that is not a regular file (a symbolic
+link, a directory, a FIFO) is an operator's fault that a restart would not cure: the consumer
+holds the message that needs it, unacknowledged, and retries it every HOLD_SECONDS while
+/healthz answers 503 naming the file; it goes on by itself once the file is removed or renamed. The HTTP endpoint serves /metrics, /healthz and the JOI Energy API, whose
 POSTed readings go through the same service under the same lock as the consumed ones.
 """
 
@@ -22,6 +25,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 from pathlib import Path
 
 from pvsim import config as configmod
@@ -33,7 +37,7 @@ from pvsim.inputs.models import pv_model
 from pvsim.model import shard
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
-from pvsim.pipeline.csvsink import CsvSink, Row, SinkError
+from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, Row, SinkError
 from pvsim.pipeline.messages import InvalidMessage, decode, encode_batches
 from pvsim.pipeline.pvservice import Outcome, PvService
 from pvsim.pipeline.shardlock import ShardLock
@@ -44,6 +48,8 @@ log = logging.getLogger("pvsim.pv")
 PROG = "pvsim-pv"
 HOUSEKEEPING_SECONDS = 3600
 INGEST_CHUNK = 5000  # readings of a POST processed per turn of the lock (a few tens of ms)
+HOLD_SECONDS = 5.0  # how often a message held by a file that is not a regular file is retried
+T = TypeVar("T")
 
 
 class PvDaemon:
@@ -82,6 +88,8 @@ class PvDaemon:
                                    sinks=self.sinks, store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
+        self._connection = None  # the consuming session's, serviced while a message is held
+        self._held: NotRegularFile | None = None  # what holds the consumer up, if anything
 
     def new_service(self, shard: int | None) -> PvService:
         """The PV service of a shard (None: of every meter), which recovers what its files hold."""
@@ -131,6 +139,8 @@ class PvDaemon:
                            f"(output.min_free_mb: {self.cfg.output.min_free_mb})")
         if self._beat.age() > 10:
             return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
+        if (held := self._held) is not None:
+            return False, f"the consumer holds a message and retries every {HOLD_SECONDS:.0f} s: {held}"
         return True, (f"consuming {self._what()}; {self.rows_total} rows written, "
                       f"{self.duplicates_total} duplicates dropped")
 
@@ -140,6 +150,8 @@ class PvDaemon:
     def status(self) -> str:
         if not self.link.connected:
             return f"RabbitMQ unreachable, reconnecting; {self.rows_total} rows written"
+        if (held := self._held) is not None:
+            return f"holding a message: {held.path} is {held.kind}; {self.rows_total} rows written"
         return (f"consuming {self._what()}: {self.rows_total} rows written, "
                 f"{self.duplicates_total} duplicates dropped")
 
@@ -213,6 +225,8 @@ class PvDaemon:
                 outcome.duplicates += part.duplicates
             with self.lock:
                 self._sync()
+        except NotRegularFile:  # that day's fault, not the disk's: answered 503, logged once
+            raise
         except SinkError as exc:
             log.error("%s; stopping (exit %d): the client is answered 503 and may retry",
                       exc, exc.exit_code)
@@ -228,7 +242,7 @@ class PvDaemon:
         self._maybe_reopen()
         readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
         try:
-            return self.process(readings, service)
+            return self.hold(lambda: self.process(readings, service))
         except (SinkError, InvalidMessage):
             raise
         except OSError as exc:  # I/O while processing is storage: never a bad message
@@ -236,6 +250,34 @@ class PvDaemon:
         except Exception as exc:  # a bug on some input must not crash-loop on redelivery
             log.exception("failed to process a message")
             raise InvalidMessage("processing_error", f"{type(exc).__name__}: {exc}") from None
+
+    def hold(self, write: Callable[[], T]) -> T:
+        """`write()`, retried every HOLD_SECONDS while a file it needs is not a regular file.
+
+        Exit 73 would not cure it (systemd restarts pvsim-pv every few seconds, for ever, and
+        every restart meets the same file), nor may the message be acknowledged or
+        dead-lettered unwritten: the consumer keeps it, unacknowledged, and keeps the broker
+        link and the watchdog served; /healthz answers 503 naming the file. The API goes on
+        meanwhile (other days' reads and POSTs). Outside a session (no broker link) it raises."""
+        while True:
+            try:
+                result = write()
+            except NotRegularFile as exc:
+                connection = self._connection
+                if connection is None:
+                    raise
+                self._held = exc
+                until = time.monotonic() + HOLD_SECONDS
+                while (left := until - time.monotonic()) > 0:
+                    if self.stop.is_set():  # the message goes back to the queue
+                        raise ShardBusy("stopping with a message held") from None
+                    self._beat.beat()
+                    connection.sleep(min(left, 0.5))
+                continue
+            if self._held is not None:
+                log.info("the consumer goes on: %s is no longer in the way", self._held.path)
+                self._held = None
+            return result
 
     def sync(self) -> None:
         with self.lock:
@@ -270,6 +312,7 @@ class PvDaemon:
                             on_blocked=self.link.on_blocked, on_end=self._session_ended)
 
     def _consume_session(self, connection) -> None:
+        self._connection = connection
         broker.consume(connection, self.topology, self.writers or [self],
                        should_stop=self._should_stop, on_consuming=self._consuming,
                        on_handoff=lambda index: self.writers[index].release(),
@@ -283,6 +326,7 @@ class PvDaemon:
         log.info("consuming from %s", self._what())
 
     def _session_ended(self, error: BaseException | None) -> None:
+        self._connection = None
         for writer in self.writers:  # RabbitMQ hands their shards to the standbys
             writer.release()
         if error is not None:
@@ -337,7 +381,7 @@ class ShardWriter:
 
     def handle(self, body: bytes) -> Outcome:
         if self.service is None:
-            self._take()
+            self.daemon.hold(self._take)  # a lock file that is not a regular file holds it
         return self.daemon.handle(body, self.service)
 
     def sync(self) -> None:

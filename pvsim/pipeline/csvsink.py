@@ -9,14 +9,23 @@ a message only after that, so an acknowledged reading is on disk.
 `written(day)` reads a day's file back, so that a restarted PV service knows what it holds: a crash
 between a write and its ack then cannot double a row when the message is redelivered.
 A torn last line (a crash in the middle of a write, never acknowledged) is cut off on open.
+
+Every file pvsim opens in its directories goes through `open_regular`: never through a symbolic
+link (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK until fstat has shown a regular file),
+and anything but a regular file is refused (`NotRegularFile`, a SinkError naming the path, logged
+once): a link named like a day's file is never followed, a directory or FIFO never read as one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import errno
+import fcntl
 import os
 import re
+import stat
+import threading
 from pathlib import Path
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -37,6 +46,88 @@ class SinkError(Exception):
     failure must never pass for one (it stops the daemon with exit 73 instead)."""
 
     exit_code = os.EX_CANTCREAT
+
+
+class NotRegularFile(SinkError):
+    """A path pvsim would open is not a regular file (a symbolic link, a directory, a FIFO...).
+
+    A storage fault of that path only (of that day, for a day's CSV): pvsim neither reads,
+    writes nor removes through it, and never waits on it; the message names it."""
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        self.path, self.kind = str(path), kind
+        super().__init__(f"{path} is {kind}, not a regular file: pvsim neither reads, writes nor "
+                         "removes through it; remove or rename it")
+
+
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_refused: set[tuple[str, str]] = set()  # (path, kind) logged: one line each, until it is fine
+_refused_lock = threading.Lock()
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def refuse(path: str | Path, mode: int) -> NotRegularFile:
+    """The error for a path that is not a regular file; the first time, also one log line."""
+    error = NotRegularFile(path, _kind(mode))
+    with _refused_lock:
+        first = (error.path, error.kind) not in _refused
+        _refused.add((error.path, error.kind))
+    if first:
+        log.error("%s", error)
+    return error
+
+
+def _fine(path: str | Path) -> None:
+    """A path refused before is a regular file again (or gone): a new refusal is logged anew."""
+    if _refused:
+        with _refused_lock:
+            _refused.difference_update([key for key in _refused if key[0] == str(path)])
+
+
+def check_regular(path: str | Path) -> os.stat_result | None:
+    """lstat(2) of a path pvsim reads or writes: None when there is none, NotRegularFile when it
+    is anything but a regular file (a link is never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        _fine(path)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise refuse(path, st.st_mode)
+    _fine(path)
+    return st
+
+
+def open_regular(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """os.open of a regular file, never through a link and never blocking on a FIFO.
+
+    O_NOFOLLOW (a link fails), O_NONBLOCK (a FIFO or device opens at once, or fails) until
+    fstat has shown a regular file; anything else raises NotRegularFile. With O_CREAT|O_EXCL the
+    file is one this call created. OSError as os.open raises it (FileNotFoundError without
+    O_CREAT, FileExistsError with O_EXCL)."""
+    if not flags & os.O_EXCL:
+        check_regular(path)  # a device or FIFO is not even opened
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+            check_regular(path)  # raises for what is there now; else the error was another one
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(path, st.st_mode)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    _fine(path)
+    return fd
 
 
 class Row(NamedTuple):
@@ -170,18 +261,28 @@ class CsvSink:
             self._files.pop(day).close()
         self._started.discard(day)
 
+    def check(self, day: dt.date) -> None:
+        """Raise NotRegularFile now if a day's file is there and is not a regular file (a file
+        open already is the regular file this sink opened): a batch is refused before its
+        first row, never half written."""
+        if day not in self._files:
+            check_regular(self.path_for(day))
+
     def _open(self, day: dt.date) -> BinaryIO:
         path = self.path_for(day)
         fresh = self.truncate and day not in self._started
+        append = os.O_WRONLY | os.O_APPEND
         try:
-            existed = path.exists()
-            if fresh or not existed or path.stat().st_size == 0:
-                f = open(path, "wb")
+            try:  # a new file is one this sink created, never whatever a link points to
+                fd, created = open_regular(path, append | os.O_CREAT | os.O_EXCL), True
+            except FileExistsError:
+                if not fresh:
+                    repair_tail(path)
+                fd, created = open_regular(path, append | (os.O_TRUNC if fresh else 0)), False
+            f = os.fdopen(fd, "ab")
+            if created or fresh or os.fstat(fd).st_size == 0:
                 f.write(_HEADER_BYTES)
-            else:
-                repair_tail(path)
-                f = open(path, "ab")
-            if not existed:
+            if created:
                 _fsync_directory(self.directory)
         except OSError as exc:
             raise SinkError(f"cannot open {path}: {exc.strerror}") from None
@@ -200,11 +301,12 @@ class CsvSink:
         """(meter id, instant) of every row in a day's file: what a restarted service must skip."""
         path = self.path_for(day)
         try:
-            if not path.exists():
+            try:
+                repair_tail(path)
+            except FileNotFoundError:
                 return
-            repair_tail(path)
             count = 0
-            with open(path, encoding="utf-8", errors="replace") as f:
+            with open(open_regular(path, os.O_RDONLY), encoding="utf-8", errors="replace") as f:
                 for line in f:
                     values = parse_line(line)
                     if values is not None:
@@ -220,9 +322,10 @@ def repair_tail(path: Path) -> None:
 
     Only the torn part goes, however far back the last newline is (a power loss can leave
     megabytes of NUL bytes after the last complete row); every complete row is kept, and what
-    was cut is logged. A file with no newline at all is reset to its header.
+    was cut is logged. A file with no newline at all is reset to its header. FileNotFoundError
+    when there is no file; NotRegularFile when it is not a regular one.
     """
-    with open(path, "rb+") as f:
+    with os.fdopen(open_regular(path, os.O_RDWR), "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
             return

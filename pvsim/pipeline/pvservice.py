@@ -68,12 +68,12 @@ class PvService:
         return cls(curve, sink, tz, recover=True, max_power_w=max_power_w, shards=shards)
 
     def _load_day(self, day: dt.date) -> None:
-        self._days_loaded.add(day)
         for meter_id, instant in self.sink.written(day):
             seen = self.written.get(meter_id)
             if seen is None:
                 seen = self.written[meter_id] = RangeSet()
             seen.add(instant)
+        self._days_loaded.add(day)  # only once read whole: a refused file is read when fixed
 
     def process(self, readings: Iterable[Reading]) -> Outcome:
         """Append the rows of readings not written before; call `sync` before acknowledging.
@@ -99,7 +99,21 @@ class PvService:
                         f"meter {meter_id} belongs to shard {label(home)} of {self.shards}, not "
                         f"to {label(self.sink.shard)}: is fleet.shards the same everywhere?"))
                 self._mine.add(meter_id)
+        self._check_days(values)
         return self._write(values)
+
+    def _check_days(self, values: list[tuple[str, int, float]]) -> None:
+        """Refuse the whole batch, before its first row, when the file of a local day it touches
+        is not a regular file (csvsink.NotRegularFile: a storage fault of that day only)."""
+        start = end = 0
+        days: dict[dt.date, None] = {}
+        for _, instant, _ in values:
+            if not start <= instant < end:
+                span = self.local_time.span(instant)
+                start, end = span.start, span.end
+                days[span.day] = None
+        for day in days:
+            self.sink.check(day)
 
     def _write(self, readings: Iterable[tuple[str, int, float]]) -> Outcome:
         """`process` for (meter id, instant, W) values: the loop every reading of every mode

@@ -15,6 +15,10 @@ no two processes ever wrote a shard at the same time.
 Several hosts sharing the directory need a file system whose flock is seen by every host: NFS
 version 4 (Linux emulates flock with NFS byte-range locks), CephFS or GlusterFS with locking on;
 not NFS version 3 without lockd, nor a directory synced between hosts.
+
+Both files are opened as every file pvsim writes (csvsink.open_regular): a lock file that is a
+symbolic link, a directory or a FIFO is refused (NotRegularFile: the shard is not taken), an
+owner record that is one is not written.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import time
 from pathlib import Path
 
 from pvsim.model.shard import label
-from pvsim.pipeline.csvsink import SinkError
+from pvsim.pipeline.csvsink import NotRegularFile, SinkError, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class ShardLock:
         if self._fd is not None:
             return True
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o640)  # NotRegularFile
         except OSError as exc:
             raise SinkError(f"cannot open {self.path}: {exc.strerror}") from None
         try:
@@ -78,10 +82,13 @@ class ShardLock:
     def _record(self, event: str) -> None:
         line = f"{time.time():.6f} {event} {socket.gethostname()} {os.getpid()}\n"
         try:
-            with open(self.journal, "a", encoding="utf-8") as f:
+            fd = open_regular(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            with open(fd, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
+        except NotRegularFile:  # logged once; the lock itself holds
+            pass
         except OSError as exc:  # the record is for checking; the lock itself holds
             log.warning("cannot record %s of %s in %s: %s", event, label(self.shard),
                         self.journal, exc.strerror)

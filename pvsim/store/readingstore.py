@@ -31,6 +31,11 @@ this module adds an index over them, one `aggregates.MeterDay` per (local day, m
   reading resumes at `read_to`, not at `nbytes`.
 - A window's energy is `aggregates.combine` over the days it touches: whole days from their
   aggregates, the days it cuts through from their samples.
+- A day whose CSV is not a regular file (a symbolic link, a directory, a FIFO: never followed,
+  never read, never waited on) is a storage fault of that day only: a query whose window
+  touches it raises csvsink.NotRegularFile naming the path (the API answers 503), while every
+  other day answers as before; `meters` and `has_meter` pass over it. An aggregate file that is
+  not a regular file is ignored and never replaced.
 
 Windows are half-open, [start, end) in epoch seconds; None is unbounded.
 """
@@ -52,7 +57,8 @@ from zoneinfo import ZoneInfo
 
 from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance
-from pvsim.pipeline.csvsink import HEADER, Row, day_files, file_name
+from pvsim.pipeline.csvsink import (HEADER, NotRegularFile, Row, check_regular, day_files,
+                                    file_name, open_regular)
 from pvsim.store.aggregates import DayPart, MeterDay, NEVER_AFTER, NEVER_BEFORE, Sample, combine
 
 log = logging.getLogger(__name__)
@@ -146,16 +152,27 @@ class ReadingStore:
             self._drain()
             found: set[str] = set()
             for day in self._all_days():
-                found.update(m for m, md in self._day(day).meters.items() if md.first is not None)
+                try:
+                    loaded = self._day(day)
+                except NotRegularFile:  # logged; its meters are found in their other days
+                    continue
+                found.update(m for m, md in loaded.meters.items() if md.first is not None)
             return found
 
     def has_meter(self, meter_id: str) -> bool:
         with self._lock:
             self._drain()
+            refused: NotRegularFile | None = None
             for day in reversed(self._all_days()):
-                md = self._day(day).meters.get(meter_id)
+                try:
+                    md = self._day(day).meters.get(meter_id)
+                except NotRegularFile as exc:  # found elsewhere, or the answer is unknown
+                    refused = refused or exc
+                    continue
                 if md is not None and md.first is not None:
                     return True
+            if refused is not None:
+                raise refused
             return False
 
     def energy_by_day(self, meter_id: str, start: int | None = None,
@@ -236,8 +253,8 @@ class ReadingStore:
                 return loaded
             self._stale.add(day)
         if day in self._stale:
-            self._stale.discard(day)
             loaded = self._build(day)
+            self._stale.discard(day)
         else:
             loaded = self._load_agg(day) or self._build(day)
         self._days[day] = loaded
@@ -273,15 +290,18 @@ class ReadingStore:
     def _load_agg(self, day: dt.date) -> _Day | None:
         if not self.persist:
             return None
+        st = check_regular(self._csv(day))  # NotRegularFile: the day's fault
+        if st is None:
+            return None
         try:
-            st = os.stat(self._csv(day))
-            doc = json.loads(self._agg(day).read_text(encoding="utf-8"))
+            with open(open_regular(self._agg(day), os.O_RDONLY), encoding="utf-8") as f:
+                doc = json.loads(f.read())
             if (doc.get("version") != AGG_VERSION or doc.get("csv_size") != st.st_size
                     or doc.get("csv_mtime_ns") != st.st_mtime_ns
                     or doc.get("max_gap_seconds") != self.max_gap):
                 return None
             meters = {m: MeterDay.from_json(d, self.max_gap) for m, d in doc["meters"].items()}
-        except FileNotFoundError:
+        except (FileNotFoundError, NotRegularFile):  # logged once; rebuilt from the CSV
             return None
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("ignoring unreadable aggregate %s: %s", self._agg(day), exc)
@@ -294,7 +314,7 @@ class ReadingStore:
         offset where those lines end."""
         per_meter: dict[str, list[Sample]] = {}
         try:
-            with open(self._csv(day), "rb") as f:
+            with open(open_regular(self._csv(day), os.O_RDONLY), "rb") as f:
                 f.seek(offset)
                 data = f.read()
         except FileNotFoundError:
@@ -368,7 +388,10 @@ class ReadingStore:
         for day, loaded in self._days.items():
             if not loaded.dirty or day >= today or day in self._stale:
                 continue
-            st = _stat(self._csv(day))
+            try:
+                st = _stat(self._csv(day))
+            except NotRegularFile:  # replaced since it was read: the query that reads it says so
+                continue
             if st is not None and st[0] == loaded.nbytes:
                 self._write_agg(day, loaded, st)
 
@@ -382,8 +405,15 @@ class ReadingStore:
         path = self._agg(day)
         tmp = path.with_name(f"{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+            check_regular(path)  # never replace what is not an aggregate pvsim wrote
+            if os.path.lexists(tmp):
+                os.unlink(tmp)  # a crashed writer's (a link itself, never its target)
+            fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            with open(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(doc, separators=(",", ":")))
             os.replace(tmp, path)
+        except NotRegularFile:  # logged once
+            return
         except OSError as exc:
             log.warning("cannot write %s (the day is rebuilt from its CSV next time): %s", path, exc)
             return
@@ -391,8 +421,9 @@ class ReadingStore:
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    """Size and mtime of a day's CSV; None when it is gone, NotRegularFile when it is not a
+    regular file (never followed)."""
+    st = check_regular(path)
+    if st is None:
         return None
     return st.st_size, st.st_mtime_ns

@@ -7,6 +7,9 @@ under the lock it writes with, so no row is being appended to a file while it is
 sinks are asked for each run (`sinks`): a fleet's pvsim-pv writes the shards it holds at the
 time, and that set changes. Another pvsim-pv sharing the directory may remove the same files
 first: a file already gone is no error, and its store forgets the day when it finds it gone.
+Only regular files are removed: anything else named like a day's file (a symbolic link, a
+directory, a FIFO) is left where it is, its path logged once (csvsink.NotRegularFile), and
+nothing is ever removed through a link.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pvsim.pipeline.csvsink import CsvSink, all_day_files
+from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, all_day_files, check_regular
 from pvsim.store.readingstore import agg_name
 from pvsim.store.shardedstore import Store
 
@@ -71,9 +74,14 @@ class Retention:
     def _remove(self, day: dt.date, shard: int | None, path: Path) -> int | None:
         """Remove a day's CSV (of a shard) and its aggregate; its size, None if it stays."""
         try:
-            size = path.stat().st_size
-            path.unlink()
+            st = check_regular(path)
+            if st is None:
+                return None
+            size = st.st_size
+            path.unlink()  # unlink(2) never follows a link
             (self.directory / agg_name(day, shard)).unlink(missing_ok=True)
+        except NotRegularFile:  # logged once: the operator's to remove
+            return None
         except FileNotFoundError:
             return None  # another pvsim-pv sharing the directory was first
         except OSError as exc:
