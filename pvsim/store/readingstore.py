@@ -34,7 +34,8 @@ this module adds an index over them, one `aggregates.MeterDay` per (local day, m
 - A day whose CSV is not a regular file (a symbolic link, a directory, a FIFO: never followed,
   never read, never waited on) is a storage fault of that day only: a query whose window
   touches it raises csvsink.NotRegularFile naming the path (the API answers 503), while every
-  other day answers as before; `meters` and `has_meter` pass over it. An aggregate file that is
+  other day answers as before (a window next to it is priced as if the day had no file: without
+  the segment from its last reading); `meters` and `has_meter` pass over it. An aggregate file that is
   not a regular file is ignored and never replaced.
 
 Windows are half-open, [start, end) in epoch seconds; None is unbounded.
@@ -187,7 +188,9 @@ class ReadingStore:
             for day in self._all_days():
                 if (lo is not None and day < lo) or (hi is not None and day > hi):
                     continue
-                md = self._day(day).meters.get(meter_id)
+                if (loaded := self._day_in(day, start, end)) is None:
+                    continue
+                md = loaded.meters.get(meter_id)
                 if md is None or md.first is None:
                     continue
                 d_start, d_end = local_midnight(day, self.tz), local_midnight(day + dt.timedelta(days=1), self.tz)
@@ -217,7 +220,9 @@ class ReadingStore:
                 if (start is not None and day < self._date(start) - dt.timedelta(days=1)) or \
                         (end is not None and day > self._date(end - 1) + dt.timedelta(days=1)):
                     continue
-                md = self._day(day).meters.get(meter_id)
+                if (loaded := self._day_in(day, start, end)) is None:
+                    continue
+                md = loaded.meters.get(meter_id)
                 if md is None or md.first is None or md.last[0] < s or md.first[0] >= e:
                     continue
                 out.extend((t, m) for t, m, _ in self._samples(day, meter_id) if s <= t < e)
@@ -259,6 +264,18 @@ class ReadingStore:
             loaded = self._load_agg(day) or self._build(day)
         self._days[day] = loaded
         return loaded
+
+    def _day_in(self, day: dt.date, start: int | None, end: int | None) -> _Day | None:
+        """`_day` for a query of [start, end): None for a day whose CSV is refused but which lies
+        wholly outside the window (a neighbour looked at for the window's edges, priced as if
+        it had no file); NotRegularFile for one inside it."""
+        try:
+            return self._day(day)
+        except NotRegularFile:
+            if ((start is not None and local_midnight(day + dt.timedelta(days=1), self.tz) <= start)
+                    or (end is not None and local_midnight(day, self.tz) >= end)):
+                return None
+            raise
 
     def _caught_up(self, day: dt.date, loaded: _Day, size: int) -> bool:
         """Add the rows other processes appended to a day's CSV since it was read (the complete
