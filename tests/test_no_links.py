@@ -380,6 +380,15 @@ def _post(port: int, meter: str, instants) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+def _held(port: int, path: Path) -> bool:
+    """Whether /healthz answers 503 naming `path` (a message held for it)."""
+    try:
+        code, text = http_get(port, "/healthz", 5)
+    except OSError:
+        return False
+    return code == 503 and str(path) in text
+
+
 def _get(port: int, path: str) -> tuple[int, object]:
     code, text = http_get(port, path, 10)
     return code, json.loads(text)
@@ -404,9 +413,8 @@ def test_pvsim_pv_holds_a_message_for_a_linked_day_file_and_goes_on_when_it_is_g
     channel.basic_publish(pvsim_config.exchange, pvsim_config.queue,
                           encode(readings("m-held", range(noon, noon + 5), madrid)),
                           pika.BasicProperties(delivery_mode=2, content_type="application/json"))
-    wait_for(lambda: http_get(port, "/healthz", 5)[0] == 503, timeout=30,
-             message="/healthz answers 503 while a message is held")
-    assert str(link) in http_get(port, "/healthz", 5)[1]
+    wait_for(lambda: _held(port, link), timeout=30,
+             message="/healthz answers 503 naming the link while a message is held")
     assert pv.running()
     # the API goes on: another day is stored and read; the bad day is a problem naming it
     assert _post(port, "m-post", [noon - 86_400, noon - 86_400 + 60])[0] == 200
@@ -420,9 +428,15 @@ def test_pvsim_pv_holds_a_message_for_a_linked_day_file_and_goes_on_when_it_is_g
     assert target.read_bytes() == VICTIM
     assert pv.metric("pvsim_pv_readings_written_total") == 2  # the POST's only
     assert pv.log().count("is a symbolic link, not a regular file") == 1
+    # SIGTERM while holding: exit 0, the message back in the queue; a restart holds it again
+    assert pv.stop() == 0
+    pv = daemons.start("pv", pvsim_config, wait=False)
+    wait_for(lambda: pv.running() and _held(port, link), timeout=30,
+             message="the restarted pvsim-pv holds the message again")
+    assert target.read_bytes() == VICTIM
     # the operator removes the link: the held message is written, once
     link.unlink()
-    wait_for(lambda: pv.metric("pvsim_pv_readings_written_total") == 7, timeout=30,
+    wait_for(lambda: pv.metric("pvsim_pv_readings_written_total") == 5, timeout=30,
              message="the held message written")
     wait_for(lambda: http_get(port, "/healthz", 5)[0] == 200, timeout=30)
     rows = [line.split(",")[1] for line in link.read_text().splitlines()[1:]]

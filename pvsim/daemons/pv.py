@@ -15,8 +15,9 @@ A CSV that cannot be written stops the daemon with exit 73 (nothing unwritten is
 systemd restarts it). A day's file (or a shard's lock) that is not a regular file (a symbolic
 link, a directory, a FIFO) is an operator's fault that a restart would not cure: the consumer
 holds the message that needs it, unacknowledged, and retries it every HOLD_SECONDS while
-/healthz answers 503 naming the file; it goes on by itself once the file is removed or renamed. The HTTP endpoint serves /metrics, /healthz and the JOI Energy API, whose
-POSTed readings go through the same service under the same lock as the consumed ones.
+/healthz answers 503 naming the file; it goes on by itself once the file is removed or renamed.
+The HTTP endpoint serves /metrics, /healthz and the JOI Energy API, whose POSTed readings go
+through the same service under the same lock as the consumed ones.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 from pvsim import config as configmod
 from pvsim.api.joi import JoiApi
@@ -243,7 +244,7 @@ class PvDaemon:
         readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
         try:
             return self.hold(lambda: self.process(readings, service))
-        except (SinkError, InvalidMessage):
+        except (SinkError, InvalidMessage, ShardBusy):  # ShardBusy: stopping with a message held
             raise
         except OSError as exc:  # I/O while processing is storage: never a bad message
             raise SinkError(f"storage error while writing rows: {exc}") from None

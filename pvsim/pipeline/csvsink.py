@@ -19,9 +19,9 @@ once): a link named like a day's file is never followed, a directory or FIFO nev
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import errno
 import fcntl
+import logging
 import os
 import re
 import stat
