@@ -167,7 +167,7 @@ def test_a_directory_or_fifo_named_like_a_day_file_is_refused_without_blocking(t
     service = PvService.recovering(PvCurve(), CsvSink(out), UTC)
     with pytest.raises(NotRegularFile) as refused:
         finishes(lambda: service.process(readings("m", [NOON])), path)
-    assert f"{path} is {'a directory' if kind == 'directory' else 'a FIFO'}" in str(refused.value)
+    assert f"{path}: it is {'a directory' if kind == 'directory' else 'a FIFO'}" in str(refused.value)
     assert finishes(lambda: service.process(readings("m", [NOON - 86_400])), path).written == 1
 
 
@@ -428,7 +428,7 @@ def test_pvsim_pv_holds_a_message_for_a_linked_day_file_and_goes_on_when_it_is_g
     assert pv.running()
     assert target.read_bytes() == VICTIM
     assert pv.metric("pvsim_pv_readings_written_total") == 2  # the POST's only
-    assert pv.log().count("is a symbolic link, not a regular file") == 1
+    assert pv.log().count("it is a symbolic link, not a regular file") == 1
     # SIGTERM while holding: exit 0, the message back in the queue; a restart holds it again
     assert pv.stop() == 0
     pv = daemons.start("pv", pvsim_config, wait=False)
@@ -442,5 +442,41 @@ def test_pvsim_pv_holds_a_message_for_a_linked_day_file_and_goes_on_when_it_is_g
     wait_for(lambda: http_get(port, "/healthz", 5)[0] == 200, timeout=30)
     rows = [line.split(",")[1] for line in link.read_text().splitlines()[1:]]
     assert rows == ["m-held"] * 5
+    assert target.read_bytes() == VICTIM
+    assert pv.stop() == 0
+
+
+def test_a_fleet_holds_a_shard_whose_lock_or_day_file_is_a_link_and_loses_nothing(
+        pvsim_config, daemons):
+    """In a fleet a POST is published to its shard's queue (200) and written by the shard's
+    writer: a lock file, then a shard's day file, that is a link holds the message (never
+    followed), and once the link is gone every posted reading is in its shard file once."""
+    from conftest import csv_instants
+    from pvsim.model.shard import shard_of
+    from pvsim.pipeline.shardlock import ShardLock
+    shards = 2
+    pvsim_config.write(fleet={"shards": shards})
+    out = pvsim_config.output
+    out.mkdir(parents=True, exist_ok=True)
+    madrid = ZoneInfo("Europe/Madrid")
+    noon = int(dt.datetime(2026, 11, 20, 12, tzinfo=madrid).timestamp())
+    meter = {shard_of(f"fleet-{i}", shards): f"fleet-{i}" for i in range(20)}
+    target = victim(pvsim_config.dir)
+    lock = ShardLock(out, 1).path
+    lock.symlink_to(target)
+    day_link = out / file_name(DAY, 0)
+    day_link.symlink_to(target)
+    pv = daemons.start("pv", pvsim_config)
+    port = pvsim_config.pv_port
+    for shard, link in ((1, lock), (0, day_link)):
+        assert _post(port, meter[shard], range(noon, noon + 3))[0] == 200  # published
+        wait_for(lambda: _held(port, link), timeout=30, message=f"shard {shard} held by {link}")
+        assert target.read_bytes() == VICTIM and pv.running()
+        link.unlink()
+        wait_for(lambda: csv_instants(out).get(meter[shard]) == list(range(noon, noon + 3)),
+                 timeout=30, message=f"shard {shard}'s readings written once")
+    wait_for(lambda: http_get(port, "/healthz", 5)[0] == 200, timeout=30)
+    assert lock.is_file() and not lock.is_symlink()
+    assert {path.name for path in out.glob("pvsim-*.csv")} == {file_name(DAY, 0), file_name(DAY, 1)}
     assert target.read_bytes() == VICTIM
     assert pv.stop() == 0

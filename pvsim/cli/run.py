@@ -263,7 +263,8 @@ def _simulate_days(cfg: configmod.Config, opts: RunOptions, models: Sequence[Met
         listeners.append(_progress(expected, report))
 
     def service(shard: int | None) -> PvService:
-        made = PvService(curve, CsvSink(opts.output, truncate=True, shard=shard), tz,
+        made = PvService(curve, CsvSink(opts.output, truncate=True, shard=shard,
+                                         log_refusals=False), tz,  # the exit line names it
                          max_power_w=cfg.limits.max_power_w, shards=shards)
         made.batch_listeners.extend(listeners)
         return made

@@ -56,8 +56,8 @@ class NotRegularFile(SinkError):
 
     def __init__(self, path: str | Path, kind: str) -> None:
         self.path, self.kind = str(path), kind
-        super().__init__(f"{path} is {kind}, not a regular file: pvsim neither reads, writes nor "
-                         "removes through it; remove or rename it")
+        super().__init__(f"cannot open {path}: it is {kind}, not a regular file, and pvsim "
+                         "neither reads, writes nor removes through it; remove or rename it")
 
 
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
@@ -71,9 +71,12 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def refuse(path: str | Path, mode: int) -> NotRegularFile:
-    """The error for a path that is not a regular file; the first time, also one log line."""
+def refuse(path: str | Path, mode: int, report: bool = True) -> NotRegularFile:
+    """The error for a path that is not a regular file; the first time, also one log line
+    (unless not `report`: the caller's own error line names it, as pvsim-run's does)."""
     error = NotRegularFile(path, _kind(mode))
+    if not report:
+        return error
     with _refused_lock:
         first = (error.path, error.kind) not in _refused
         _refused.add((error.path, error.kind))
@@ -89,7 +92,7 @@ def _fine(path: str | Path) -> None:
             _refused.difference_update([key for key in _refused if key[0] == str(path)])
 
 
-def check_regular(path: str | Path) -> os.stat_result | None:
+def check_regular(path: str | Path, report: bool = True) -> os.stat_result | None:
     """lstat(2) of a path pvsim reads or writes: None when there is none, NotRegularFile when it
     is anything but a regular file (a link is never followed)."""
     try:
@@ -98,12 +101,12 @@ def check_regular(path: str | Path) -> os.stat_result | None:
         _fine(path)
         return None
     if not stat.S_ISREG(st.st_mode):
-        raise refuse(path, st.st_mode)
+        raise refuse(path, st.st_mode, report)
     _fine(path)
     return st
 
 
-def open_regular(path: str | Path, flags: int, mode: int = 0o644) -> int:
+def open_regular(path: str | Path, flags: int, mode: int = 0o644, report: bool = True) -> int:
     """os.open of a regular file, never through a link and never blocking on a FIFO.
 
     O_NOFOLLOW (a link fails), O_NONBLOCK (a FIFO or device opens at once, or fails) until
@@ -111,17 +114,17 @@ def open_regular(path: str | Path, flags: int, mode: int = 0o644) -> int:
     file is one this call created. OSError as os.open raises it (FileNotFoundError without
     O_CREAT, FileExistsError with O_EXCL)."""
     if not flags & os.O_EXCL:
-        check_regular(path)  # a device or FIFO is not even opened
+        check_regular(path, report)  # a device or FIFO is not even opened
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
-            check_regular(path)  # raises for what is there now; else the error was another one
+            check_regular(path, report)  # raises for what is there; else the error was another
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise refuse(path, st.st_mode)
+            raise refuse(path, st.st_mode, report)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)
@@ -196,11 +199,13 @@ def parse_line(line: str) -> tuple[dt.datetime, str, float, float, float, float]
 
 class CsvSink:
     """Appends rows to daily files (of one shard, with `shard`); `truncate=True` starts each
-    day's file afresh (pvsim-run)."""
+    day's file afresh (pvsim-run). A day's file that is not a regular file raises
+    NotRegularFile, logged once unless `log_refusals` is False (pvsim-run: its exit line)."""
 
     def __init__(self, directory: str | Path, *, truncate: bool = False, max_open: int = 3,
-                 shard: int | None = None) -> None:
+                 shard: int | None = None, log_refusals: bool = True) -> None:
         self.directory = Path(directory)
+        self.log_refusals = log_refusals
         self.shard = shard
         self.truncate, self.max_open = truncate, max_open
         self._files: dict[dt.date, BinaryIO] = {}
@@ -266,19 +271,20 @@ class CsvSink:
         open already is the regular file this sink opened): a batch is refused before its
         first row, never half written."""
         if day not in self._files:
-            check_regular(self.path_for(day))
+            check_regular(self.path_for(day), self.log_refusals)
 
     def _open(self, day: dt.date) -> BinaryIO:
         path = self.path_for(day)
         fresh = self.truncate and day not in self._started
-        append = os.O_WRONLY | os.O_APPEND
+        append, report = os.O_WRONLY | os.O_APPEND, self.log_refusals
         try:
             try:  # a new file is one this sink created, never whatever a link points to
                 fd, created = open_regular(path, append | os.O_CREAT | os.O_EXCL), True
             except FileExistsError:
                 if not fresh:
-                    repair_tail(path)
-                fd, created = open_regular(path, append | (os.O_TRUNC if fresh else 0)), False
+                    repair_tail(path, report)
+                fd = open_regular(path, append | (os.O_TRUNC if fresh else 0), report=report)
+                created = False
             f = os.fdopen(fd, "ab")
             if created or fresh or os.fstat(fd).st_size == 0:
                 f.write(_HEADER_BYTES)
@@ -302,11 +308,12 @@ class CsvSink:
         path = self.path_for(day)
         try:
             try:
-                repair_tail(path)
+                repair_tail(path, self.log_refusals)
             except FileNotFoundError:
                 return
             count = 0
-            with open(open_regular(path, os.O_RDONLY), encoding="utf-8", errors="replace") as f:
+            with open(open_regular(path, os.O_RDONLY, report=self.log_refusals),
+                      encoding="utf-8", errors="replace") as f:
                 for line in f:
                     values = parse_line(line)
                     if values is not None:
@@ -317,7 +324,7 @@ class CsvSink:
         log.info("recovered %d rows from %s", count, path)
 
 
-def repair_tail(path: Path) -> None:
+def repair_tail(path: Path, report: bool = True) -> None:
     """Cut a torn last line (no newline: a write interrupted by a crash, never acknowledged).
 
     Only the torn part goes, however far back the last newline is (a power loss can leave
@@ -325,7 +332,7 @@ def repair_tail(path: Path) -> None:
     was cut is logged. A file with no newline at all is reset to its header. FileNotFoundError
     when there is no file; NotRegularFile when it is not a regular one.
     """
-    with os.fdopen(open_regular(path, os.O_RDWR), "rb+") as f:
+    with os.fdopen(open_regular(path, os.O_RDWR, report=report), "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
             return
