@@ -103,8 +103,9 @@ def test_a_link_named_like_a_day_file_is_never_written_through(tmp_path, caplog,
     target = victim(tmp_path)
     link = out / file_name(DAY)
     link.symlink_to(target)
-    service = PvService.recovering(PvCurve(), CsvSink(out, truncate=truncate), UTC) if not truncate \
-        else PvService(PvCurve(), CsvSink(out, truncate=True), UTC)
+    sink = CsvSink(out, truncate=truncate)  # truncate: as pvsim-run writes
+    service = (PvService(PvCurve(), sink, UTC) if truncate
+               else PvService.recovering(PvCurve(), sink, UTC))
     # a batch over three days, the middle one refused: nothing of it is written
     batch = readings("m", [NOON - 86_400, NOON, NOON + 86_400])
     with caplog.at_level(logging.INFO), pytest.raises(NotRegularFile) as refused:
@@ -167,7 +168,8 @@ def test_a_directory_or_fifo_named_like_a_day_file_is_refused_without_blocking(t
     service = PvService.recovering(PvCurve(), CsvSink(out), UTC)
     with pytest.raises(NotRegularFile) as refused:
         finishes(lambda: service.process(readings("m", [NOON])), path)
-    assert f"{path}: it is {'a directory' if kind == 'directory' else 'a FIFO'}" in str(refused.value)
+    what = "a directory" if kind == "directory" else "a FIFO"
+    assert f"{path}: it is {what}" in str(refused.value)
     assert finishes(lambda: service.process(readings("m", [NOON - 86_400])), path).written == 1
 
 
@@ -222,10 +224,12 @@ def test_the_api_answers_a_problem_naming_the_bad_day_and_every_other_day_as_eve
         for meter in ("m1", "m2"):
             code, body = fresh.get(f"/readings/read/{meter}", **day_query(before))
             assert code == 200 and body, (meter, body)
-        assert fresh.get("/readings/read/m1", **day_query(after)) == (200, [{"reading": 1.5, "time": NOON + 86_400}])
+        assert fresh.get("/readings/read/m1", **day_query(after)) == (
+            200, [{"reading": 1.5, "time": NOON + 86_400}])
         code, body = fresh.get("/price-plans/compare-all/m1", **day_query(before))
         assert code == 200 and body["energyBalance"]["readings"] == 2
-        for path in ("/readings/read/m1", "/price-plans/compare-all/m2", "/price-plans/recommend/m1"):
+        for path in ("/readings/read/m1", "/price-plans/compare-all/m2",
+                     "/price-plans/recommend/m1"):
             for query in (day_query(DAY), {}):  # the day, and every day (it is one of them)
                 code, body = fresh.get(path, **query)
                 assert code == 503, (path, query, code, body)
@@ -234,7 +238,8 @@ def test_the_api_answers_a_problem_naming_the_bad_day_and_every_other_day_as_eve
         assert code == 503 and str(bad) in body["detail"]
         assert fresh.post("m3", [NOON + 86_400 + 5])[0] == 200  # other days: stored
         assert fresh.get("/readings/read/m3")[0] == 503  # unbounded: the bad day is in it
-        assert fresh.get("/readings/read/m3", **day_query(after)) == (200, [{"reading": 1.5, "time": NOON + 86_400 + 5}])
+        assert fresh.get("/readings/read/m3", **day_query(after)) == (
+            200, [{"reading": 1.5, "time": NOON + 86_400 + 5}])
         assert fresh.get("/readings/read/nobody")[0] in (404, 503)
 
     with caplog.at_level(logging.INFO):
@@ -370,7 +375,8 @@ def test_the_meter_state_file_is_never_read_from_a_fifo_nor_written_through_a_li
 # --- a running pvsim-pv ---------------------------------------------------------------------
 
 def _post(port: int, meter: str, instants) -> tuple[int, dict]:
-    body = {"smartMeterId": meter, "electricityReadings": [{"time": t, "reading": 1.5} for t in instants]}
+    body = {"smartMeterId": meter,
+            "electricityReadings": [{"time": t, "reading": 1.5} for t in instants]}
     request = urllib.request.Request(f"http://127.0.0.1:{port}/readings/store",
                                      data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})

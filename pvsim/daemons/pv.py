@@ -141,7 +141,8 @@ class PvDaemon:
         if self._beat.age() > 10:
             return False, f"the consumer has made no progress for {self._beat.age():.0f} s"
         if (held := self._held) is not None:
-            return False, f"the consumer holds a message and retries every {HOLD_SECONDS:.0f} s: {held}"
+            return False, (f"the consumer holds a message and retries it every "
+                           f"{HOLD_SECONDS:.0f} s: {held}")
         return True, (f"consuming {self._what()}; {self.rows_total} rows written, "
                       f"{self.duplicates_total} duplicates dropped")
 

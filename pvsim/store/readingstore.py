@@ -35,8 +35,8 @@ this module adds an index over them, one `aggregates.MeterDay` per (local day, m
   never read, never waited on) is a storage fault of that day only: a query whose window
   touches it raises csvsink.NotRegularFile naming the path (the API answers 503), while every
   other day answers as before (a window next to it is priced as if the day had no file: without
-  the segment from its last reading); `meters` and `has_meter` pass over it. An aggregate file that is
-  not a regular file is ignored and never replaced.
+  the segment from its last reading); `meters` and `has_meter` pass over it. An aggregate file
+  that is not a regular file is ignored and never replaced.
 
 Windows are half-open, [start, end) in epoch seconds; None is unbounded.
 """
