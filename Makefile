@@ -43,7 +43,10 @@ deb:
 
 ## clean: remove what the targets and the programs left in the clone
 clean:
-	rm -rf out pvsim-output build .pytest_cache *.egg-info
+	rm -rf out pvsim-output build dist .pybuild .hypothesis .pytest_cache *.egg-info
+	rm -rf debian/.debhelper debian/pvsim debian/files debian/*.substvars debian/*.debhelper.log \
+	       debian/debhelper-build-stamp debian/*.postinst.debhelper debian/*.postrm.debhelper \
+	       debian/*.prerm.debhelper
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 ## help: list these targets, the programs and their manuals
