@@ -3,9 +3,12 @@ PYTHON      ?= /usr/bin/python3
 export PYTHONPATH := $(CURDIR)
 RUNTIME_DEPS = rabbitmq-server python3-pika python3-yaml python3-tenacity python3-prometheus-client \
                python3-waitress
-TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-hypothesis python3-matplotlib prometheus \
+TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-hypothesis python3-matplotlib curl \
                debhelper dh-python pybuild-plugin-pyproject lintian systemd-container debootstrap \
                dpkg-dev python3-all python3-setuptools
+# Wanted for their programs only (promtool, and a prometheus the tests run as their own process):
+# installed with their services stopped and disabled, so that make check leaves none running.
+TEST_TOOLS   = prometheus
 DEMO_OUT    ?= $(CURDIR)/out
 PYTEST_ARGS ?=
 
@@ -33,6 +36,7 @@ deps:
 
 test-deps:
 	@scripts/ensure-packages $(TEST_DEPS)
+	@scripts/ensure-packages --no-services $(TEST_TOOLS)
 
 rabbitmq:
 	@scripts/ensure-rabbitmq
@@ -43,7 +47,10 @@ deb:
 
 ## clean: remove what the targets and the programs left in the clone
 clean:
-	rm -rf out pvsim-output build .pytest_cache *.egg-info
+	rm -rf out pvsim-output build dist .pybuild .hypothesis .pytest_cache *.egg-info
+	rm -rf debian/.debhelper debian/pvsim debian/files debian/*.substvars debian/*.debhelper.log \
+	       debian/debhelper-build-stamp debian/*.postinst.debhelper debian/*.postrm.debhelper \
+	       debian/*.prerm.debhelper
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 ## help: list these targets, the programs and their manuals

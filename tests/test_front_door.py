@@ -4,6 +4,7 @@ when RabbitMQ will not start."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,35 @@ def test_ensure_rabbitmq_shows_the_brokers_own_error_and_the_command(tmp_path):
         assert "BOOT FAILED" in err and "eaddrinuse" in err
     assert "unable to perform an operation on node 'rabbit@fake'" in err
     assert "crash in rabbit_boot_steps" in err
+
+
+def test_make_clean_removes_everything_git_ignores(tmp_path):
+    """Whatever the targets and the programs leave in a clone is git-ignored; `make clean` removes
+    all of it (dist/ from `make deb`, .hypothesis/ from `make check` included), and nothing else.
+    Run on a scratch copy of the Makefile with one file for each .gitignore entry."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    keep = {tmp_path / "Makefile", tmp_path / "debian" / "rules", tmp_path / "pvsim" / "config.py"}
+    for path in keep:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    made = []
+    for line in (ROOT / ".gitignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        relative = pattern.strip("/").replace("*", "x")
+        # Python's caches appear in every package; everything else at the top of the clone.
+        for where in ([tmp_path, tmp_path / "pvsim"] if pattern == "__pycache__/" else [tmp_path]):
+            target = where / relative
+            if pattern.endswith("/"):
+                target.mkdir(parents=True, exist_ok=True)
+                (target / "leftover").touch()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
+            made.append(target)
+    proc = subprocess.run(["make", "-s", "clean"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    left = [str(p.relative_to(tmp_path)) for p in made if p.exists()]
+    assert not left, f"make clean left what .gitignore names: {left}"
+    assert all(p.exists() for p in keep), "make clean removed a source file"

@@ -6,7 +6,8 @@
   (`Cluster.heal()`), so each test starts with 3 running nodes.
 - Skipped, with the reason, when Debian's rabbitmq-server is not installed.
 - At the end of the session every node is stopped and the rig's directory removed, unless a test
-  that used it failed: then the logs are kept and their path is printed in the summary.
+  that used it failed: then the logs are kept and their path is printed in the summary. Failures
+  of other tests of the session (the package test, say) are not the cluster's: they keep nothing.
 
 Tests here live in the package `cluster` (tests/cluster/__init__.py) so that this conftest is
 imported as `cluster.conftest` and never replaces the suite's top-level `conftest` module, which
@@ -20,6 +21,16 @@ import pytest
 from .rig import Cluster, ClusterError, available
 
 _kept_logs: list[str] = []
+_cluster_failures: list[str] = []  # node ids of the tests using `cluster` that failed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Count the failures (setup, call or teardown) of the tests that use the cluster: only they
+    say anything about it. (This conftest's hooks see only the items under tests/cluster.)"""
+    outcome = yield
+    if outcome.get_result().failed and "cluster" in getattr(item, "fixturenames", ()):
+        _cluster_failures.append(item.nodeid)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +38,7 @@ def cluster(request, tmp_path_factory):
     reason = available()
     if reason:
         pytest.skip(reason)
-    failed_before = request.session.testsfailed
+    failed_before = len(_cluster_failures)
     rig = Cluster(tmp_path_factory.mktemp("cluster"), nodes=3)
     try:
         rig.start()
@@ -36,7 +47,7 @@ def cluster(request, tmp_path_factory):
         _kept_logs.append(str(rig.dir))
         raise
     yield rig
-    keep = request.session.testsfailed > failed_before
+    keep = len(_cluster_failures) > failed_before
     rig.close(keep_logs=keep)
     if keep:
         _kept_logs.append(str(rig.dir))

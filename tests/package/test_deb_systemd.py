@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -37,6 +38,7 @@ CONFIG = "/etc/pvsim/pvsim.yaml"
 HEADER = ["timestamp", "meter_id", "meter_w", "meter_kw", "pv_kw", "net_kw"]
 DEB_IN_CONTAINER = "/root/pvsim-test"
 NO_LOOPBACK = 3  # rig.sh up: the container has no working loopback interface
+CANNOT_CONTAIN = 4  # rig.sh probe: systemd-nspawn cannot start a container on this host
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,6 +46,16 @@ pytestmark = [
 ]
 
 _timings: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_can_start_containers() -> None:
+    """Before building anything: a host that cannot start a container at all (a CI runner that
+    is itself a container) skips the test, saying why, as a host without loopback does."""
+    proc = subprocess.run([str(RIG), "probe"], capture_output=True, text=True, timeout=120)
+    if proc.returncode == CANNOT_CONTAIN:
+        pytest.skip(f"this host cannot run the container test: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, f"rig.sh probe exited {proc.returncode}: {proc.stderr[-3000:]}"
 
 
 class Timer:
@@ -471,3 +483,69 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     assert not left, "left after purge:\n" + "\n".join(sorted(left))
     for unit in UNITS:
         assert c.show(unit, "LoadState")["LoadState"] == "not-found", unit
+
+
+# ----------------------------------------------------------------------------------------------
+# make check's test tools leave no service behind
+
+
+def offline_apt(c: Container, packages: list[str]) -> None:
+    """Let apt inside the container (private network: no mirror) install `packages`: the host's
+    package lists (the container's sources name the same mirror), and every .deb apt would fetch
+    put in the container's archive cache, from the host's cache or downloaded here."""
+    lists = [p for p in Path("/var/lib/apt/lists").glob("*_dists_*") if p.is_file()]
+    if not lists:
+        pytest.skip("the host has no apt package lists to give the container")
+    for path in lists:
+        shutil.copy(path, c.root / "var/lib/apt/lists" / path.name)
+    proc = c.run("apt-get", "install", "--print-uris", "-qq", "--no-install-recommends", *packages, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"the host's package lists do not give apt {packages}: {proc.stderr.strip()[-300:]}")
+    archives = c.root / "var/cache/apt/archives"
+    for line in proc.stdout.splitlines():
+        uri, name = line.split()[:2]
+        uri = uri.strip("'")
+        cached = Path("/var/cache/apt/archives") / name
+        if cached.is_file():
+            shutil.copy(cached, archives / name)
+            continue
+        try:
+            with urllib.request.urlopen(uri, timeout=120) as r, open(archives / name, "wb") as out:
+                shutil.copyfileobj(r, out)
+        except OSError as e:
+            pytest.skip(f"cannot download {uri} for the container: {e}")
+
+
+def test_test_tools_are_installed_with_no_service_left_running_or_enabled(container: Container) -> None:
+    """`make test-deps` installs prometheus for promtool and for a prometheus the tests run as
+    their own process; Debian's package enables and starts a system-wide prometheus.service. Run
+    make's own command for it on a pristine Debian 12 under systemd: the programs are there, and
+    nothing of the package runs now or would at the next boot."""
+    c = container
+    plan = subprocess.run(["make", "-s", "-n", "test-deps"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    tools_line = [line for line in plan.stdout.splitlines() if "--no-services" in line]
+    assert len(tools_line) == 1, f"make test-deps installs no test tools with --no-services:\n{plan.stdout}"
+    words = tools_line[0].split()
+    assert words[0] == "scripts/ensure-packages", words
+    tools = words[2:]
+    assert "prometheus" in tools, tools
+    offline_apt(c, tools)
+    c.run("mkdir", "-p", DEB_IN_CONTAINER)
+    shutil.copy(ROOT / "scripts" / "ensure-packages", c.root / DEB_IN_CONTAINER.lstrip("/"))
+    with Timer("ensure-packages --no-services"):
+        proc = c.run(f"{DEB_IN_CONTAINER}/ensure-packages", *words[1:], timeout=600, check=False)
+    assert proc.returncode == 0, f"ensure-packages exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    for tool in tools:
+        assert c.out("dpkg-query", "-W", "-f=${Status}", tool) == "install ok installed", tool
+    assert c.run("promtool", "--version", check=False).returncode == 0, "promtool does not run"
+    units = [Path(f).name for tool in tools for f in c.out("dpkg-query", "-L", tool).splitlines()
+             if re.fullmatch(r"/(usr/)?lib/systemd/system/[^/@]+\.(service|socket|timer|path)", f)]
+    assert "prometheus.service" in units, units
+    for unit in units:
+        assert c.run("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0, \
+            f"{unit} is running:\n{c.journal(unit)}"
+        assert c.run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "disabled", unit
+    assert c.run("pgrep", "-x", "prometheus", check=False).returncode == 1, "a prometheus process is running"
+    boot_links = [p.name for p in c.root.glob("etc/rc[2-5].d/S*") if p.name[3:] in tools]
+    assert not boot_links, f"SysV links would start them at boot: {boot_links}"

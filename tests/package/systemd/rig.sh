@@ -3,6 +3,9 @@
 # the pvsim .deb and its units (see tests/test_deb_systemd.py). Needs root, systemd-container and
 # debootstrap (the Makefile's TEST_DEPS install them).
 #
+#   rig.sh probe             can this host start a container at all? exit status 4 with
+#                            systemd-nspawn's own words when it cannot (run it first: a fraction
+#                            of a second, where `prepare` and `up` take a minute to fail)
 #   rig.sh prepare           debootstrap the cached root once (~1 min), later calls return at once
 #   rig.sh up RUNDIR         boot a container on a copy-on-write overlay of the cached root;
 #                            exit status 3: the host cannot give it a working loopback interface
@@ -91,6 +94,37 @@ prepare() {
     echo "$root"
 }
 
+probe() {
+    # A runner that is itself a container often cannot nest one: nspawn stops at once with, e.g.,
+    # "Failed to create /../payload subcgroup" (our cgroup lies outside our cgroup namespace), or
+    # cannot set up the private network. Start a container with the flags `up` uses that runs
+    # /usr/bin/true on the host's own /usr: the same cgroup, namespace and network set-up, with
+    # no root file system to build.
+    local dir out entry
+    local -a binds
+    command -v systemd-nspawn >/dev/null || { log "systemd-nspawn is not installed (Debian package systemd-container)"; exit 4; }
+    dir=$(mktemp -d /var/tmp/rig-probe.XXXXXX)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$dir'" EXIT
+    mkdir "$dir/usr"
+    binds=(--bind-ro=/usr)
+    for entry in bin sbin lib lib32 lib64 libx32; do
+        if [ -L "/$entry" ]; then
+            ln -s "$(readlink "/$entry")" "$dir/$entry"
+        elif [ -d "/$entry" ]; then  # a host without merged /usr
+            mkdir "$dir/$entry"
+            binds+=("--bind-ro=/$entry")
+        fi
+    done
+    if ! out=$(timeout 60 systemd-nspawn --quiet -D "$dir" --register=no --keep-unit --private-network \
+                   "${binds[@]}" /usr/bin/true </dev/null 2>&1); then
+        # Its last word, not the harmless "Attempted to remove disk file system..." at exit.
+        log "systemd-nspawn cannot start a container on this host: $(printf '%s\n' "$out" |
+            grep -v '^Attempted to remove disk file system' | grep . | tail -n 1)"
+        exit 4
+    fi
+}
+
 container_pid() {
     # PID (on the host) of the container's PID 1, recorded by `up`.
     cat "$1/leader" 2>/dev/null || die "no container running for $1"
@@ -177,10 +211,11 @@ down() {
 
 cmd=${1:-}; shift || true
 case "$cmd" in
+    probe)   probe ;;
     prepare) prepare ;;
     up)      [ $# -eq 1 ] || die "usage: rig.sh up RUNDIR"; up "$1" ;;
     exec)    [ $# -ge 2 ] || die "usage: rig.sh exec RUNDIR CMD..."; do_exec "$@" ;;
     copy-in) [ $# -eq 3 ] || die "usage: rig.sh copy-in RUNDIR FILE DIR"; copy_in "$@" ;;
     down)    [ $# -eq 1 ] || die "usage: rig.sh down RUNDIR"; down "$1" ;;
-    *) die "usage: rig.sh prepare | up RUNDIR | exec RUNDIR CMD... | copy-in RUNDIR FILE DIR | down RUNDIR" ;;
+    *) die "usage: rig.sh probe | prepare | up RUNDIR | exec RUNDIR CMD... | copy-in RUNDIR FILE DIR | down RUNDIR" ;;
 esac
