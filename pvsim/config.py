@@ -404,7 +404,7 @@ class _Loader(_Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver)
             return super().construct_object(node, deep)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
             raise yaml.constructor.ConstructorError(
-                None, None, f"not a valid {_show(node.tag.rpartition(':')[2])} value",
+                None, None, f"not a valid {shown(node.tag.rpartition(':')[2])} value",
                 node.start_mark) from None
 
 
@@ -544,7 +544,7 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(source, key, f"must be one of {choices}, got {_show(value)}")
+            raise ConfigError(source, key, f"must be one of {choices}, got {shown(value)}")
         return value
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         if value is None:
@@ -602,9 +602,9 @@ def _check_range(value: float, source: str, key: str, meta: Any) -> Any:
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         bound = f"greater than {lo:g}" if meta.get("lo_open") else f"at least {lo:g}"
-        raise ConfigError(source, key, f"must be {bound}, got {_show(value)}")
+        raise ConfigError(source, key, f"must be {bound}, got {shown(value)}")
     if hi is not None and value > hi:
-        raise ConfigError(source, key, f"must be at most {hi:g}, got {_show(value)}")
+        raise ConfigError(source, key, f"must be at most {hi:g}, got {shown(value)}")
     return value
 
 
@@ -614,20 +614,20 @@ def check_string(value: str, source: str, key: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(source, key, f"unknown time zone {_show(value)} (use an IANA name such as Europe/Madrid)")
+            raise ConfigError(source, key, f"unknown time zone {shown(value)} (use an IANA name such as Europe/Madrid)")
     elif key.endswith(".listen"):
         parse_listen(value, source, key)
     elif key == "broker.url" or key.startswith("broker.urls["):
         _check_amqp_url(value, source, key)
     elif key.startswith("meter.id") and not METER_ID.fullmatch(value):
-        raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {_show(value)}")
+        raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {shown(value)}")
     elif key == "pricing.currency" and not (re.fullmatch(r"[A-Z]{3}", value) or (
             len(value) == 1 and unicodedata.category(value) == "Sc")):
         raise ConfigError(source, key, "not a currency: an ISO 4217 code (EUR, GBP, USD) or one "
-                          f"currency sign (€, £, $), got {_show(value)}")
+                          f"currency sign (€, £, $), got {shown(value)}")
     elif key.startswith("api.allowed_hosts") and not _HOST_NAME.fullmatch(value):
         raise ConfigError(source, key, f"not a host name (letters, digits, - and ., no port): "
-                          f"{_show(value)}")
+                          f"{shown(value)}")
     return value
 
 
@@ -656,7 +656,7 @@ def _check_unique(items: tuple, source: str, key: str) -> tuple:
     for item in items:
         ident = getattr(item, "id", item)
         if ident in seen:
-            raise ConfigError(source, key, f"{_show(ident)} appears twice")
+            raise ConfigError(source, key, f"{shown(ident)} appears twice")
         seen.add(ident)
     return items
 
@@ -666,12 +666,12 @@ def parse_listen(value: str, source: str = "<flag>", key: str = "listen") -> tup
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not (port.isdigit() and len(port) <= 5) or not 0 < int(port) < 65536:
-        raise ConfigError(source, key, f"expected host:port such as 127.0.0.1:9762, got {_show(value)}")
+        raise ConfigError(source, key, f"expected host:port such as 127.0.0.1:9762, got {shown(value)}")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost" and not all(p.isalnum() or "-" in p for p in host.split(".")):
-            raise ConfigError(source, key, f"not an IP address or host name: {_show(host)}")
+            raise ConfigError(source, key, f"not an IP address or host name: {shown(host)}")
     return host, int(port)
 
 
@@ -684,10 +684,10 @@ def validate_pricing(config: Config) -> None:
             if day not in WEEKDAYS:
                 raise ConfigError(config.source, key, f"not a weekday (one of {', '.join(WEEKDAYS)})")
             if mult < 0:
-                raise ConfigError(config.source, key, f"must be at least 0, got {_show(mult)}")
+                raise ConfigError(config.source, key, f"must be at least 0, got {shown(mult)}")
     for meter, plan in config.pricing.accounts.items():
         if plan not in plan_ids:
-            raise ConfigError(config.source, _join("pricing.accounts", meter), f"unknown plan {_show(plan)}")
+            raise ConfigError(config.source, _join("pricing.accounts", meter), f"unknown plan {shown(plan)}")
 
 
 def _join(prefix: str, name: object) -> str:
@@ -696,7 +696,7 @@ def _join(prefix: str, name: object) -> str:
     is cut."""
     text = str(name)[:SHOWN_CHARS + 1] if isinstance(name, str) else None
     if not (text and text.isprintable() and text.strip() == text and len(text) <= SHOWN_CHARS):
-        text = _show(name)
+        text = shown(name)
     return f"{prefix}.{text}" if prefix else text
 
 
@@ -708,7 +708,7 @@ def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
-def _show(value: Any) -> str:
+def shown(value: Any) -> str:
     """`value` as Python would write it, cut to a few dozen characters: an error line quotes
     what a file holds, never all of it (a list is named, not written out: through YAML aliases a
     442-byte file makes one of 9^10 items)."""
@@ -732,4 +732,4 @@ def _describe(value: Any) -> str:
     if isinstance(value, (list, tuple, set, frozenset)):
         return "a list"
     kind = {str: "the string", bool: "the boolean"}.get(type(value))
-    return f"{kind} {_show(value)}" if kind else _show(value)
+    return f"{kind} {shown(value)}" if kind else shown(value)
