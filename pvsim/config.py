@@ -450,31 +450,79 @@ def _check_events(loader: _Loader, source: str) -> None:
 
 
 def _check_nodes(root: yaml.Node, loader: _Loader, source: str) -> None:
-    """The node graph as the values built from it will be: each alias counted where it is used
-    (MAX_VALUES, MAX_DEPTH), no key twice in a mapping (YAML keeps the last one silently, so
-    the first is ignored), no integer longer than MAX_INTEGER_CHARS. A flat loop, linear in
-    the values (at most MAX_VALUES visits, whatever the aliases)."""
-    stack: list[tuple[yaml.Node, tuple]] = [(root, ())]
-    visits = 0
+    """The node graph as the values built from it will be: no key twice in a mapping (YAML
+    keeps the last one silently, so the first is ignored), no integer longer than
+    MAX_INTEGER_CHARS, and, each alias counted wherever it is used, at most MAX_VALUES values
+    nested at most MAX_DEPTH deep. Linear in the nodes the file writes, whatever its aliases
+    make of them: each node is checked once, and what it stands for once expanded is summed
+    from its children's (a node met again through an alias is not walked again)."""
+    size: dict[int, int] = {}    # id(collection): the values it stands for, expanded (capped)
+    height: dict[int, int] = {}  # id(collection): its nesting, expanded (a scalar's is 1)
+    entered: set[int] = set()    # the nodes on the walk's path: met again, a node holds itself
+    _check_scalar(root, (), source)
+    stack: list[tuple[yaml.Node, tuple, bool]] = [(root, (), False)]
     while stack:
-        node, parts = stack.pop()
-        visits += 1
-        if visits > MAX_VALUES or len(parts) > MAX_DEPTH:
-            what = (f"more than {MAX_VALUES:,} values" if visits > MAX_VALUES
-                    else f"nested deeper than {MAX_DEPTH} levels")
-            raise ConfigError(source, _path(parts, keys_only=True), f"{what} once its YAML "
-                              f"aliases are expanded (an alias bomb? line {node.start_mark.line + 1}"
-                              "): pvsim reads no more")
+        node, parts, done = stack.pop()
         if isinstance(node, ScalarNode):
-            if node.tag == _INT_TAG and len(node.value) > MAX_INTEGER_CHARS:
-                raise ConfigError(source, _path(parts), f"an integer of {len(node.value):,} "
-                                  f"characters: pvsim reads at most {MAX_INTEGER_CHARS}")
-        elif isinstance(node, SequenceNode):
-            stack += ((item, (*parts, i)) for i, item in reversed(list(enumerate(node.value))))
-        elif isinstance(node, MappingNode):
+            continue
+        kids = _children(node)
+        if done:
+            size[id(node)] = min(1 + sum(size.get(id(k), 1) for _, k in kids), MAX_VALUES + 1)
+            height[id(node)] = 1 + max((height.get(id(k), 1) for _, k in kids), default=0)
+            entered.discard(id(node))
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in entered:
+            _too_large(root, size, height, source)
+        entered.add(id(node))
+        if isinstance(node, MappingNode):
             _check_keys(node, loader, source, parts)
-            stack += ((value, (*parts, _key_name(key)))
-                      for key, value in reversed(node.value))
+        stack.append((node, parts, True))
+        for part, kid in reversed(kids):  # scalars here, collections when popped
+            if isinstance(kid, ScalarNode):
+                _check_scalar(kid, (*parts, part) if kid.tag == _INT_TAG else parts, source)
+            else:
+                stack.append((kid, (*parts, part), False))
+    if size.get(id(root), 1) > MAX_VALUES or height.get(id(root), 1) > MAX_DEPTH + 1:
+        _too_large(root, size, height, source)
+
+
+def _check_scalar(node: yaml.Node, parts: tuple, source: str) -> None:
+    if isinstance(node, ScalarNode) and node.tag == _INT_TAG and len(node.value) > MAX_INTEGER_CHARS:
+        raise ConfigError(source, _path(parts), f"an integer of {len(node.value):,} characters: "
+                          f"pvsim reads at most {MAX_INTEGER_CHARS}")
+
+
+def _children(node: yaml.Node) -> list[tuple[str | int, yaml.Node]]:
+    """A node's children, each with its part of a key path (a mapping's keys too)."""
+    if isinstance(node, SequenceNode):
+        return list(enumerate(node.value))
+    if isinstance(node, MappingNode):
+        return [(_key_name(k), n) for k, v in node.value for n in (k, v)]
+    return []
+
+
+def _too_large(root: yaml.Node, size: dict[int, int], height: dict[int, int],
+               source: str) -> typing.NoReturn:
+    """The error for a document too large or too deep once its aliases are expanded (or one
+    holding itself: unfinished in `size`), naming the key whose value is."""
+    def bad(node: yaml.Node, level: int) -> bool:
+        if isinstance(node, ScalarNode):
+            return False
+        return (id(node) not in size or size[id(node)] > MAX_VALUES
+                or height[id(node)] + level > MAX_DEPTH + 1)
+    parts, node, level = [], root, 0
+    while isinstance(node, MappingNode):
+        found = next(((k, v) for k, v in node.value if bad(v, level + 1)), None)
+        if found is None:
+            break
+        parts.append(_key_name(found[0]))
+        node, level = found[1], level + 1
+    what = ("holds itself" if id(node) not in size else f"more than {MAX_VALUES:,} values"
+            if size[id(node)] > MAX_VALUES else f"nested deeper than {MAX_DEPTH} levels")
+    raise ConfigError(source, _path(parts), f"{what} once its YAML aliases are expanded (an "
+                      f"alias bomb? line {node.start_mark.line + 1}): pvsim reads no more")
 
 
 def _check_keys(node: MappingNode, loader: _Loader, source: str, parts: tuple) -> None:
