@@ -49,6 +49,10 @@ MAX_INTEGER_CHARS = 40     # a config's integers are far shorter; Python refuses
 SHOWN_CHARS = 60           # of a value quoted in an error line
 MAX_ERROR_CHARS = 1000     # an error line, whatever it quotes
 MAX_METER_COUNT = 10_000_000
+MAX_STRING_CHARS = 4096    # a path (PATH_MAX), a URL, a name
+MAX_AMQP_NAME_BYTES = 200  # AMQP's 255, less what pvsim appends (".run.<id>.dead", ".s001")
+_AMQP_NAMES = {"broker.exchange", "broker.queue", "broker.dead_letter_exchange",
+               "broker.dead_letter_queue"}
 _HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -658,6 +662,12 @@ def _check_range(value: float, source: str, key: str, meta: Any) -> Any:
 
 def check_string(value: str, source: str, key: str) -> str:
     """Semantic checks for the strings whose mistakes would otherwise surface much later."""
+    if len(value) > MAX_STRING_CHARS:
+        raise ConfigError(source, key, f"{len(value):,} characters: pvsim reads at most "
+                          f"{MAX_STRING_CHARS:,} ({shown(value)})")
+    if key in _AMQP_NAMES and len(value.encode("utf-8", "surrogatepass")) > MAX_AMQP_NAME_BYTES:
+        raise ConfigError(source, key, f"a RabbitMQ name of at most {MAX_AMQP_NAME_BYTES} bytes "
+                          f"(pvsim appends to it), got {shown(value)}")
     if key == "timezone":
         try:
             zoneinfo.ZoneInfo(value)
