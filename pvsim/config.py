@@ -464,13 +464,12 @@ def _check_nodes(root: yaml.Node, loader: _Loader, source: str) -> None:
     height: dict[int, int] = {}  # id(collection): its nesting, expanded (a scalar's is 1)
     entered: set[int] = set()    # the nodes on the walk's path: met again, a node holds itself
     _check_scalar(root, (), source)
-    stack: list[tuple[yaml.Node, tuple, bool]] = [(root, (), False)]
+    stack: list[tuple[yaml.Node, tuple, list | None]] = [(root, (), None)]
     while stack:
-        node, parts, done = stack.pop()
+        node, parts, kids = stack.pop()  # kids: None when entered, its children when done
         if isinstance(node, ScalarNode):
             continue
-        kids = _children(node)
-        if done:
+        if kids is not None:
             size[id(node)] = min(1 + sum(size.get(id(k), 1) for _, k in kids), MAX_VALUES + 1)
             height[id(node)] = 1 + max((height.get(id(k), 1) for _, k in kids), default=0)
             entered.discard(id(node))
@@ -482,12 +481,13 @@ def _check_nodes(root: yaml.Node, loader: _Loader, source: str) -> None:
         entered.add(id(node))
         if isinstance(node, MappingNode):
             _check_keys(node, loader, source, parts)
-        stack.append((node, parts, True))
+        kids = _children(node)
+        stack.append((node, parts, kids))
         for part, kid in reversed(kids):  # scalars here, collections when popped
             if isinstance(kid, ScalarNode):
                 _check_scalar(kid, (*parts, part) if kid.tag == _INT_TAG else parts, source)
             else:
-                stack.append((kid, (*parts, part), False))
+                stack.append((kid, (*parts, part), None))
     if size.get(id(root), 1) > MAX_VALUES or height.get(id(root), 1) > MAX_DEPTH + 1:
         _too_large(root, size, height, source)
 
