@@ -646,8 +646,10 @@ def _first_day(tz: ZoneInfo) -> dt.date:
 
 
 def _last_day(tz: ZoneInfo) -> dt.date:
-    """The last local day whose instants are all at most MAX_INSTANT."""
-    day = dt.datetime.fromtimestamp(MAX_INSTANT, tz).date()
+    """The last local day whose instants are all at most MAX_INSTANT (a day past the UTC date
+    to start with, for a zone ahead of UTC; never past the calendar's last day)."""
+    day = min(dt.datetime.fromtimestamp(MAX_INSTANT, dt.timezone.utc).date(),
+              dt.date.max - dt.timedelta(days=2)) + dt.timedelta(days=1)
     while local_midnight(day + dt.timedelta(days=1), tz) - 1 > MAX_INSTANT:
         day -= dt.timedelta(days=1)
     return day
