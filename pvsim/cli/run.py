@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -474,7 +474,8 @@ def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: fl
              f"   (current plan: {current or 'none'}{fit})"]
     for c in rank(costs):
         name = f"{c.plan_id} ({c.supplier})"
-        lines.append(f"    {name:<{width}} {c.cost:10.2f} {currency} {c.cost_with_pv:10.2f} {currency}")
+        lines.append(f"    {name:<{width}} {c.cost:10.2f} {currency} "
+                     f"{c.cost_with_pv:10.2f} {currency}")
     best, best_pv = rank(costs)[0], rank(costs, with_pv=True)[0]
     lines.append(f"  recommended plan: {best.plan_id} ({best.supplier}), {best.cost:.2f} {currency} "
                  f"without PV; with PV: {best_pv.plan_id} ({best_pv.supplier}), "
@@ -691,14 +692,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _at_most(limit: int):
+def _at_most(limit: int) -> Callable[[str], int]:
     """A flag's type: a whole number from 1 to `limit`."""
     def whole(text: str) -> int:
         value = _positive_int(text)
         if value > limit:
             raise _bad(text, f"must be at most {limit:,}")
         return value
-    whole.__name__ = f"whole number from 1 to {limit:,}"
     return whole
 
 
