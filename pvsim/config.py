@@ -11,6 +11,7 @@ help) are the single source of truth; config/pvsim.yaml documents the same keys 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -69,6 +70,19 @@ class ConfigError(Exception):
         # One line, always, and a short one: whatever a file holds, it cannot break the message
         # across lines nor make it long (the values quoted are cut already; this is the backstop).
         super().__init__(one_line(f"{where}: {problem}"))
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse for every entry point, with a usage error as one line, exit 2, as every pvsim
+    error (the usage is in --help), whatever the flags hold: their values are cut and never
+    break the line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, one_line(f"{self.prog}: {message} (see {self.prog} --help)",
+                              USAGE_ERROR_CHARS) + "\n")
+
+
+USAGE_ERROR_CHARS = 300
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:

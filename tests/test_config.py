@@ -353,3 +353,17 @@ def test_a_daemon_given_a_hostile_config_says_one_line_and_exits_78(tmp_path, mo
     prog = "pvsim-" + module.rsplit(".", 1)[1]
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"{prog}: {path}: {key}: ") and problem in proc.stderr
+
+
+@pytest.mark.parametrize("module", ["pvsim.daemons.meter", "pvsim.daemons.pv"])
+@pytest.mark.parametrize("args,message", [
+    (["--nope"], "unrecognized arguments: --nope"),
+    (["--config"], "argument --config: expected one argument"),
+    (["--config", "a", "x" * 5000], "unrecognized arguments: xxx"),
+])
+def test_a_daemon_given_a_wrong_flag_says_one_line_and_exits_2(module, args, message):
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    prog = "pvsim-" + module.rsplit(".", 1)[1]
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"{prog}: {message}") and len(proc.stderr) <= 301

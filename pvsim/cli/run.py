@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 from pvsim import __version__, config as configmod, logsetup
@@ -483,22 +482,12 @@ def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: fl
     return lines
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the usage error as one line, as every pvsim error (the usage is in
-    --help), whatever the flags hold: their values are cut and never break the line."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, configmod.one_line(f"{self.prog}: {message} (see {self.prog} --help)",
-                                        USAGE_ERROR_CHARS) + "\n")
-
-
-USAGE_ERROR_CHARS = 300
 ERROR_CHARS = 10_000  # room for a path of PATH_MAX (4,096) in an error line
 MAX_NUMBER_CHARS = configmod.MAX_INTEGER_CHARS  # digits of a whole number flag, as in the config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = configmod.UsageParser(
         prog="pvsim-run", description="Simulate whole days of meter and PV power into daily CSVs.")
     p.add_argument("--accelerated", action="store_true",
                    help="step simulated time without sleeping (a day in seconds)")
