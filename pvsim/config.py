@@ -11,6 +11,7 @@ help) are the single source of truth; config/pvsim.yaml documents the same keys 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -19,6 +20,7 @@ import os
 import re
 import types
 import typing
+import unicodedata
 import urllib.parse
 import zoneinfo
 from dataclasses import dataclass, field
@@ -26,12 +28,32 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
+from yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent,
+                         MappingStartEvent, ScalarEvent)
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 DEFAULT_PATH = Path("/etc/pvsim/pvsim.yaml")
 # A meter id, everywhere (config, messages, the API): nothing a CSV cell must quote or a
-# spreadsheet could take for a formula.
-METER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-METER_ID_RULE = "1-64 characters from A-Z, a-z, 0-9 and . _ : -"
+# spreadsheet could take for a formula (OWASP's triggers are = + - @ first: so a letter or a
+# digit comes first).
+METER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+METER_ID_RULE = "1-64 characters from A-Z, a-z, 0-9 and . _ : -, the first a letter or a digit"
+# What the loader accepts at most, whatever a file holds, so that no file can make a program
+# spend minutes or gigabytes before its one line: a config is a few KiB, and 100,000 meter ids
+# of the longest kind with an account each (`pricing.accounts`) are 15 MiB and about 300,000
+# values, which load in a few seconds. Aliases count as often as they are used (an alias bomb
+# of 442 bytes expands to 9^10 values), nesting as deep as it goes once they are expanded.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_VALUES = 1_000_000
+MAX_DEPTH = 32             # the schema needs 4 (pricing.plans[0].peak_multipliers.monday)
+MAX_INTEGER_CHARS = 40     # a config's integers are far shorter; Python refuses 4,300 digits
+SHOWN_CHARS = 60           # of a value quoted in an error line
+MAX_ERROR_CHARS = 1000     # an error line, whatever it quotes
+MAX_METER_COUNT = 10_000_000
+MAX_STRING_CHARS = 4096    # a path (PATH_MAX), a URL, a name
+MAX_AMQP_NAME_BYTES = 200  # AMQP's 255, less what pvsim appends (".run.<id>.dead", ".s001")
+_AMQP_NAMES = {"broker.exchange", "broker.queue", "broker.dead_letter_exchange",
+               "broker.dead_letter_queue"}
 _HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -45,8 +67,22 @@ class ConfigError(Exception):
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: {key}" if key else source
-        # One line, always: whatever a file holds, it cannot break the message across lines.
-        super().__init__(_one_line(f"{where}: {problem}"))
+        # One line, always, and a short one: whatever a file holds, it cannot break the message
+        # across lines nor make it long (the values quoted are cut already; this is the backstop).
+        super().__init__(one_line(f"{where}: {problem}"))
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse for every entry point, with a usage error as one line, exit 2, as every pvsim
+    error (the usage is in --help), whatever the flags hold: their values are cut and never
+    break the line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, one_line(f"{self.prog}: {message} (see {self.prog} --help)",
+                              USAGE_ERROR_CHARS) + "\n")
+
+
+USAGE_ERROR_CHARS = 300
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
@@ -85,7 +121,7 @@ class BrokerConfig:
 class MeterConfig:
     id: tuple[str, ...] = ("smart-meter-0",)
     # Instead of id: this many meters, named meter-000001, meter-000002, ... (a fleet).
-    count: int = field(default=0, metadata=_range(0, 10_000_000))
+    count: int = field(default=0, metadata=_range(0, MAX_METER_COUNT))
     seed: int = 42
     # building: a commercial building's day; uniform: any value in [0, max_w] (the challenge's
     # original); slp: a BDEW standard load profile (profile, annual_kwh, holidays below);
@@ -206,6 +242,9 @@ class PricingConfig:
     feed_in_tariff: float = field(default=0.0, metadata=_range(0.0))
     # Readings further apart than this are not bridged when integrating energy.
     max_gap_seconds: float = field(default=3600.0, metadata=_range(0.0, lo_open=True))
+    # The unit of every price: unit rates, the feed-in tariff and the costs shown with them. An
+    # ISO 4217 code (EUR, GBP, USD) or one currency sign.
+    currency: str = "EUR"
 
 
 @dataclass(frozen=True)
@@ -244,25 +283,26 @@ def load(path: str | Path | None = None, *, required: bool = True) -> Config:
     path = Path(path) if path is not None else DEFAULT_PATH
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # no more: a 200 MB file is refused, not read
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         if not required:
             return Config()
         raise ConfigError(source, "", "file not found (give another one with --config FILE)")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot read: {getattr(exc, 'strerror', None) or exc}")
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(source, "", f"cannot read: {exc}")
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB: pvsim reads "
+                          "no more (a config is a few KiB; 100,000 meter ids take 2-15 MiB)")
     return parse(text, source)
 
 
 def parse(text: str, source: str = "<string>") -> Config:
     """Validate YAML text against the Config schema."""
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(source, "", f"malformed YAML: {where}{problem}")
+    data = read_yaml(text, source)
     if data is None:
         data = {}
     config = dataclasses.replace(_build(Config, data, source, ""), source=source)
@@ -279,6 +319,34 @@ def parse(text: str, source: str = "<string>") -> Config:
     if config.meter.model == "series" and not config.meter.series_file:
         raise ConfigError(source, "meter.series_file", "required by meter.model series")
     return config
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """The YAML document as Python values, or one ConfigError: malformed YAML, a key given
+    twice (YAML would keep the last silently), or more than the loader accepts (MAX_* above),
+    checked before anything is built from it. The file is read three times, each linear: its
+    events (depth and count, before the composer, which recurses), its node graph (duplicate
+    keys, integers, aliases counted as expanded) and the values built from it."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB: pvsim reads "
+                          "no more (a config is a few KiB; 100,000 meter ids take 2-15 MiB)")
+    loader = _Loader(text)
+    try:
+        _check_events(_Loader(text), source)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, loader, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(source, "", f"malformed YAML: {where}{problem}")
+    except RecursionError:  # defence in depth: _check_events bounds the nesting first
+        raise ConfigError(source, "", f"malformed YAML: nested deeper than {MAX_DEPTH} levels")
+    finally:
+        loader.dispose()
 
 
 def validate_fleet(config: Config, data: dict) -> Config:
@@ -327,14 +395,188 @@ def validate_pv(config: Config) -> None:
             raise ConfigError(source, f"pv.{key}", f"required by pv.model {model}")
 
 
-class _Loader(yaml.SafeLoader):
+if getattr(yaml, "__with_libyaml__", False):  # Debian's python3-yaml: libyaml, 10 times faster
+    from yaml._yaml import CParser as _Parser
+else:  # pragma: no cover (a PyYAML without libyaml)
+    class _Parser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,  # type: ignore
+                  yaml.composer.Composer):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+
+
+class _Loader(_Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
     """YAML's safe loader without its timestamps: a date stays text until the schema reads it,
-    so 2026-02-30 is an error naming its key, not a ValueError from inside the YAML parser."""
+    so 2026-02-30 is an error naming its key, not a ValueError from inside the YAML parser. A
+    value its tag cannot make (`!!int abc`, `!!bool maybe`) is a YAML error at its line."""
+
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"not a valid {shown(node.tag.rpartition(':')[2])} value",
+                node.start_mark) from None
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_INT_TAG, _STR_TAG, _MERGE_TAG = (f"tag:yaml.org,2002:{t}" for t in ("int", "str", "merge"))
+
+
+def _check_events(loader: _Loader, source: str) -> None:
+    """The document's nesting and size, from the parser's events alone (a flat loop), before
+    the composer, which recurses once per level: 5,000 levels would be a RecursionError."""
+    frames: list[list] = []  # per open collection: [is_mapping, next is a key, key or index]
+    count = 0
+    try:
+        while not loader.check_event(yaml.StreamEndEvent):
+            event = loader.get_event()
+            if isinstance(event, CollectionEndEvent):
+                frames.pop()
+                continue
+            if not isinstance(event, (CollectionStartEvent, ScalarEvent, AliasEvent)):
+                continue
+            count += 1
+            if frames:
+                top = frames[-1]
+                if not top[0]:
+                    top[2] += 1
+                elif top[1]:
+                    top[2] = event.value if isinstance(event, ScalarEvent) else "(a key)"
+                if top[0]:
+                    top[1] = not top[1]
+            if count > MAX_VALUES:
+                raise ConfigError(source, _path((f[2] for f in frames), keys_only=True),
+                                  f"more than {MAX_VALUES:,} values: pvsim reads no more")
+            if isinstance(event, CollectionStartEvent):
+                if len(frames) >= MAX_DEPTH:
+                    raise ConfigError(source, _path((f[2] for f in frames), keys_only=True),
+                                      f"nested deeper than {MAX_DEPTH} levels (line "
+                                      f"{event.start_mark.line + 1}): pvsim reads no deeper")
+                frames.append([isinstance(event, MappingStartEvent), True, -1])
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node, loader: _Loader, source: str) -> None:
+    """The node graph as the values built from it will be: no key twice in a mapping (YAML
+    keeps the last one silently, so the first is ignored), no integer longer than
+    MAX_INTEGER_CHARS, and, each alias counted wherever it is used, at most MAX_VALUES values
+    nested at most MAX_DEPTH deep. Linear in the nodes the file writes, whatever its aliases
+    make of them: each node is checked once, and what it stands for once expanded is summed
+    from its children's (a node met again through an alias is not walked again)."""
+    size: dict[int, int] = {}    # id(collection): the values it stands for, expanded (capped)
+    height: dict[int, int] = {}  # id(collection): its nesting, expanded (a scalar's is 1)
+    entered: set[int] = set()    # the nodes on the walk's path: met again, a node holds itself
+    _check_scalar(root, (), source)
+    stack: list[tuple[yaml.Node, tuple, list | None]] = [(root, (), None)]
+    while stack:
+        node, parts, kids = stack.pop()  # kids: None when entered, its children when done
+        if isinstance(node, ScalarNode):
+            continue
+        if kids is not None:
+            size[id(node)] = min(1 + sum(size.get(id(k), 1) for _, k in kids), MAX_VALUES + 1)
+            height[id(node)] = 1 + max((height.get(id(k), 1) for _, k in kids), default=0)
+            entered.discard(id(node))
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in entered:
+            _too_large(root, size, height, source)
+        entered.add(id(node))
+        if isinstance(node, MappingNode):
+            _check_keys(node, loader, source, parts)
+        kids = _children(node)
+        stack.append((node, parts, kids))
+        for part, kid in reversed(kids):  # scalars here, collections when popped
+            if isinstance(kid, ScalarNode):
+                _check_scalar(kid, (*parts, part) if kid.tag == _INT_TAG else parts, source)
+            else:
+                stack.append((kid, (*parts, part), None))
+    if size.get(id(root), 1) > MAX_VALUES or height.get(id(root), 1) > MAX_DEPTH + 1:
+        _too_large(root, size, height, source)
+
+
+def _check_scalar(node: yaml.Node, parts: tuple, source: str) -> None:
+    if isinstance(node, ScalarNode) and node.tag == _INT_TAG and len(node.value) > MAX_INTEGER_CHARS:
+        raise ConfigError(source, _path(parts), f"an integer of {len(node.value):,} characters: "
+                          f"pvsim reads at most {MAX_INTEGER_CHARS}")
+
+
+def _children(node: yaml.Node) -> list[tuple[str | int, yaml.Node]]:
+    """A node's children, each with its part of a key path (a mapping's keys too)."""
+    if isinstance(node, SequenceNode):
+        return list(enumerate(node.value))
+    if isinstance(node, MappingNode):
+        return [(_key_name(k), n) for k, v in node.value for n in (k, v)]
+    return []
+
+
+def _too_large(root: yaml.Node, size: dict[int, int], height: dict[int, int],
+               source: str) -> typing.NoReturn:
+    """The error for a document too large or too deep once its aliases are expanded (or one
+    holding itself: unfinished in `size`), naming the key whose value is."""
+    def bad(node: yaml.Node, level: int) -> bool:
+        if isinstance(node, ScalarNode):
+            return False
+        return (id(node) not in size or size[id(node)] > MAX_VALUES
+                or height[id(node)] + level > MAX_DEPTH + 1)
+    parts, node, level = [], root, 0
+    while isinstance(node, MappingNode):
+        found = next(((k, v) for k, v in node.value if bad(v, level + 1)), None)
+        if found is None:
+            break
+        parts.append(_key_name(found[0]))
+        node, level = found[1], level + 1
+    what = ("holds itself" if id(node) not in size else f"more than {MAX_VALUES:,} values"
+            if size[id(node)] > MAX_VALUES else f"nested deeper than {MAX_DEPTH} levels")
+    raise ConfigError(source, _path(parts), f"{what} once its YAML aliases are expanded (an "
+                      f"alias bomb? line {node.start_mark.line + 1}): pvsim reads no more")
+
+
+def _check_keys(node: MappingNode, loader: _Loader, source: str, parts: tuple) -> None:
+    """No key twice in one mapping; a key as the program reads it (1234 and '1234' are one)."""
+    first: dict[str, yaml.Node] = {}
+    for key, _ in node.value:
+        if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        name = key.value
+        if key.tag != _STR_TAG and not (key.tag == _INT_TAG and len(key.value) > MAX_INTEGER_CHARS):
+            try:
+                name = str(loader.construct_object(key))
+            except yaml.YAMLError:
+                pass  # construction says what is wrong with it, at its line
+        seen = first.setdefault(name, key)
+        if seen is not key:
+            raise ConfigError(source, _path((*parts, key.value)), f"set twice, at line "
+                              f"{seen.start_mark.line + 1} and at line {key.start_mark.line + 1} "
+                              "(YAML would keep the second silently): remove one")
+
+
+def _key_name(key: yaml.Node) -> str:
+    return key.value if isinstance(key, ScalarNode) else "(a key)"
+
+
+def _path(parts: Any, keys_only: bool = False) -> str:
+    """A dotted key path from mapping keys and list indices: meter.id[3]; at most 8 parts, or
+    with `keys_only` the keys before the first index (the key whose value is too large)."""
+    text = ""
+    for n, part in enumerate(parts):
+        if keys_only and isinstance(part, int):
+            break
+        if n == 8:
+            return text + "..."
+        text = f"{text}[{part}]" if isinstance(part, int) else _join(text, part)
+    return text or "(top level)"
 
 
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
@@ -368,7 +610,7 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(source, key, f"must be one of {choices}, got {value!r}")
+            raise ConfigError(source, key, f"must be one of {choices}, got {shown(value)}")
         return value
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         if value is None:
@@ -426,28 +668,38 @@ def _check_range(value: float, source: str, key: str, meta: Any) -> Any:
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         bound = f"greater than {lo:g}" if meta.get("lo_open") else f"at least {lo:g}"
-        raise ConfigError(source, key, f"must be {bound}, got {value!r}")
+        raise ConfigError(source, key, f"must be {bound}, got {shown(value)}")
     if hi is not None and value > hi:
-        raise ConfigError(source, key, f"must be at most {hi:g}, got {value!r}")
+        raise ConfigError(source, key, f"must be at most {hi:g}, got {shown(value)}")
     return value
 
 
 def check_string(value: str, source: str, key: str) -> str:
     """Semantic checks for the strings whose mistakes would otherwise surface much later."""
+    if len(value) > MAX_STRING_CHARS:
+        raise ConfigError(source, key, f"{len(value):,} characters: pvsim reads at most "
+                          f"{MAX_STRING_CHARS:,} ({shown(value)})")
+    if key in _AMQP_NAMES and len(value.encode("utf-8", "surrogatepass")) > MAX_AMQP_NAME_BYTES:
+        raise ConfigError(source, key, f"a RabbitMQ name of at most {MAX_AMQP_NAME_BYTES} bytes "
+                          f"(pvsim appends to it), got {shown(value)}")
     if key == "timezone":
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(source, key, f"unknown time zone {value!r} (use an IANA name such as Europe/Madrid)")
+            raise ConfigError(source, key, f"unknown time zone {shown(value)} (use an IANA name such as Europe/Madrid)")
     elif key.endswith(".listen"):
         parse_listen(value, source, key)
     elif key == "broker.url" or key.startswith("broker.urls["):
         _check_amqp_url(value, source, key)
     elif key.startswith("meter.id") and not METER_ID.fullmatch(value):
-        raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {value[:70]!r}")
+        raise ConfigError(source, key, f"not a meter id ({METER_ID_RULE}): {shown(value)}")
+    elif key == "pricing.currency" and not (re.fullmatch(r"[A-Z]{3}", value) or (
+            len(value) == 1 and unicodedata.category(value) == "Sc")):
+        raise ConfigError(source, key, "not a currency: an ISO 4217 code (EUR, GBP, USD) or one "
+                          f"currency sign (€, £, $), got {shown(value)}")
     elif key.startswith("api.allowed_hosts") and not _HOST_NAME.fullmatch(value):
         raise ConfigError(source, key, f"not a host name (letters, digits, - and ., no port): "
-                          f"{value[:70]!r}")
+                          f"{shown(value)}")
     return value
 
 
@@ -460,7 +712,8 @@ def _check_amqp_url(url: str, source: str, key: str) -> None:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(source, key, f"not a valid URL: {str(exc).split(' as ')[0].lower()} "
+        reason = "its port is not a number" if "digits" in str(exc) else str(exc).split(" as ")[0]
+        raise ConfigError(source, key, f"not a valid URL: {reason.lower()} "
                           "(the form is amqp://USER:PASSWORD@HOST:PORT/VHOST)") from None
     if not parts.hostname:
         raise ConfigError(source, key, "has no host (the form is amqp://USER:PASSWORD@HOST:PORT/VHOST)")
@@ -471,10 +724,12 @@ def _check_amqp_url(url: str, source: str, key: str) -> None:
 
 
 def _check_unique(items: tuple, source: str, key: str) -> tuple:
-    ids = [getattr(i, "id", i) for i in items]
-    dup = next((i for i in ids if ids.count(i) > 1), None)
-    if dup is not None:
-        raise ConfigError(source, key, f"{dup!r} appears twice")
+    seen: set = set()
+    for item in items:
+        ident = getattr(item, "id", item)
+        if ident in seen:
+            raise ConfigError(source, key, f"{shown(ident)} appears twice")
+        seen.add(ident)
     return items
 
 
@@ -482,13 +737,13 @@ def parse_listen(value: str, source: str = "<flag>", key: str = "listen") -> tup
     """Split 'host:port' ('[::1]:9762' for IPv6) and check both halves."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(source, key, f"expected host:port such as 127.0.0.1:9762, got {value!r}")
+    if not sep or not host or not (port.isdigit() and len(port) <= 5) or not 0 < int(port) < 65536:
+        raise ConfigError(source, key, f"expected host:port such as 127.0.0.1:9762, got {shown(value)}")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost" and not all(p.isalnum() or "-" in p for p in host.split(".")):
-            raise ConfigError(source, key, f"not an IP address or host name: {host!r}")
+            raise ConfigError(source, key, f"not an IP address or host name: {shown(host)}")
     return host, int(port)
 
 
@@ -501,29 +756,52 @@ def validate_pricing(config: Config) -> None:
             if day not in WEEKDAYS:
                 raise ConfigError(config.source, key, f"not a weekday (one of {', '.join(WEEKDAYS)})")
             if mult < 0:
-                raise ConfigError(config.source, key, f"must be at least 0, got {mult!r}")
+                raise ConfigError(config.source, key, f"must be at least 0, got {shown(mult)}")
     for meter, plan in config.pricing.accounts.items():
         if plan not in plan_ids:
-            raise ConfigError(config.source, f"pricing.accounts.{meter}", f"unknown plan {plan!r}")
+            raise ConfigError(config.source, _join("pricing.accounts", meter), f"unknown plan {shown(plan)}")
 
 
 def _join(prefix: str, name: object) -> str:
     """A dotted key path; a name that is not plain text (a number, spaces, control characters)
-    is shown as Python would write it, so the message stays one readable line."""
-    text = str(name)
-    if not (isinstance(name, str) and text.isprintable() and text.strip() == text and text):
-        text = repr(name)
+    is shown as Python would write it, so the message stays one readable line, and a long one
+    is cut."""
+    text = str(name)[:SHOWN_CHARS + 1] if isinstance(name, str) else None
+    if not (text and text.isprintable() and text.strip() == text and len(text) <= SHOWN_CHARS):
+        text = shown(name)
     return f"{prefix}.{text}" if prefix else text
 
 
-def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` as one printable line of at most `limit` characters (control characters escaped)."""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def shown(value: Any) -> str:
+    """`value` as Python would write it, cut to a few dozen characters: an error line quotes
+    what a file holds, never all of it (a list is named, not written out: through YAML aliases a
+    442-byte file makes one of 9^10 items)."""
+    if isinstance(value, dict):
+        return f"a mapping of {len(value):,} keys"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return f"a list of {len(value):,} items"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    if isinstance(value, (str, bytes)) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= 2 * SHOWN_CHARS else text[:2 * SHOWN_CHARS] + "..."
 
 
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    kind = {dict: "a mapping", list: "a list", str: "the string", bool: "the boolean"}.get(type(value))
-    if kind in ("a mapping", "a list"):
-        return kind
-    return f"{kind} {value!r}" if kind else f"{value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return "a list"
+    kind = {str: "the string", bool: "the boolean"}.get(type(value))
+    return f"{kind} {shown(value)}" if kind else shown(value)

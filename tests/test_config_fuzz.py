@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import io
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from pvsim import config
 from pvsim.cli import run
@@ -221,3 +222,158 @@ def test_each_program_says_one_line_and_exits_78(prog, case, tmp_path):
     assert len(lines) == 1, err
     assert lines[0].startswith(f"{prog}: {path}: {key}"), (lines[0], key)
     assert "Traceback" not in err and "secret" not in err
+
+
+# --- issue 18: what no file may do, whatever the key -------------------------------------------
+# The loader caps what it reads (config.MAX_*): an alias bomb, nesting thousands of levels deep,
+# an integer of thousands of digits, a key given twice, a string of megabytes. Each shape is
+# drawn on any key of the schema; each must be one ConfigError naming the key (or, for YAML the
+# parser cannot read, the line), one short line, never a traceback nor minutes of work.
+
+LEAF_KEYS = [k for k, _, _ in KEYS]
+HOSTILE_SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=None,
+                            suppress_health_check=[HealthCheck.too_slow,
+                                                   HealthCheck.data_too_large])
+
+
+def nest(key: str, value_text: str) -> str:
+    """`key: VALUE` in block style, VALUE already YAML text (a flow collection or a scalar)."""
+    *sections, name = key.split(".")
+    head = "".join(f"{'  ' * n}{s}:\n" for n, s in enumerate(sections))
+    return f"{head}{'  ' * len(sections)}{name}: {value_text}\n"
+
+
+@st.composite
+def alias_bombs(draw) -> tuple[str, str]:
+    """The billion laughs on a key: anchors each a list of `width` aliases of the previous."""
+    key = draw(st.sampled_from(LEAF_KEYS))
+    width, levels = draw(st.integers(2, 12)), draw(st.integers(1, 14))
+    leaf = draw(st.sampled_from(["lol", "1", "{a: 1}", "''", "null"]))
+    items = [f"&x0 {leaf}"] + [f"&x{i} [" + ",".join([f"*x{i - 1}"] * width) + "]"
+                               for i in range(1, levels + 1)]
+    return key, nest(key, f"[{', '.join(items)}]")
+
+
+@st.composite
+def deep_nesting(draw) -> tuple[str, str]:
+    key = draw(st.sampled_from(LEAF_KEYS))
+    depth = draw(st.one_of(st.integers(config.MAX_DEPTH - 2, config.MAX_DEPTH + 2),
+                           st.integers(2, 20_000)))
+    style = draw(st.sampled_from(["lists", "mappings", "block", "mixed"]))
+    if style == "lists":
+        return key, nest(key, "[" * depth + "]" * depth)
+    if style == "mappings":
+        return key, nest(key, "{a: " * depth + "1" + "}" * depth)
+    if style == "mixed":
+        return key, nest(key, "[{a: " * (depth // 2) + "1" + "}]" * (depth // 2))
+    depth = min(depth, 1500)  # block style: indentation makes the text quadratic in the depth
+    *sections, name = key.split(".")
+    parts = [*sections, name] + [f"k{i}" for i in range(depth)]
+    return key, "".join(f"{' ' * n}{p}:\n" for n, p in enumerate(parts)) + " " * len(parts) + "1\n"
+
+
+@st.composite
+def huge_integers(draw) -> tuple[str, str]:
+    key = draw(st.sampled_from(LEAF_KEYS))
+    digits = draw(st.integers(config.MAX_INTEGER_CHARS + 1, 6000))
+    number = draw(st.sampled_from([
+        "9" * digits, "-" + "1" * digits, "+" + "7" * digits, "0x" + "f" * digits,
+        "0" + "7" * digits, "1" + "_0" * (digits // 2), ":".join(["59"] * (digits // 3))]))
+    where = draw(st.sampled_from(["value", "item", "key"]))
+    if where == "value":
+        return key, nest(key, number)
+    if where == "item":
+        return key, nest(key, f"[1, {number}]")
+    return key, nest(key, "\n" + "  " * (key.count(".") + 1) + f"? {number}\n"
+                     + "  " * (key.count(".") + 1) + ": 1")
+
+
+@st.composite
+def duplicate_keys(draw) -> tuple[str, str]:
+    """A key given twice, in its section or as a whole section, anything in between."""
+    key = draw(st.sampled_from(LEAF_KEYS))
+    *sections, name = key.split(".")
+    scalars = st.one_of(st.integers(-5, 5), st.text(alphabet="abc-", max_size=4), st.booleans())
+    first, second = (yaml.safe_dump(draw(scalars)).split("\n...")[0].strip() for _ in range(2))
+    if sections and draw(st.booleans()):  # the section twice
+        section = sections[0]
+        between = draw(st.sampled_from(["", "log_level: INFO\n", "# a comment\n\n"]))
+        return section, (f"{section}:\n  x: {first}\n{between}{section}:\n  y: {second}\n")
+    indent = "  " * len(sections)
+    head = "".join(f"{'  ' * n}{s}:\n" for n, s in enumerate(sections))
+    between = "".join(f"{indent}{other}: 1\n" for other in draw(
+        st.lists(st.sampled_from(["zz", "other", "x1"]), unique=True, max_size=3)))
+    return key, f"{head}{indent}{name}: {first}\n{between}{indent}{name}: {second}\n"
+
+
+@st.composite
+def huge_strings(draw) -> tuple[str, str]:
+    key = draw(st.sampled_from(LEAF_KEYS))
+    unit = draw(st.text(min_size=1, max_size=4).filter(lambda t: t.strip()))
+    text = unit * draw(st.integers(config.MAX_STRING_CHARS // 4, 200_000))
+    *sections, name = key.split(".")
+    if draw(st.booleans()):
+        doc: Any = {name: "x" + text}
+    else:  # a huge key in the key's section (or at the top)
+        doc = {text: 1}
+        key = ".".join(sections)
+    for section in reversed(sections):
+        doc = {section: doc}
+    return key, yaml.safe_dump(doc, allow_unicode=True, width=10**9)
+
+
+HOSTILE = st.one_of(alias_bombs(), deep_nesting(), huge_integers(), duplicate_keys(),
+                    huge_strings())
+
+
+def assert_one_short_line(exc: config.ConfigError, key: str) -> None:
+    line = str(exc)
+    assert exc.source == "pvsim.yaml" and line.startswith("pvsim.yaml: ")
+    assert "\n" not in line and len(line) <= config.MAX_ERROR_CHARS, line[:300]
+    # the key, or the line of YAML the parser could not read (no key: an explicit ? key of
+    # thousands of characters is malformed to libyaml)
+    assert exc.key.startswith(key) or exc.problem.startswith("malformed YAML: line"), (key, line)
+
+
+@HOSTILE_SETTINGS
+@given(HOSTILE)
+def test_no_file_makes_the_loader_take_more_than_its_caps_or_say_more_than_a_line(case):
+    key, text = case
+    with pytest.raises(config.ConfigError) as caught:
+        load_for_programs(text, "pvsim.yaml")
+    assert_one_short_line(caught.value, key)
+    event(re.sub(r"[\d,]+", "N", caught.value.problem)[:32])  # which check answered (statistics)
+
+
+def test_the_hostile_shapes_hit_every_cap():
+    """The strategies above reach what they are for (a shape that never reached its cap would
+    test nothing): one example of each, at the cap."""
+    for text, problem in [
+        (nest("log_level", "[&a [1,1,1,1,1,1,1,1,1,1], " + ", ".join(
+            f"&b{i} [" + ",".join(["*a" if i == 0 else f"*b{i - 1}"] * 10) + "]"
+            for i in range(6)) + "]"), "more than 1,000,000 values"),
+        (nest("meter.seed", "[" * 5000 + "]" * 5000), f"nested deeper than {config.MAX_DEPTH}"),
+        (nest("meter.seed", "9" * 5000), "an integer of 5,000 characters"),
+        ("meter:\n  seed: 1\n  seed: 2\n", "set twice, at line 2 and at line 3"),
+    ]:
+        with pytest.raises(config.ConfigError, match=problem):
+            config.parse(text, "pvsim.yaml")
+
+
+@pytest.mark.parametrize("prog", sorted(PROGRAMS))
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
+@given(case=HOSTILE)
+def test_each_program_says_one_line_and_exits_78_whatever_the_file_holds(prog, case, tmp_path):
+    key, text = case
+    path = Path(tmp_path) / "pvsim.yaml"
+    path.write_text(text, encoding="utf-8")
+    main, argv = PROGRAMS[prog](str(path))
+    code, err = one_line_and_78(main, argv)
+    assert code == 78, (text[:200], err[:300])
+    lines = err.splitlines()
+    assert len(lines) == 1 and len(lines[0]) <= config.MAX_ERROR_CHARS + 100, err[:300]
+    assert lines[0].startswith(f"{prog}: {path}: {key}") or "malformed YAML: line" in lines[0], \
+        (lines[0][:300], key)
+    assert "Traceback" not in err

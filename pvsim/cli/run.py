@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -43,7 +43,7 @@ from pvsim.model.pvmodels import PvModel
 from pvsim.model.shard import MAX_SHARDS, shard_of
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, SinkError
-from pvsim.pipeline.messages import encode_columns
+from pvsim.pipeline.messages import MAX_INSTANT, encode_columns
 from pvsim.pipeline.pvservice import BatchListener, PvService, Written
 from pvsim.pipeline.shardset import ShardSet
 from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun, Transport
@@ -87,16 +87,23 @@ class RunSummary:
     # per meter, 'YYYY-MM': mean power by local time of day, for the plot (not in to_dict: the CSVs
     # hold the same readings; the JSON keeps to the energy figures)
     profiles: dict[str, dict[str, AverageDay]] = field(default_factory=dict)
+    currency: str = "EUR"            # pricing.currency: the unit of every cost
+    # pv.model and meter.model, and what each means here, for the summary's first lines (a
+    # December day of the chart model has midsummer's PV: the summary says it is the chart)
+    models: dict[str, str] = field(default_factory=lambda: {"pv": "chart", "load": "building"})
+    about_models: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
             "date": self.date.isoformat(), "days": self.days, "step_seconds": self.step,
             "timezone": self.timezone, "transport": self.transport, "readings": self.readings,
+            "pv_model": self.models["pv"], "load_model": self.models["load"],
+            "currency": self.currency,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "readings_per_second": round(self.readings / self.elapsed_seconds) if self.elapsed_seconds else None,
             "files": [str(p) for p in self.files],
             "meters": {m: b.to_dict() for m, b in self.meters.items()},
-            "costs": {m: _costs_dict(c, self.plans.get(m), self.feed_in_tariff)
+            "costs": {m: _costs_dict(c, self.plans.get(m), self.feed_in_tariff, self.currency)
                       for m, c in self.costs.items()},
             "months": {m: {month: b.to_dict() for month, b in months.items()}
                        for m, months in self.months.items()},
@@ -106,10 +113,12 @@ class RunSummary:
         }
 
 
-def _costs_dict(costs: list[PlanCost], current: str | None, feed_in_tariff: float) -> dict:
+def _costs_dict(costs: list[PlanCost], current: str | None, feed_in_tariff: float,
+                currency: str) -> dict:
     """A meter's plan costs for the JSON summary (rounded; ranked cheapest first)."""
     return {
         "current_plan": current,
+        "currency": currency,
         "feed_in_tariff": feed_in_tariff,
         "plans": [c.to_dict() for c in rank(costs)],
         "recommended": rank(costs)[0].plan_id if costs else None,
@@ -173,7 +182,37 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
                       cfg.meter.max_w, cfg.limits.max_power_w,
                       {m: partial.clipped.get(m, 0) for m in meter_ids},
                       {m: energy.by_month(by_day[m]) for m in meter_ids},
-                      {m: partial.profiles.average_days(m) for m in meter_ids})
+                      {m: partial.profiles.average_days(m) for m in meter_ids},
+                      cfg.pricing.currency, {"pv": cfg.pv.model, "load": cfg.meter.model},
+                      {"pv": about_pv(cfg.pv), "load": about_load(cfg.meter)})
+
+
+def about_pv(pv: configmod.PvConfig) -> str:
+    """What pv.model gives, in a few words: the summary's first lines say which PV it is."""
+    array = f"{pv.peak_kw:g} kWp tilted {pv.tilt_deg:g}° facing {pv.azimuth_deg:g}°"
+    about = {
+        "chart": f"the challenge's reference curve, peak {pv.peak_kw:g} kW at 14:10, the same "
+                 "every day of the year",
+        "clearsky": f"a clear sky over {pv.latitude:g}, {pv.longitude:g} by season, {array}"
+                    if pv.latitude is not None and pv.longitude is not None else "a clear sky",
+        "weather": f"the typical year of {pv.weather_file}, {array}",
+        "series": f"the output recorded in {pv.series_file}",
+    }[pv.model]
+    clouds = f", cloud noise {pv.noise:g}" if pv.noise else ""
+    return f"{pv.model} ({about}{clouds})"
+
+
+def about_load(meter: configmod.MeterConfig) -> str:
+    """What meter.model gives, in a few words."""
+    about = {
+        "building": "a commercial building: low at night, high in working hours, lower at "
+                    f"weekends; seed {meter.seed}",
+        "uniform": f"any value from 0 to {meter.max_w:g} W at random; seed {meter.seed}",
+        "slp": f"the BDEW standard load profile {meter.profile}, {meter.annual_kwh:g} kWh a "
+               f"year; seed {meter.seed}",
+        "series": f"the consumption recorded in {meter.series_file} ({meter.series_unit})",
+    }[meter.model]
+    return f"{meter.model} ({about})"
 
 
 def _check_outputs(cfg: configmod.Config, opts: RunOptions) -> None:
@@ -344,7 +383,9 @@ def format_summary(s: RunSummary) -> str:
     days = f"{s.days} days from " if s.days > 1 else ""
     lines = [f"pvsim-run: {days}{s.date} ({s.timezone}), {s.readings:,} readings at {s.step} s steps "
              f"via {s.transport} in {s.elapsed_seconds:.2f} s "
-             f"({s.readings / max(s.elapsed_seconds, 1e-9):,.0f} readings/s)"]
+             f"({s.readings / max(s.elapsed_seconds, 1e-9):,.0f} readings/s)",
+             f"PV model: {s.about_models.get('pv', s.models['pv'])}",
+             f"load model: {s.about_models.get('load', s.models['load'])}"]
     if len(s.meters) > SUMMARY_METERS:
         lines += _format_fleet(s)
         lines.append(_format_files(s.files))
@@ -364,8 +405,9 @@ def format_summary(s: RunSummary) -> str:
                          f"{s.clipped[meter]:,} of its readings")
         if len(s.months.get(meter, {})) > 1:
             lines += _format_months(s.months[meter])
-        lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff)
-        lines += _format_savings(s.costs.get(meter, []), s.plans.get(meter), s.days)
+        lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff,
+                               s.currency)
+        lines += _format_savings(s.costs.get(meter, []), s.plans.get(meter), s.days, s.currency)
     lines.append(_format_files(s.files))
     return "\n".join(lines)
 
@@ -401,15 +443,16 @@ def _format_months(months: dict[str, EnergyBalance]) -> list[str]:
     return lines
 
 
-def _format_savings(costs: list[PlanCost], current: str | None, days: int) -> list[str]:
+def _format_savings(costs: list[PlanCost], current: str | None, days: int,
+                    currency: str) -> list[str]:
     if not costs:
         return []
     saved = _savings(costs, current)
     span = "a year" if days in (365, 366) else f"over {days} day{'s' if days > 1 else ''}"
-    mine = (f"{saved['current_plan']:.2f} on the current plan ({current}), "
+    mine = (f"{saved['current_plan']:.2f} {currency} on the current plan ({current}), "
             if saved["current_plan"] is not None else "")
-    return [f"  the PV plant saves {mine}{saved['best_plans']:.2f} from the best plan without PV "
-            f"to the best with it, {span}"]
+    return [f"  the PV plant saves {mine}{saved['best_plans']:.2f} {currency} from the best plan "
+            f"without PV to the best with it, {span}"]
 
 
 def _format_files(files: list[Path]) -> str:
@@ -419,24 +462,33 @@ def _format_files(files: list[Path]) -> str:
     return f"CSV: {len(files)} files in {files[0].parent}/, {files[0].name} to {files[-1].name}"
 
 
-def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: float) -> list[str]:
+def _format_costs(costs: list[PlanCost], current: str | None, feed_in_tariff: float,
+                  currency: str) -> list[str]:
+    """The plans' costs, each with its currency (pricing.currency)."""
     if not costs:
         return []
     width = max(len(f"{c.plan_id} ({c.supplier})") for c in costs)
-    fit = f", export paid {feed_in_tariff:g}/kWh" if feed_in_tariff else ""
-    lines = [f"  {'cost per plan':<{width + 2}} {'without PV':>10} {'with PV':>10}"
+    column = 11 + len(currency)
+    fit = f", export paid {feed_in_tariff:g} {currency}/kWh" if feed_in_tariff else ""
+    lines = [f"  {'cost per plan':<{width + 2}} {'without PV':>{column}} {'with PV':>{column}}"
              f"   (current plan: {current or 'none'}{fit})"]
     for c in rank(costs):
         name = f"{c.plan_id} ({c.supplier})"
-        lines.append(f"    {name:<{width}} {c.cost:10.2f} {c.cost_with_pv:10.2f}")
+        lines.append(f"    {name:<{width}} {c.cost:10.2f} {currency} "
+                     f"{c.cost_with_pv:10.2f} {currency}")
     best, best_pv = rank(costs)[0], rank(costs, with_pv=True)[0]
-    lines.append(f"  recommended plan: {best.plan_id} ({best.supplier}), {best.cost:.2f} without PV; "
-                 f"with PV: {best_pv.plan_id} ({best_pv.supplier}), {best_pv.cost_with_pv:.2f}")
+    lines.append(f"  recommended plan: {best.plan_id} ({best.supplier}), {best.cost:.2f} {currency} "
+                 f"without PV; with PV: {best_pv.plan_id} ({best_pv.supplier}), "
+                 f"{best_pv.cost_with_pv:.2f} {currency}")
     return lines
 
 
+ERROR_CHARS = 10_000  # room for a path of PATH_MAX (4,096) in an error line
+MAX_NUMBER_CHARS = configmod.MAX_INTEGER_CHARS  # digits of a whole number flag, as in the config
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = configmod.UsageParser(
         prog="pvsim-run", description="Simulate whole days of meter and PV power into daily CSVs.")
     p.add_argument("--accelerated", action="store_true",
                    help="step simulated time without sleeping (a day in seconds)")
@@ -448,16 +500,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate that whole year (the same as --date YYYY-01-01 --days 365 or 366)")
     p.add_argument("--step", type=_positive_int, default=1, metavar="SECONDS",
                    help="seconds between readings (1)")
-    p.add_argument("--meters", type=_positive_int, metavar="N",
+    p.add_argument("--meters", type=_at_most(configmod.MAX_METER_COUNT), metavar="N",
                    help="simulate a fleet of N meters, meter-000001 ... (overrides meter.id)")
-    p.add_argument("--shards", type=_positive_int, metavar="N",
+    p.add_argument("--shards", type=_at_most(MAX_SHARDS), metavar="N",
                    help="spread the meters over N shards, one file per shard and day "
                         "(overrides fleet.shards)")
-    p.add_argument("--timezone", metavar="TZ", help="IANA time zone (overrides config 'timezone')")
-    p.add_argument("--seed", type=int, metavar="N", help="meter seed (overrides meter.seed)")
-    p.add_argument("--output", type=Path, metavar="DIR",
+    p.add_argument("--timezone", type=_timezone, metavar="TZ",
+                   help="IANA time zone (overrides config 'timezone')")
+    p.add_argument("--seed", type=_int, metavar="N", help="meter seed (overrides meter.seed)")
+    p.add_argument("--output", type=_path, metavar="DIR",
                    help=f"directory for the CSV files (default: ./{DEFAULT_OUTPUT})")
-    p.add_argument("--config", type=Path, metavar="FILE",
+    p.add_argument("--config", type=_path, metavar="FILE",
                    help=f"YAML config (default: {configmod.DEFAULT_PATH} when readable)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--broker", choices=("rabbitmq", "none"), default="rabbitmq",
@@ -465,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive_int, metavar="N",
                    help="worker processes to share the days among (default: one per CPU, "
                         "at most one per day; --accelerated runs only)")
-    p.add_argument("--plot", type=Path, metavar="FILE.png",
+    p.add_argument("--plot", type=_path, metavar="FILE.png",
                    help="draw meter, PV and net power over time into FILE.png; over more than "
                         "31 days, the months and an average day per month (needs matplotlib)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress events")
@@ -487,19 +540,14 @@ def load_config(path: Path | None) -> configmod.Config:
 
 
 def apply_overrides(cfg: configmod.Config, args: argparse.Namespace) -> configmod.Config:
+    """The config with the flags' values (each checked by its flag's type already)."""
     if args.timezone is not None:
-        try:
-            configmod.check_string(args.timezone, "--timezone", "timezone")
-        except configmod.ConfigError as exc:
-            raise configmod.ConfigError("--timezone", "", exc.problem) from None
         cfg = dataclasses.replace(cfg, timezone=args.timezone)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, meter=dataclasses.replace(cfg.meter, seed=args.seed))
     if args.meters is not None:
         cfg = configmod.with_meter_count(cfg, args.meters)
     if args.shards is not None:
-        if args.shards > MAX_SHARDS:
-            raise configmod.ConfigError("--shards", "", f"at most {MAX_SHARDS}")
         cfg = dataclasses.replace(cfg, fleet=dataclasses.replace(cfg.fleet, shards=args.shards))
     return cfg
 
@@ -525,8 +573,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = apply_overrides(load_config(args.config), args)
         broker.check_url(cfg)
+        date = args.date or dt.datetime.now(cfg.tz).date()
+        if (problem := _outside_messages(date, args.days, cfg.tz)) is not None:
+            parser.error(problem)
         opts = RunOptions(
-            date=args.date or dt.datetime.now(cfg.tz).date(), days=args.days, step=args.step,
+            date=date, days=args.days, step=args.step,
             speed=None if args.accelerated else (args.speed or 1.0),
             output=args.output or Path(DEFAULT_OUTPUT), broker=args.broker,
             progress=sys.stderr.isatty() and not args.json,
@@ -534,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = simulate(cfg, opts)
     except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected,
             RunFailed) as exc:
-        print(f"pvsim-run: {exc}", file=sys.stderr)
+        print(configmod.one_line(f"pvsim-run: {exc}", ERROR_CHARS), file=sys.stderr)
         return exc.exit_code  # 78, 69, 73 or 70 (RunFailed: a worker's)
     except KeyboardInterrupt:
         print("pvsim-run: interrupted; the CSV holds the rows written so far", file=sys.stderr)
@@ -566,37 +617,102 @@ def _plot(summary: RunSummary, out: Path, tz: ZoneInfo) -> None:
         plot.plot_run(summary.files, out, summary.meters, title, tz)
 
 
+def _outside_messages(date: dt.date, days: int, tz: ZoneInfo) -> str | None:
+    """Why the run's days cannot be simulated, or None: every instant of them must be one a
+    message carries (1970 to 9999, UTC), and the first and last days are local ones."""
+    first, last = _first_day(tz), _last_day(tz)
+    if date < first or date > last or days > (last - date).days + 1:
+        run = f"{date}" if days == 1 else f"{days:,} days from {date}"
+        return (f"the run's days must lie from {first} to {last} in {tz.key} (readings carry "
+                f"instants from 1970 to 9999 UTC), not {run}")
+    return None
+
+
+def _first_day(tz: ZoneInfo) -> dt.date:
+    """The first local day whose midnight is at or after 1970-01-01T00:00Z."""
+    day = dt.date(1970, 1, 1)
+    while local_midnight(day, tz) < 0:
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _last_day(tz: ZoneInfo) -> dt.date:
+    """The last local day whose instants are all at most MAX_INSTANT (a day past the UTC date
+    to start with, for a zone ahead of UTC; never past the calendar's last day)."""
+    day = min(dt.datetime.fromtimestamp(MAX_INSTANT, dt.timezone.utc).date(),
+              dt.date.max - dt.timedelta(days=2)) + dt.timedelta(days=1)
+    while local_midnight(day + dt.timedelta(days=1), tz) - 1 > MAX_INSTANT:
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def _bad(text: str, what: str) -> argparse.ArgumentTypeError:
+    """A flag's value refused: `what` it must be, and the value, cut short."""
+    return argparse.ArgumentTypeError(f"{what}, got {configmod.shown(text)}")
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date in YYYY-MM-DD form: {text!r}") from None
+        raise _bad(text, "not a date in YYYY-MM-DD form") from None
 
 
 def _year(text: str) -> int:
-    if not (text.isdigit() and 1971 <= int(text) <= 9998):
-        raise argparse.ArgumentTypeError(f"not a year from 1971 to 9998: {text!r}")
-    return int(text)
+    year = _int(text)
+    if not 1971 <= year <= 9998:
+        raise _bad(text, "not a year from 1971 to 9998")
+    return year
+
+
+def _int(text: str) -> int:
+    """A whole number, written in at most MAX_NUMBER_CHARS characters (as in the config)."""
+    try:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(text)
+        return int(text)
+    except ValueError:
+        raise _bad(text, f"not a whole number of at most {MAX_NUMBER_CHARS} digits") from None
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise _bad(text, "must be at least 1")
     return value
+
+
+def _at_most(limit: int) -> Callable[[str], int]:
+    """A flag's type: a whole number from 1 to `limit`."""
+    def whole(text: str) -> int:
+        value = _positive_int(text)
+        if value > limit:
+            raise _bad(text, f"must be at most {limit:,}")
+        return value
+    return whole
 
 
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise _bad(text, "not a number") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        raise _bad(text, "must be a positive number")
     return value
+
+
+def _timezone(text: str) -> str:
+    try:
+        return configmod.check_string(text, "--timezone", "timezone")
+    except configmod.ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+def _path(text: str) -> Path:
+    if not text or "\0" in text:
+        raise _bad(text, "not a path")
+    return Path(text)
 
 
 if __name__ == "__main__":

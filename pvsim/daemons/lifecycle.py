@@ -128,7 +128,7 @@ class Lifecycle:
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = configmod.UsageParser(prog=prog, description=description)
     p.add_argument("--config", type=Path, metavar="FILE", default=configmod.DEFAULT_PATH,
                    help=f"YAML configuration (default: {configmod.DEFAULT_PATH})")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

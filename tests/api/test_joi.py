@@ -256,6 +256,7 @@ def test_wrong_method_is_405(joi, method, path):
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1e999}]}', "large"),
     (b'{"smartMeterId": "a,b", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
     (b'{"smartMeterId": "=cmd()", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
+    (b'{"smartMeterId": "-2+3", "electricityReadings": [{"time": 1, "reading": 1}]}', "the first a letter or a digit"),
     (b'{"smartMeterId": "quo\\"te", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
     (b'{"smartMeterId": "line\\nbreak", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
     (b'{"smartMeterId": "meter one", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),

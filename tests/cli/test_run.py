@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,10 +187,56 @@ def test_run_summary_prices_the_day(tmp_path, capsys):
     assert p2["cost_with_pv"] == pytest.approx(meter["import_kwh"] - 0.5 * meter["export_kwh"], abs=1e-4)
     assert c["plans"][2]["cost"] == pytest.approx(meter["consumed_kwh"] * 10, abs=1e-3)
     assert c["recommended"] == c["recommended_with_pv"] == "price-plan-2"
+    assert summary["currency"] == c["currency"] == "EUR"
+    assert (summary["pv_model"], summary["load_model"]) == ("chart", "building")
     assert run_module.main(args) == 0
     text = capsys.readouterr().out
     assert "cost per plan" in text and "recommended plan: price-plan-2 (Power for Everyone)" in text
-    assert f"{meter['consumed_kwh'] * 10:.2f}" in text
+    assert f"{meter['consumed_kwh'] * 10:.2f} EUR" in text
+    assert f"{p2['cost']:.2f} EUR without PV" in text and "export paid 0.5 EUR/kWh" in text
+
+
+def test_the_summary_names_its_models_first_and_every_cost_has_its_currency(tmp_path, capsys):
+    """A December day of the chart model prints midsummer's 26.8 kWh of PV: the summary's first
+    lines say it is the chart (the same every day) and which load; every cost carries
+    pricing.currency, in the text and the JSON."""
+    (tmp_path / "c.yaml").write_text("pricing: {currency: GBP, feed_in_tariff: 0.05}\n"
+                                     "meter: {model: slp, seed: 3}\n")
+    args = ["--accelerated", "--broker", "none", "--output", str(tmp_path / "out"), "--date",
+            "2026-12-21", "--step", "600", "--timezone", "Europe/Madrid",
+            "--config", str(tmp_path / "c.yaml")]
+    assert run_module.main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("PV model: chart (the challenge's reference curve, peak 3.25 kW at 14:10, "
+                        "the same every day of the year)")
+    assert lines[2] == "load model: slp (the BDEW standard load profile H0, 3500 kWh a year; seed 3)"
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("cost per plan"))
+    costs = lines[header + 1:-1]  # up to the CSV line
+    assert len(costs) == 5 and lines[-1].startswith("CSV: ")  # 3 plans, the pick, the savings
+    for line in costs:
+        assert len(re.findall(r"\d\.\d\d GBP", line)) == len(re.findall(r"\d\.\d\d", line)), line
+    assert "export paid 0.05 GBP/kWh" in "\n".join(lines)
+    assert run_module.main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["currency"] == summary["costs"]["smart-meter-0"]["currency"] == "GBP"
+    assert (summary["pv_model"], summary["load_model"]) == ("chart", "slp")
+
+
+@pytest.mark.parametrize("pv,words", [
+    ("{model: clearsky, latitude: 52.52, longitude: 13.4, peak_kw: 5, noise: 0.3}",
+     "clearsky (a clear sky over 52.52, 13.4 by season, 5 kWp tilted 30° facing 180°, "
+     "cloud noise 0.3)"),
+    ("{model: weather, weather_file: tests/data/pvlib/weather-greensboro.epw}",
+     "weather (the typical year of tests/data/pvlib/weather-greensboro.epw, 3.25 kWp"),
+])
+def test_the_summary_names_each_pv_model(tmp_path, capsys, pv, words):
+    (tmp_path / "c.yaml").write_text(f"pv: {pv}\nmeter: {{model: uniform}}\n")
+    assert run_module.main(["--accelerated", "--broker", "none", "--output", str(tmp_path),
+                            "--date", "2026-06-21", "--step", "3600", "--config",
+                            str(ROOT / tmp_path / "c.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert f"PV model: {words}" in text
+    assert "load model: uniform (any value from 0 to 9000 W at random; seed 42)" in text
 
 
 def test_a_large_batch_of_long_meter_ids_completes_through_rabbitmq(tmp_path, names):

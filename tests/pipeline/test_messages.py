@@ -75,6 +75,7 @@ def test_a_batch_too_large_for_one_message_is_split_into_messages_the_decoder_ac
     (body(meter_id=7), "bad_type"),
     (body(meter_id=""), "bad_value"),
     (body(meter_id="a,b"), "bad_value"),
+    (body(meter_id="-1+2"), "bad_value"),  # a formula trigger first (issue 18)
     (body(meter_id="x" * 200), "bad_value"),
     (body(ts=12), "bad_type"),
     (body(ts="yesterday"), "bad_timestamp"),
