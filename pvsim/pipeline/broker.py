@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -406,8 +407,9 @@ class Handled(Protocol):
 class Handler(Protocol):
     """What `consume` drives: in practice the PV service."""
 
-    def handle(self, body: bytes) -> Handled:
-        """Process a message body; raise InvalidMessage to have it dead-lettered."""
+    def handle(self, body: bytes, redelivered: bool = False) -> Handled:
+        """Process a message body; raise InvalidMessage to have it dead-lettered. `redelivered`:
+        RabbitMQ gave it to a consumer before (see `redelivered`)."""
 
     def sync(self) -> None:
         """Make everything handled so far durable."""
@@ -505,7 +507,7 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
             if balancer is not None:
                 balancer.delivered(index)
             try:
-                handled = handlers[index].handle(body)
+                handled = handlers[index].handle(body, redelivered(method, props))
             except InvalidMessage as error:
                 settle()
                 _dead_letter(channel, topology, body, props, error, topology.queues[index])
@@ -584,13 +586,33 @@ class _Balancer:
         return given
 
 
+def redelivered(method: pika.spec.Basic.Deliver, props: pika.BasicProperties) -> bool:
+    """Whether RabbitMQ delivered the message to a consumer before: the redelivered flag, or a
+    quorum queue's x-delivery-count (which also counts returns the flag may not show)."""
+    count = (props.headers or {}).get("x-delivery-count") if isinstance(props.headers, dict) else 0
+    return bool(method.redelivered) or (type(count) is int and count > 0)
+
+
 def _dead_letter(channel, topology: Topology, body: bytes, props: pika.BasicProperties,
                  error: InvalidMessage, queue: str) -> None:
-    headers = dict(props.headers or {})
-    headers.update({REASON_HEADER: error.reason, DETAIL_HEADER: error.detail[:500],
-                    "x-pvsim-queue": queue})
-    dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
-                                    message_id=props.message_id, timestamp=props.timestamp,
-                                    headers=headers)
-    channel.basic_publish(topology.dead_letter_exchange, queue, body, properties=dl_props)
+    """Republish the message to the dead-letter exchange, confirmed, with the reason in headers
+    and its own headers kept: those pika can encode again (it decodes a negative 64-bit header
+    as an unsigned one it then cannot encode), else none of them, so that no header a sender
+    chose can stop the daemon."""
+    ours = {REASON_HEADER: error.reason.value, DETAIL_HEADER: error.detail[:500],
+            "x-pvsim-queue": queue}
+    theirs = props.headers if isinstance(props.headers, dict) else {}
+    for headers in ({**theirs, **ours}, ours):
+        dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
+                                        message_id=props.message_id, timestamp=props.timestamp,
+                                        headers=headers)
+        try:
+            channel.basic_publish(topology.dead_letter_exchange, queue, body, properties=dl_props)
+            break
+        except (pika.exceptions.UnsupportedAMQPFieldException, struct.error, TypeError,
+                ValueError, OverflowError) as exc:  # raised while encoding, before any I/O
+            if headers is ours:
+                raise
+            log.warning("the message's own headers cannot be sent again (%s): dead-lettering it "
+                        "without them", type(exc).__name__)
     log.warning("dead-lettered a message: %s", error)
