@@ -139,6 +139,9 @@ class PvMetrics:
         self.dead_letter_limit = Gauge("pvsim_pv_dead_letter_max_messages",
                                        "broker.dead_letter_max_length (0: no limit); beyond it "
                                        "the oldest dead letters are dropped", registry=reg)
+        self.dead_letter_bytes_limit = Gauge("pvsim_pv_dead_letter_max_bytes",
+                                             "broker.dead_letter_max_bytes (0: no limit); beyond "
+                                             "it the oldest dead letters are dropped", registry=reg)
         self.csv_files_removed = Counter("pvsim_pv_csv_files_removed_total",
                                     "Daily CSVs removed for being older than output.retention_days",
                                     registry=reg)

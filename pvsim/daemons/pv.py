@@ -61,6 +61,7 @@ class PvDaemon:
         self.registry.register(self.free_space)
         self.topology = broker.Topology.from_config(cfg)
         self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
+        self.metrics.dead_letter_bytes_limit.set(cfg.broker.dead_letter_max_bytes)
         self.curve = pv_model(cfg)
         self.fleet = cfg.fleet.shards > 1
         # The consuming thread and the API's POSTs share the service, a message or a chunk of a

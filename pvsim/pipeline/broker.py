@@ -15,6 +15,7 @@ This module owns every pika object. Rules it keeps:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import struct
@@ -31,7 +32,7 @@ import tenacity
 from pvsim import logsetup
 from pvsim.config import BrokerConfig, Config, ConfigError, queue_type
 from pvsim.model import shard
-from pvsim.pipeline.messages import CONTENT_TYPE, InvalidMessage
+from pvsim.pipeline.messages import CONTENT_TYPE, MAX_BODY_BYTES, InvalidMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ STABLE_SECONDS = 30.0
 DEPTH_SECONDS = 30.0  # how often an idle consumer looks at the dead-letter queue's depth
 REASON_HEADER = "x-pvsim-reason"
 DETAIL_HEADER = "x-pvsim-detail"
+# A body over MAX_BODY_BYTES (refused as oversized whatever it holds) is dead-lettered cut to
+# this many bytes, its size in a header: enough to see what it was, and a few of them cannot
+# push every other dead letter out of a queue bounded by bytes.
+TRUNCATED_BYTES = 64 * 1024
+SIZE_HEADER = "x-pvsim-original-bytes"
 
 
 class BrokerUnavailable(Exception):
@@ -107,8 +113,10 @@ class Topology:
     # Set for a one-shot run's private queues: RabbitMQ deletes them when unused for this long
     # (and the dead-letter exchange with its last binding), should the run die before it cleans up.
     expires_ms: int | None = None
-    # The dead-letter queue keeps at most this many messages, the oldest dropped (0: no limit).
+    # The dead-letter queue keeps at most this many messages, and this many bytes of bodies,
+    # the oldest dropped (0: no limit).
     dead_letter_max_length: int = 0
+    dead_letter_max_bytes: int = 0
     shards: int = 1
     quorum: bool = False
     delivery_limit: int = 20
@@ -136,7 +144,8 @@ class Topology:
         """The daemons' topology."""
         b = cfg.broker
         return cls(b.exchange, b.queue, b.dead_letter_exchange, b.dead_letter_queue,
-                   dead_letter_max_length=b.dead_letter_max_length, shards=cfg.fleet.shards,
+                   dead_letter_max_length=b.dead_letter_max_length,
+                   dead_letter_max_bytes=b.dead_letter_max_bytes, shards=cfg.fleet.shards,
                    quorum=queue_type(b, cfg.fleet) == "quorum", delivery_limit=b.delivery_limit)
 
     @classmethod
@@ -155,7 +164,7 @@ class Topology:
         channel.exchange_declare(self.exchange, "direct", durable=True)
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True,
                                  auto_delete=private)
-        if self.dead_letter_max_length:
+        if self.dead_letter_max_length or self.dead_letter_max_bytes:
             self._declare_bounded_dead_letter_queue(channel)
         else:
             channel.queue_declare(self.dead_letter_queue, durable=True,
@@ -177,23 +186,28 @@ class Topology:
             channel.queue_declare(self.members_queue, durable=True, arguments=kind)
 
     def _declare_bounded_dead_letter_queue(self, channel) -> None:
-        """Declare the dead-letter queue with its length limit, on a channel of its own: a queue
-        from an older install exists without the limit, and RabbitMQ refuses (and closes the
-        channel) when arguments differ. That queue is used as it is, and the log says how to
-        bound it."""
+        """Declare the dead-letter queue with its limits (messages, bytes), on a channel of its
+        own: a queue from an older install exists without them (before 0.x: without the bytes
+        limit), and RabbitMQ refuses (and closes the channel) when arguments differ. That queue
+        is used as it is, and the log says how to bound it with a policy (RabbitMQ applies the
+        smaller of a policy's limit and an argument's)."""
+        limits = {"x-max-length": self.dead_letter_max_length,
+                  "x-max-length-bytes": self.dead_letter_max_bytes}
         probe = channel.connection.channel()
         try:
             probe.queue_declare(self.dead_letter_queue, durable=True, arguments={
-                "x-max-length": self.dead_letter_max_length, "x-overflow": "drop-head",
+                **{k: v for k, v in limits.items() if v}, "x-overflow": "drop-head",
                 **({"x-queue-type": "quorum"} if self.quorum else {})})
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 406:  # PRECONDITION_FAILED: it exists with other arguments
                 raise
+            policy = json.dumps({k[2:]: v for k, v in limits.items() if v}, separators=(",", ":"))
             log.warning("the dead-letter queue %s exists without broker.dead_letter_max_length "
-                        "and is not bounded: bound it with a policy (rabbitmqctl set_policy "
-                        "pvsim-dead '^%s$' '{\"max-length\":%d}' --apply-to queues), or delete "
-                        "it (its messages are lost) and restart", self.dead_letter_queue,
-                        self.dead_letter_queue.replace(".", "\\."), self.dead_letter_max_length)
+                        "and dead_letter_max_bytes as its arguments, and may not be bounded: "
+                        "bound it with a policy (rabbitmqctl set_policy pvsim-dead '^%s$' '%s' "
+                        "--apply-to queues), or delete it (its messages are lost) and restart",
+                        self.dead_letter_queue, self.dead_letter_queue.replace(".", "\\."),
+                        policy)
         else:
             probe.close()
 
@@ -598,9 +612,12 @@ def _dead_letter(channel, topology: Topology, body: bytes, props: pika.BasicProp
     """Republish the message to the dead-letter exchange, confirmed, with the reason in headers
     and its own headers kept: those pika can encode again (it decodes a negative 64-bit header
     as an unsigned one it then cannot encode), else none of them, so that no header a sender
-    chose can stop the daemon."""
+    chose can stop the daemon. A body over MAX_BODY_BYTES is kept cut to TRUNCATED_BYTES."""
     ours = {REASON_HEADER: error.reason.value, DETAIL_HEADER: error.detail[:500],
             "x-pvsim-queue": queue}
+    if len(body) > MAX_BODY_BYTES:
+        ours[SIZE_HEADER] = len(body)
+        body = body[:TRUNCATED_BYTES]
     theirs = props.headers if isinstance(props.headers, dict) else {}
     for headers in ({**theirs, **ours}, ours):
         dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,

@@ -237,3 +237,33 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_its_second_rede
     assert (body, reason) == (slow, "processing_error") and "stopped 2 times" in detail
     assert csv_instants(out) == {"m-after": [T0 + 1]}
     assert pv.running() and pv.stop() == 0
+
+
+def test_the_dead_letter_queue_is_bounded_by_bytes_and_oversized_bodies_are_cut(pvsim_config,
+                                                                                 daemons):
+    """broker.dead_letter_max_bytes: the oldest dead letters make room (x-max-length-bytes);
+    a body over the 1 MiB limit (on main: a 30 MiB body copied whole) is kept cut to 64 KiB,
+    its size in a header."""
+    pvsim_config.write(broker={"dead_letter_max_bytes": 3000})
+    pv = daemons.start("pv", pvsim_config)
+    assert pv.metric("pvsim_pv_dead_letter_max_bytes") == 3000
+    ch = pvsim_config.channel()
+    for i in range(5):
+        publish(ch, pvsim_config, f"bad-{i}".encode().ljust(1000, b"."))
+    wait_for(lambda: pv.metric("pvsim_pv_messages_rejected_total") == 5, message="5 rejects")
+    kept = [body[:5] for body, _, _ in dead_letters(ch, pvsim_config)]
+    assert kept == [b"bad-2", b"bad-3", b"bad-4"]
+
+    pvsim_config.write(broker={"dead_letter_max_bytes": 1 << 20})
+    pv.stop()
+    pvsim_config.cleanup()  # a fresh dead-letter queue, bounded by 1 MiB
+    pv = daemons.start("pv", pvsim_config)
+    ch = pvsim_config.channel()
+    huge = b"x" * (3 << 20)
+    publish(ch, pvsim_config, huge)
+    wait_for(lambda: pv.metric("pvsim_pv_messages_rejected_total", reason="oversized") == 1,
+             message="the oversized body dead-lettered")
+    method, props, body = ch.basic_get(pvsim_config.names["dead_letter_queue"], auto_ack=True)
+    assert body == huge[:64 * 1024]
+    assert props.headers["x-pvsim-original-bytes"] == len(huge)
+    assert props.headers["x-pvsim-reason"] == "oversized"
