@@ -11,7 +11,7 @@ InvalidMessage with a reason of the one enum and a detail a header and a log lin
 Nothing else may leave them: on main a 2 KB body of nested brackets raised RecursionError and
 stopped pvsim-pv, and a v1 `ts` of year 1 was written in part and then raised OverflowError.
 
-Examples per test (SETTINGS): 1,500 for each kind of body, 300 readings at the edges of the range
+Examples per test (SETTINGS): 1,000 for each kind of body, 300 readings at the edges of the range
 through the PV service: a few seconds each on a 2-core machine.
 """
 
@@ -28,12 +28,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pvsim import config as configmod
 from pvsim.inputs.models import pv_model
 from pvsim.model.reading import Reading
+from pvsim.pipeline import messages
 from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.messages import (MAX_DETAIL, MAX_INSTANT, MAX_POWER_W, InvalidMessage, Reason,
                                      decode, decode_values, encode, encode_columns)
 from pvsim.pipeline.pvservice import PvService
 
-SETTINGS = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 TZ = ZoneInfo("Europe/Madrid")
 T0 = 1_782_043_800  # 2026-06-21T14:10:00+02:00
@@ -276,3 +277,48 @@ def test_every_reading_that_decodes_is_written(tmp_path_factory, model, instant,
     service.sync()
     service.sink.close()
     assert outcome.written == 1
+
+
+# --- nesting: refused by depth, the same wherever the decoder is called ------------------------
+
+def depth_of(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    return 0
+
+
+NESTED = st.recursive(st.one_of(st.integers(), st.text(st.sampled_from('[]{}"\\a,:é'))),
+                      lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                              st.dictionaries(st.text(st.sampled_from('[]{"\\'),
+                                                                      max_size=3),
+                                                              inner, max_size=3)),
+                      max_leaves=60)
+
+
+@SETTINGS
+@given(NESTED, st.integers(0, 40))
+def test_the_depth_check_is_exact_for_json(value, extra):
+    for _ in range(extra):
+        value = [value] if extra % 2 else {"[\\\"": value}
+    text = json.dumps(value, ensure_ascii=bool(extra % 3))
+    assert messages._too_deep(text.encode()) == (depth_of(value) > messages.MAX_DEPTH)
+
+
+def _decode_at_stack_depth(body: bytes, frames: int):
+    if frames:
+        return _decode_at_stack_depth(body, frames - 1)
+    try:
+        return decode(body)
+    except InvalidMessage as exc:
+        return exc.reason
+
+
+@pytest.mark.parametrize("depth", [33, 900, 985, 995, 1005, 5000])
+def test_the_reason_does_not_depend_on_the_callers_stack(depth):
+    """On main a body nested ~990 deep parsed at the top of a stack and raised RecursionError
+    deeper in one (pvsim-pv's consuming thread): its fate depended on where it was decoded."""
+    body = b'{"v": 1, "readings": [' + b"[" * depth + b"]" * depth + b"]}"
+    reasons = {_decode_at_stack_depth(body, frames) for frames in (0, 100, 500, 900)}
+    assert reasons == {Reason.NOT_JSON}
