@@ -52,6 +52,7 @@ PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
 # A session that worked this long before it failed reconnects at once, without backoff.
 STABLE_SECONDS = 30.0
 DEPTH_SECONDS = 30.0  # how often an idle consumer looks at the dead-letter queue's depth
+DEPTH_AFTER_REJECT_SECONDS = 1.0  # and how soon after it dead-lettered a message
 REASON_HEADER = "x-pvsim-reason"
 DETAIL_HEADER = "x-pvsim-detail"
 # A body over MAX_BODY_BYTES (refused as oversized whatever it holds) is dead-lettered cut to
@@ -445,8 +446,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
     seconds, when the queues are idle, and before stopping; each ack is preceded by a sync of
     every handler, so nothing acknowledged can be lost. Returns when asked to stop; connection
     errors propagate (the caller reconnects; unacked messages are redelivered and deduplicated).
-    `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, after each reject,
-    and every DEPTH_SECONDS while idle. `on_consuming()` is called once the queues are declared
+    `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, within
+    DEPTH_AFTER_REJECT_SECONDS of a reject, and every DEPTH_SECONDS. `on_consuming()` is called once the queues are declared
     and consumed: from then on a message published to the exchange waits for this consumer.
     With shards on single-active-consumer queues, `on_handoff(i)` is called after this
     consumer gave shard i up to a standby (see `_Balancer`): its handler must let go of the
@@ -514,8 +515,6 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
             settle()
             if on_idle is not None:
                 on_idle()
-            if time.monotonic() >= depth_due:
-                report_depth()
         else:
             index, method, props, body = inbox.popleft()
             if balancer is not None:
@@ -528,7 +527,9 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
                 channel.basic_ack(method.delivery_tag)
                 if on_reject is not None:
                     on_reject(error)
-                report_depth()
+                # Looked at within a second, not after each one: a flood of bad messages
+                # costs a round trip less each.
+                depth_due = min(depth_due, time.monotonic() + DEPTH_AFTER_REJECT_SECONDS)
             else:
                 if not pending:
                     oldest = time.monotonic()
@@ -539,6 +540,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
                 if (rows >= max_rows or pending >= max_messages
                         or time.monotonic() - oldest >= max_delay):
                     settle()
+        if time.monotonic() >= depth_due:
+            report_depth()
         if balancer is not None:  # busy or idle: a saturated instance must share too
             for index in balancer.surplus():
                 hand_off(index)
