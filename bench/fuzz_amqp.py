@@ -322,13 +322,16 @@ def run(bodies: int, seed: int, max_seconds: float, keep: bool) -> int:
                 break
         publish_seconds = time.monotonic() - t_publish
         published = sum(kinds.values())
+        connection.close()  # idle for minutes now: a fresh one for the checks
+        connection = pika.BlockingConnection(pika.URLParameters(URL))
+        channel = connection.channel()
         while time.monotonic() < deadline and pv.poll() is None:
             text = http_get(rig.ports["pv"], "/metrics")[1]
-            if metric(text, "pvsim_pv_messages_consumed_total") >= published and \
-                    channel.queue_declare(rig.names["queue"], passive=True).method.message_count == 0:
+            depth = channel.queue_declare(rig.names["queue"], passive=True).method.message_count
+            if metric(text, "pvsim_pv_messages_consumed_total") >= published and depth == 0:
                 break
-            time.sleep(0.5)
-        time.sleep(1.0)  # the last sync and ack (max_delay 0.2 s)
+            connection.sleep(0.5)  # heartbeats answered meanwhile
+        connection.sleep(1.0)  # the last sync and ack (max_delay 0.2 s)
         drained = time.monotonic() - began
         alive = pv.poll() is None and pv.pid == pid
         if not alive:

@@ -188,8 +188,8 @@ class Topology:
 
     def _declare_bounded_dead_letter_queue(self, channel) -> None:
         """Declare the dead-letter queue with its limits (messages, bytes), on a channel of its
-        own: a queue from an older install exists without them (before 0.x: without the bytes
-        limit), and RabbitMQ refuses (and closes the channel) when arguments differ. That queue
+        own: a queue from an older install exists without them (or without the bytes limit),
+        and RabbitMQ refuses (and closes the channel) when arguments differ. That queue
         is used as it is, and the log says how to bound it with a policy (RabbitMQ applies the
         smaller of a policy's limit and an argument's)."""
         limits = {"x-max-length": self.dead_letter_max_length,
@@ -447,9 +447,10 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
     every handler, so nothing acknowledged can be lost. Returns when asked to stop; connection
     errors propagate (the caller reconnects; unacked messages are redelivered and deduplicated).
     `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, within
-    DEPTH_AFTER_REJECT_SECONDS of a reject, and every DEPTH_SECONDS. `on_consuming()` is called once the queues are declared
-    and consumed: from then on a message published to the exchange waits for this consumer.
-    With shards on single-active-consumer queues, `on_handoff(i)` is called after this
+    DEPTH_AFTER_REJECT_SECONDS of a reject, and every DEPTH_SECONDS. `handlers[i].handle` is
+    told whether RabbitMQ delivered the message before (`redelivered`), for pvsim-pv's crash
+    record. `on_consuming()` is called once the queues are declared and consumed: from then on
+    a message published to the exchange waits for this consumer. With shards on single-active-consumer queues, `on_handoff(i)` is called after this
     consumer gave shard i up to a standby (see `_Balancer`): its handler must let go of the
     shard's files before another process can take them.
     """
