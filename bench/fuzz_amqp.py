@@ -16,6 +16,8 @@ count of messages consumed must then equal the count published):
               timestamps of year 1, 1969, 9999 and odd offsets, `seq` off its `ts`, missing and
               extra fields, 10,001 readings, bodies over 1 MiB
   mutated     valid messages with bytes flipped, inserted, deleted or cut off
+and one body in 50 carries a header pika cannot decode or encode again as it came (a timestamp
+of 2**63, an array nested 3,000 deep, a negative 64-bit integer).
 
 The oracle is the decoder itself, run here on each body (its totality is the hypothesis tests'
 business): a body it accepts must become rows, one per distinct (meter, instant), and one it
@@ -35,12 +37,14 @@ import hashlib
 import json
 import random
 import signal
+import struct
 import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pika
+import pika.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_daemons import ROOT, URL, Rig, http_get  # noqa: E402
@@ -241,6 +245,33 @@ class Generator:
 MARK = "\u0000FUZZ\u0000"
 
 
+class RawField(bytes):
+    """A header value sent as exactly these bytes (type octet and value), as another client's
+    library may send it; pika's encoder learns it below, for this script's publisher only."""
+
+
+def _nested_array(depth: int) -> RawField:
+    field = b"A" + struct.pack(">I", 0)
+    for _ in range(depth):
+        field = b"A" + struct.pack(">I", len(field)) + field
+    return RawField(field)
+
+
+ODD_HEADERS = [{"x-t": RawField(b"T" + struct.pack(">Q", 2 ** 63))}, {"x-a": _nested_array(3000)},
+               {"x-l": -3_000_000_000}, {"x-b": RawField(b"x" + struct.pack(">I", 3) + b"\xff\x00a")}]
+_encode_value = pika.data.encode_value
+
+
+def _encode_raw(pieces, value):
+    if isinstance(value, RawField):
+        pieces.append(bytes(value))
+        return len(value)
+    return _encode_value(pieces, value)
+
+
+pika.data.encode_value = _encode_raw
+
+
 def replaced(doc: dict, path: tuple, text: str) -> bytes:
     """The document's JSON with the value at `path` replaced by (or added as) `text`."""
     target = doc
@@ -297,6 +328,8 @@ def run(bodies: int, seed: int, max_seconds: float, keep: bool) -> int:
         connection = pika.BlockingConnection(pika.URLParameters(URL))
         channel = connection.channel()
         props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        odd = [pika.BasicProperties(delivery_mode=2, headers=h) for h in ODD_HEADERS]
+        headers_odd = 0
         published_bytes = 0
         t_publish = time.monotonic()
         for i in range(bodies):
@@ -315,7 +348,10 @@ def run(bodies: int, seed: int, max_seconds: float, keep: bool) -> int:
                 expected_rows.update((m, t) for m, t, _ in values)
                 readings_valid += len(values)
                 kinds[kind + " (accepted)"] += 1
-            channel.basic_publish(rig.names["exchange"], rig.names["queue"], body, props)
+            if i % 50 == 49:
+                headers_odd += 1
+            channel.basic_publish(rig.names["exchange"], rig.names["queue"], body,
+                                  odd[i // 50 % len(odd)] if i % 50 == 49 else props)
             published_bytes += len(body)
             if i % 5000 == 0 and pv.poll() is not None:
                 failures.append(f"pvsim-pv exited ({pv.returncode}) after {i} bodies")
@@ -379,6 +415,8 @@ def run(bodies: int, seed: int, max_seconds: float, keep: bool) -> int:
         log_text = (rig.dir / "pv.log").read_text(errors="replace")
         if "Traceback" in log_text:
             failures.append("a traceback in pvsim-pv's log")
+        if "lost the connection" in log_text:
+            failures.append("pvsim-pv lost its connection to RabbitMQ during the run")
         codes = rig.stop()
         if alive and codes.get("pv") != 0:
             failures.append(f"pvsim-pv stopped with {codes.get('pv')}, not 0")
@@ -388,6 +426,7 @@ def run(bodies: int, seed: int, max_seconds: float, keep: bool) -> int:
               f"{drained:.1f} s after the start, {total:.1f} s in all")
         for kind, n in sorted(kinds.items()):
             print(f"  {kind:22s} {n:8,}")
+        print(f"  with an odd header     {headers_odd:8,}")
         print(f"  valid readings {readings_valid:,}, distinct {len(expected_rows):,}; "
               f"CSV rows {sum(rows.values()):,} ({len(rows):,} distinct)")
         print(f"  dead letters {sum(dead.values()):,} by reason: "

@@ -14,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import struct
 from zoneinfo import ZoneInfo
 
 import pika
+import pika.data
 
 from conftest import csv_instants, http_get, metric_value, wait_for
 from test_daemons import InProcess
@@ -267,3 +269,46 @@ def test_the_dead_letter_queue_is_bounded_by_bytes_and_oversized_bodies_are_cut(
     assert body == huge[:64 * 1024]
     assert props.headers["x-pvsim-original-bytes"] == len(huge)
     assert props.headers["x-pvsim-reason"] == "oversized"
+
+
+class RawField(bytes):
+    """A header value sent exactly as these bytes (an AMQP field: type octet and value), as
+    another client's library may send it."""
+
+
+def nested_array(depth: int) -> RawField:
+    field = b"A" + struct.pack(">I", 0)
+    for _ in range(depth):
+        field = b"A" + struct.pack(">I", len(field)) + field
+    return RawField(field)
+
+
+def test_headers_pika_cannot_decode_neither_stop_nor_stall_the_daemon(pvsim_config, daemons,
+                                                                      monkeypatch):
+    """pika decodes a message's headers before pvsim sees it; on main a timestamp header of
+    2**63 (OverflowError in pika), or an array nested 3,000 deep (RecursionError), dropped the
+    connection at every delivery, for ever, and the readings behind it waited. Now such values
+    are decoded raw: the message is written, or dead-lettered, and the next one flows."""
+    original = pika.data.encode_value
+
+    def encode_value(pieces, value):
+        if isinstance(value, RawField):
+            pieces.append(bytes(value))
+            return len(value)
+        return original(pieces, value)
+    monkeypatch.setattr(pika.data, "encode_value", encode_value)
+    # (RabbitMQ itself refuses a NaN or infinite double with INTERNAL_ERROR: not tried here.)
+    bad_headers = [RawField(b"T" + struct.pack(">Q", 2 ** 63)), nested_array(3000)]
+    ch = pvsim_config.channel()
+    pv = daemons.start("pv", pvsim_config)
+    for i, value in enumerate(bad_headers):
+        publish(ch, pvsim_config, v1(reading(T0 + i)), headers={"x-odd": value})
+        publish(ch, pvsim_config, b"not json", headers={"x-odd": [value]})
+    publish(ch, pvsim_config, v1(reading(T0 + len(bad_headers))))
+    wait_for(lambda: pv.metric("pvsim_pv_readings_written_total") == len(bad_headers) + 1,
+             timeout=30, message="every valid message written")
+    wait_for(lambda: pv.metric("pvsim_pv_messages_rejected_total", reason="not_json")
+             == len(bad_headers), message="every invalid one dead-lettered")
+    assert pv.running() and "lost the connection" not in pv.log()
+    assert pv.metric("pvsim_broker_reconnects_total") == 0
+    assert csv_instants(pvsim_config.output) == {"m-1": list(range(T0, T0 + len(bad_headers) + 1))}
