@@ -101,6 +101,9 @@ class BrokerConfig:
     dead_letter_queue: str = "pvsim.readings.dead"
     # The dead-letter queue keeps at most this many messages, dropping the oldest (0: no limit).
     dead_letter_max_length: int = field(default=100_000, metadata=_range(0, 100_000_000))
+    # ... and at most this many bytes of message bodies, dropping the oldest (0: no limit); a
+    # body over the 1 MiB a message may have is kept cut to its first 64 KiB.
+    dead_letter_max_bytes: int = field(default=256 * 1024 * 1024, metadata=_range(0, 1 << 40))
     # Attempts before a one-shot run gives up; the daemons retry forever.
     connect_attempts: int = field(default=5, metadata=_range(1, 1000))
     retry_initial_seconds: float = field(default=0.5, metadata=_range(0.01, 3600))

@@ -17,6 +17,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from pvsim import __version__
+from pvsim.pipeline.messages import Reason
 
 # Publish-confirm round trips on loopback are around a millisecond; a blocked broker takes longer.
 CONFIRM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -138,6 +139,9 @@ class PvMetrics:
         self.dead_letter_limit = Gauge("pvsim_pv_dead_letter_max_messages",
                                        "broker.dead_letter_max_length (0: no limit); beyond it "
                                        "the oldest dead letters are dropped", registry=reg)
+        self.dead_letter_bytes_limit = Gauge("pvsim_pv_dead_letter_max_bytes",
+                                             "broker.dead_letter_max_bytes (0: no limit); beyond "
+                                             "it the oldest dead letters are dropped", registry=reg)
         self.csv_files_removed = Counter("pvsim_pv_csv_files_removed_total",
                                     "Daily CSVs removed for being older than output.retention_days",
                                     registry=reg)
@@ -160,6 +164,5 @@ class PvMetrics:
         self.lag = Histogram("pvsim_pv_end_to_end_lag_seconds",
                              "Time from a reading's instant to its row being durable on disk",
                              buckets=LAG_BUCKETS, registry=reg)
-        for reason in ("not_json", "bad_schema", "bad_version", "missing_field", "bad_type",
-                       "bad_value", "bad_timestamp", "out_of_range", "oversized"):
-            self.rejected.labels(reason)  # present at 0 from the start, so rate() works
+        for reason in Reason:  # every one present at 0 from the start, so rate() works
+            self.rejected.labels(reason.value)

@@ -6,7 +6,10 @@ The consuming thread owns the pika connection and runs `broker.consume` in a rec
 loop: each message is decoded and validated, each reading gets the PV power at its own local
 time and a row in its own local day's CSV (so files rotate at local midnight, DST included), and
 the message is acknowledged only after its rows are fsynced. Invalid messages go to the
-dead-letter queue with the reason in a header. After a start, the first reading of each local day
+dead-letter queue with the reason in a header; so does a message whose handling fails in any
+other way than storage (`processing_error`: a bug must not stop the pipeline), and one that has
+ended the process twice while being handled (see pvsim.pipeline.poison), recognised when it is
+redelivered. After a start, the first reading of each local day
 reads that day's CSV back, so a reading redelivered after a crash or a reconnect is recognised
 and not written twice.
 
@@ -39,7 +42,8 @@ from pvsim.model import shard
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, Row, SinkError
-from pvsim.pipeline.messages import InvalidMessage, decode, encode_batches
+from pvsim.pipeline.messages import InvalidMessage, Reason, decode, encode_batches
+from pvsim.pipeline.poison import PoisonGuard
 from pvsim.pipeline.pvservice import Outcome, PvService
 from pvsim.pipeline.shardlock import ShardLock
 from pvsim.store.retention import Retention
@@ -64,6 +68,7 @@ class PvDaemon:
         self.registry.register(self.free_space)
         self.topology = broker.Topology.from_config(cfg)
         self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
+        self.metrics.dead_letter_bytes_limit.set(cfg.broker.dead_letter_max_bytes)
         self.curve = pv_model(cfg)
         self.fleet = cfg.fleet.shards > 1
         # The consuming thread and the API's POSTs share the service, a message or a chunk of a
@@ -85,6 +90,10 @@ class PvDaemon:
             self.writers = [ShardWriter(self, i) for i in range(cfg.fleet.shards)]
         else:
             self.service = self.new_service(None)  # SinkError: exit 73
+        # A fleet's shard has its own, read when its writer takes the shard's lock.
+        self.poison = PoisonGuard(cfg.output.directory)
+        if not self.fleet:
+            self.poison.recover()
         self.retention = Retention(cfg.output.directory, cfg.output.retention_days, cfg.tz,
                                    sinks=self.sinks, store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
@@ -238,12 +247,21 @@ class PvDaemon:
 
     # --- the broker.consume handler ---------------------------------------------------------
 
-    def handle(self, body: bytes, service: PvService | None = None) -> Outcome:
+    def handle(self, body: bytes, redelivered: bool = False, service: PvService | None = None,
+               poison: PoisonGuard | None = None) -> Outcome:
+        """Decode and write one message (by default through the service of every meter).
+        InvalidMessage has it dead-lettered: a bad message, or any failure other than storage
+        while handling it (decoding included), which would otherwise stop the daemon and,
+        redelivered, stop it again after every restart. SinkError (storage) stops the daemon
+        with exit 73, nothing unwritten acknowledged. A redelivered message goes through the
+        crash record (`poison`): one that ended the process twice is not handled again."""
         self._beat.beat()
         self.metrics.messages.inc()
         self._maybe_reopen()
-        readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
+        poison = poison or self.poison
+        key = poison.before(body) if redelivered else None  # InvalidMessage: dead-lettered
         try:
+            readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
             return self.hold(lambda: self.process(readings, service))
         except (SinkError, InvalidMessage, ShardBusy):  # ShardBusy: stopping with a message held
             raise
@@ -251,7 +269,11 @@ class PvDaemon:
             raise SinkError(f"storage error while writing rows: {exc}") from None
         except Exception as exc:  # a bug on some input must not crash-loop on redelivery
             log.exception("failed to process a message")
-            raise InvalidMessage("processing_error", f"{type(exc).__name__}: {exc}") from None
+            raise InvalidMessage(Reason.PROCESSING_ERROR,
+                                 f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        finally:
+            if key is not None:
+                poison.after(key)
 
     def hold(self, write: Callable[[], T]) -> T:
         """`write()`, retried every HOLD_SECONDS while a file it needs is not a regular file.
@@ -379,12 +401,13 @@ class ShardWriter:
     def __init__(self, daemon: PvDaemon, index: int) -> None:
         self.daemon, self.index = daemon, index
         self.lock = ShardLock(daemon.cfg.output.directory, index)
+        self.poison = PoisonGuard(daemon.cfg.output.directory, index)
         self.service: PvService | None = None
 
-    def handle(self, body: bytes) -> Outcome:
+    def handle(self, body: bytes, redelivered: bool = False) -> Outcome:
         if self.service is None:
             self.daemon.hold(self._take)  # a lock file that is not a regular file holds it
-        return self.daemon.handle(body, self.service)
+        return self.daemon.handle(body, redelivered, self.service, self.poison)
 
     def sync(self) -> None:
         self.daemon.sync()
@@ -398,6 +421,7 @@ class ShardWriter:
             if self.daemon.stop.wait(0.05):
                 raise ShardBusy("stopping")
         self.service = self.daemon.new_service(self.index)
+        self.poison.recover()  # the previous writer is gone: what did it die handling?
         self.daemon.metrics.shards_written.inc()
         self.daemon.metrics.takeovers.inc()
         log.info("shard %s: writing it now (lock taken after %.2f s)", shard.label(self.index),

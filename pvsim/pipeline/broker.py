@@ -15,8 +15,10 @@ This module owns every pika object. Rules it keeps:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -24,13 +26,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pika
+import pika.data
 import pika.exceptions
 import tenacity
 
 from pvsim import logsetup
 from pvsim.config import BrokerConfig, Config, ConfigError, queue_type
 from pvsim.model import shard
-from pvsim.pipeline.messages import CONTENT_TYPE, InvalidMessage
+from pvsim.pipeline.messages import CONTENT_TYPE, MAX_BODY_BYTES, InvalidMessage
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,14 @@ PUBLISH_REFUSED = (pika.exceptions.NackError, pika.exceptions.UnroutableError)
 # A session that worked this long before it failed reconnects at once, without backoff.
 STABLE_SECONDS = 30.0
 DEPTH_SECONDS = 30.0  # how often an idle consumer looks at the dead-letter queue's depth
+DEPTH_AFTER_REJECT_SECONDS = 1.0  # and how soon after it dead-lettered a message
 REASON_HEADER = "x-pvsim-reason"
 DETAIL_HEADER = "x-pvsim-detail"
+# A body over MAX_BODY_BYTES (refused as oversized whatever it holds) is dead-lettered cut to
+# this many bytes, its size in a header: enough to see what it was, and a few of them cannot
+# push every other dead letter out of a queue bounded by bytes.
+TRUNCATED_BYTES = 64 * 1024
+SIZE_HEADER = "x-pvsim-original-bytes"
 
 
 class BrokerUnavailable(Exception):
@@ -106,8 +115,10 @@ class Topology:
     # Set for a one-shot run's private queues: RabbitMQ deletes them when unused for this long
     # (and the dead-letter exchange with its last binding), should the run die before it cleans up.
     expires_ms: int | None = None
-    # The dead-letter queue keeps at most this many messages, the oldest dropped (0: no limit).
+    # The dead-letter queue keeps at most this many messages, and this many bytes of bodies,
+    # the oldest dropped (0: no limit).
     dead_letter_max_length: int = 0
+    dead_letter_max_bytes: int = 0
     shards: int = 1
     quorum: bool = False
     delivery_limit: int = 20
@@ -135,7 +146,8 @@ class Topology:
         """The daemons' topology."""
         b = cfg.broker
         return cls(b.exchange, b.queue, b.dead_letter_exchange, b.dead_letter_queue,
-                   dead_letter_max_length=b.dead_letter_max_length, shards=cfg.fleet.shards,
+                   dead_letter_max_length=b.dead_letter_max_length,
+                   dead_letter_max_bytes=b.dead_letter_max_bytes, shards=cfg.fleet.shards,
                    quorum=queue_type(b, cfg.fleet) == "quorum", delivery_limit=b.delivery_limit)
 
     @classmethod
@@ -154,7 +166,7 @@ class Topology:
         channel.exchange_declare(self.exchange, "direct", durable=True)
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True,
                                  auto_delete=private)
-        if self.dead_letter_max_length:
+        if self.dead_letter_max_length or self.dead_letter_max_bytes:
             self._declare_bounded_dead_letter_queue(channel)
         else:
             channel.queue_declare(self.dead_letter_queue, durable=True,
@@ -176,23 +188,28 @@ class Topology:
             channel.queue_declare(self.members_queue, durable=True, arguments=kind)
 
     def _declare_bounded_dead_letter_queue(self, channel) -> None:
-        """Declare the dead-letter queue with its length limit, on a channel of its own: a queue
-        from an older install exists without the limit, and RabbitMQ refuses (and closes the
-        channel) when arguments differ. That queue is used as it is, and the log says how to
-        bound it."""
+        """Declare the dead-letter queue with its limits (messages, bytes), on a channel of its
+        own: a queue from an older install exists without them (or without the bytes limit),
+        and RabbitMQ refuses (and closes the channel) when arguments differ. That queue
+        is used as it is, and the log says how to bound it with a policy (RabbitMQ applies the
+        smaller of a policy's limit and an argument's)."""
+        limits = {"x-max-length": self.dead_letter_max_length,
+                  "x-max-length-bytes": self.dead_letter_max_bytes}
         probe = channel.connection.channel()
         try:
             probe.queue_declare(self.dead_letter_queue, durable=True, arguments={
-                "x-max-length": self.dead_letter_max_length, "x-overflow": "drop-head",
+                **{k: v for k, v in limits.items() if v}, "x-overflow": "drop-head",
                 **({"x-queue-type": "quorum"} if self.quorum else {})})
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 406:  # PRECONDITION_FAILED: it exists with other arguments
                 raise
+            policy = json.dumps({k[2:]: v for k, v in limits.items() if v}, separators=(",", ":"))
             log.warning("the dead-letter queue %s exists without broker.dead_letter_max_length "
-                        "and is not bounded: bound it with a policy (rabbitmqctl set_policy "
-                        "pvsim-dead '^%s$' '{\"max-length\":%d}' --apply-to queues), or delete "
-                        "it (its messages are lost) and restart", self.dead_letter_queue,
-                        self.dead_letter_queue.replace(".", "\\."), self.dead_letter_max_length)
+                        "and dead_letter_max_bytes as its arguments, and may not be bounded: "
+                        "bound it with a policy (rabbitmqctl set_policy pvsim-dead '^%s$' '%s' "
+                        "--apply-to queues), or delete it (its messages are lost) and restart",
+                        self.dead_letter_queue, self.dead_letter_queue.replace(".", "\\."),
+                        policy)
         else:
             probe.close()
 
@@ -352,6 +369,43 @@ def _interruptible_sleep(should_stop: Callable[[], bool]) -> Callable[[float], N
     return sleep
 
 
+def _total_header_decoding() -> None:
+    """Make pika's decoding of a message's headers total (installed once, at import).
+
+    pika decodes every header before pvsim sees the message, and some values another client may
+    publish, which RabbitMQ passes on, make that raise: a timestamp past time_t (a 'T' of 2**63:
+    OverflowError), an array nested 3,000 deep (RecursionError); so would a float pika cannot
+    turn into the int it makes of floats (NaN, infinity; RabbitMQ 3.11 refuses those itself).
+    The error surfaces as a lost connection; the message is redelivered, drops the next
+    connection too, for ever, and every message behind it waits. Such a value is decoded as its
+    raw number (an array or table as its raw bytes) instead; pvsim reads no header but
+    x-delivery-count, and dead-letters a message whose headers cannot be encoded again without
+    them."""
+    original = pika.data.decode_value
+    if getattr(original, "pvsim_total", False):
+        return
+
+    def decode_value(encoded, offset):
+        try:
+            return original(encoded, offset)
+        except (OverflowError, ValueError, OSError, RecursionError):
+            kind = encoded[offset:offset + 1]
+            if kind in _RAW_NUMBERS:
+                code, size = _RAW_NUMBERS[kind]
+                return struct.unpack_from(code, encoded, offset + 1)[0], offset + 1 + size
+            if kind in (b"A", b"F"):
+                length = struct.unpack_from(">I", encoded, offset + 1)[0]
+                return bytes(encoded[offset + 5:offset + 5 + length]), offset + 5 + length
+            raise
+
+    decode_value.pvsim_total = True  # type: ignore[attr-defined]
+    pika.data.decode_value = decode_value
+
+
+_RAW_NUMBERS = {b"T": (">Q", 8), b"d": (">d", 8), b"f": (">f", 4)}
+_total_header_decoding()
+
+
 def describe_error(exc: BaseException | None) -> str:
     """A short human reason for a pika error (pika nests the socket error inside its own)."""
     if exc is None:
@@ -406,8 +460,9 @@ class Handled(Protocol):
 class Handler(Protocol):
     """What `consume` drives: in practice the PV service."""
 
-    def handle(self, body: bytes) -> Handled:
-        """Process a message body; raise InvalidMessage to have it dead-lettered."""
+    def handle(self, body: bytes, redelivered: bool = False) -> Handled:
+        """Process a message body; raise InvalidMessage to have it dead-lettered. `redelivered`:
+        RabbitMQ gave it to a consumer before (see `redelivered`)."""
 
     def sync(self) -> None:
         """Make everything handled so far durable."""
@@ -429,10 +484,11 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
     seconds, when the queues are idle, and before stopping; each ack is preceded by a sync of
     every handler, so nothing acknowledged can be lost. Returns when asked to stop; connection
     errors propagate (the caller reconnects; unacked messages are redelivered and deduplicated).
-    `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, after each reject,
-    and every DEPTH_SECONDS while idle. `on_consuming()` is called once the queues are declared
-    and consumed: from then on a message published to the exchange waits for this consumer.
-    With shards on single-active-consumer queues, `on_handoff(i)` is called after this
+    `on_dead_letter_depth(n)` hears the dead-letter queue's depth at start, within
+    DEPTH_AFTER_REJECT_SECONDS of a reject, and every DEPTH_SECONDS. `handlers[i].handle` is
+    told whether RabbitMQ delivered the message before (`redelivered`), for pvsim-pv's crash
+    record. `on_consuming()` is called once the queues are declared and consumed: from then on
+    a message published to the exchange waits for this consumer. With shards on single-active-consumer queues, `on_handoff(i)` is called after this
     consumer gave shard i up to a standby (see `_Balancer`): its handler must let go of the
     shard's files before another process can take them.
     """
@@ -498,21 +554,21 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
             settle()
             if on_idle is not None:
                 on_idle()
-            if time.monotonic() >= depth_due:
-                report_depth()
         else:
             index, method, props, body = inbox.popleft()
             if balancer is not None:
                 balancer.delivered(index)
             try:
-                handled = handlers[index].handle(body)
+                handled = handlers[index].handle(body, redelivered(method, props))
             except InvalidMessage as error:
                 settle()
                 _dead_letter(channel, topology, body, props, error, topology.queues[index])
                 channel.basic_ack(method.delivery_tag)
                 if on_reject is not None:
                     on_reject(error)
-                report_depth()
+                # Looked at within a second, not after each one: a flood of bad messages
+                # costs a round trip less each.
+                depth_due = min(depth_due, time.monotonic() + DEPTH_AFTER_REJECT_SECONDS)
             else:
                 if not pending:
                     oldest = time.monotonic()
@@ -523,6 +579,8 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
                 if (rows >= max_rows or pending >= max_messages
                         or time.monotonic() - oldest >= max_delay):
                     settle()
+        if time.monotonic() >= depth_due:
+            report_depth()
         if balancer is not None:  # busy or idle: a saturated instance must share too
             for index in balancer.surplus():
                 hand_off(index)
@@ -584,13 +642,36 @@ class _Balancer:
         return given
 
 
+def redelivered(method: pika.spec.Basic.Deliver, props: pika.BasicProperties) -> bool:
+    """Whether RabbitMQ delivered the message to a consumer before: the redelivered flag, or a
+    quorum queue's x-delivery-count (which also counts returns the flag may not show)."""
+    count = (props.headers or {}).get("x-delivery-count") if isinstance(props.headers, dict) else 0
+    return bool(method.redelivered) or (type(count) is int and count > 0)
+
+
 def _dead_letter(channel, topology: Topology, body: bytes, props: pika.BasicProperties,
                  error: InvalidMessage, queue: str) -> None:
-    headers = dict(props.headers or {})
-    headers.update({REASON_HEADER: error.reason, DETAIL_HEADER: error.detail[:500],
-                    "x-pvsim-queue": queue})
-    dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
-                                    message_id=props.message_id, timestamp=props.timestamp,
-                                    headers=headers)
-    channel.basic_publish(topology.dead_letter_exchange, queue, body, properties=dl_props)
+    """Republish the message to the dead-letter exchange, confirmed, with the reason in headers
+    and its own headers kept: those pika can encode again (it decodes a negative 64-bit header
+    as an unsigned one it then cannot encode), else none of them, so that no header a sender
+    chose can stop the daemon. A body over MAX_BODY_BYTES is kept cut to TRUNCATED_BYTES."""
+    ours = {REASON_HEADER: error.reason.value, DETAIL_HEADER: error.detail[:500],
+            "x-pvsim-queue": queue}
+    if len(body) > MAX_BODY_BYTES:
+        ours[SIZE_HEADER] = len(body)
+        body = body[:TRUNCATED_BYTES]
+    theirs = props.headers if isinstance(props.headers, dict) else {}
+    for headers in ({**theirs, **ours}, ours):
+        dl_props = pika.BasicProperties(delivery_mode=2, content_type=props.content_type,
+                                        message_id=props.message_id, timestamp=props.timestamp,
+                                        headers=headers)
+        try:
+            channel.basic_publish(topology.dead_letter_exchange, queue, body, properties=dl_props)
+            break
+        except (pika.exceptions.UnsupportedAMQPFieldException, struct.error, TypeError,
+                ValueError, OverflowError) as exc:  # raised while encoding, before any I/O
+            if headers is ours:
+                raise
+            log.warning("the message's own headers cannot be sent again (%s): dead-lettering it "
+                        "without them", type(exc).__name__)
     log.warning("dead-lettered a message: %s", error)

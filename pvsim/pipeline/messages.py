@@ -18,7 +18,13 @@ restarts of either daemon, so (meter_id, instant) identifies a reading for dedup
 version 1 the instant is the one `ts` names). A batch of readings travels as one message (the
 accelerated run sends hundreds at a time; the meter sends one a second, more when it drains its
 buffer after an outage); a message is valid or dead-lettered as a whole, so a reading is never
-half-processed.
+half-processed: every reading of a message is validated (types, meter id, power range, an
+instant from 1970 to 9999, `seq` equal to that instant) before the first of its rows is written.
+
+The decoder is total: whatever the bytes (nested 100,000 deep, 4,000-digit numbers, lone
+surrogates, every JSON type in every field), `decode` and `decode_values` either return readings
+the PV service can write or raise InvalidMessage, whose `reason` is one of `Reason`; nothing
+else leaves them (a hypothesis test and bench/fuzz_amqp.py hold them to it).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from enum import StrEnum
 from itertools import repeat
 
 from pvsim.config import METER_ID, METER_ID_RULE, LimitsConfig
@@ -42,14 +49,59 @@ _FIELDS = frozenset(("meter_id", "seq", "ts", "power_w"))
 _COLUMN_FIELDS = frozenset(("v", "meter_ids", "seq", "power_w"))
 # The last instant a version 2 `seq` may name: any zone's local time of it is a valid datetime.
 MAX_INSTANT = int(dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc).timestamp())
+MAX_DETAIL = 500  # characters of an InvalidMessage's detail (a log line, a header)
+# Arrays and objects nested deeper than this are refused before parsing; no message of either
+# version is deeper than 3.
+MAX_DEPTH = 32
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")  # a level is a level, array or object
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+class Reason(StrEnum):
+    """Why a message was dead-lettered: its x-pvsim-reason header and its label of
+    pvsim_pv_messages_rejected_total, every one of which is registered at start. The one list:
+    InvalidMessage takes no other."""
+
+    NOT_JSON = "not_json"
+    BAD_SCHEMA = "bad_schema"
+    BAD_VERSION = "bad_version"
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"
+    BAD_VALUE = "bad_value"
+    BAD_TIMESTAMP = "bad_timestamp"
+    OUT_OF_RANGE = "out_of_range"
+    OVERSIZED = "oversized"
+    WRONG_SHARD = "wrong_shard"  # a fleet's meter sent to another shard's queue (pvservice)
+    PROCESSING_ERROR = "processing_error"  # valid, yet handling it failed, or crashed the process
 
 
 class InvalidMessage(ValueError):
-    """A message that cannot be processed; `reason` is a short label for metrics and headers."""
+    """A message that cannot be processed; `reason` (a Reason) is a short label for metrics
+    and headers. `detail` is cut to MAX_DETAIL characters and holds no lone surrogate (a body
+    may carry "\\ud800"; a header or a log line must still encode as UTF-8)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason, self.detail = reason, detail
-        super().__init__(f"{reason}: {detail}")
+    def __init__(self, reason: Reason | str, detail: str) -> None:
+        self.reason = Reason(reason)  # ValueError for a reason outside the enum: a bug
+        self.detail = _printable(detail, MAX_DETAIL)
+        super().__init__(f"{self.reason}: {self.detail}")
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, lone surrogates escaped."""
+    text = text[:limit]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _shown(value: object) -> str:
+    """A received value for an error message, short whatever it is (never the repr of a deep
+    or wide structure, which could recurse or run to megabytes)."""
+    if isinstance(value, (list, dict)):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'} of {len(value)} items"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value[:41] if isinstance(value, str) else value)
+    return text if len(text) <= 42 else text[:40] + "..."
 
 
 def encode(readings: Sequence[Reading], max_power_w: float = MAX_POWER_W) -> bytes:
@@ -108,7 +160,8 @@ def _fitting_columns(ids: list[str], seq: list[int], columns: list[list[float]],
         body = json.dumps({"v": COLUMNS, "meter_ids": ids, "seq": seq, "power_w": columns},
                           separators=(",", ":"), allow_nan=False).encode()
     except ValueError:  # NaN: min and max may not see it, json.dumps does
-        raise InvalidMessage("out_of_range", "power_w holds a value that is not a number") from None
+        raise InvalidMessage(Reason.OUT_OF_RANGE,
+                             "power_w holds a value that is not a number") from None
     if (len(body) <= max_bytes and len(seq) * len(ids) <= MAX_READINGS) or len(seq) * len(ids) == 1:
         yield body
     elif len(seq) > 1:
@@ -129,8 +182,8 @@ def decode(body: bytes, max_power_w: float = MAX_POWER_W) -> list[Reading]:
         utc = dt.timezone.utc
         return [Reading(meter_id, instant, dt.datetime.fromtimestamp(instant, utc), power)
                 for meter_id, instant, power in _column_values(doc, max_power_w)]
-    return [Reading(meter_id, seq, timestamp, power)
-            for meter_id, seq, timestamp, power in _readings(doc, max_power_w)]
+    return [Reading(meter_id, instant, timestamp, power)
+            for meter_id, instant, timestamp, power in _readings(doc, max_power_w)]
 
 
 def decode_values(body: bytes, max_power_w: float = MAX_POWER_W) -> list[tuple[str, int, float]]:
@@ -139,37 +192,71 @@ def decode_values(body: bytes, max_power_w: float = MAX_POWER_W) -> list[tuple[s
     doc = _parse(body)
     if doc["v"] == COLUMNS:
         return _column_values(doc, max_power_w)
-    return [(meter_id, int(timestamp.timestamp()), power)
-            for meter_id, _, timestamp, power in _readings(doc, max_power_w)]
+    return [(meter_id, instant, power)
+            for meter_id, instant, _, power in _readings(doc, max_power_w)]
 
 
 def _parse(body: bytes) -> dict:
-    """The body's JSON object, of a version this module reads."""
+    """The body's JSON object, of a version this module reads. JSON nested more than MAX_DEPTH
+    deep is refused before it is parsed (the parser's own RecursionError comes at a depth that
+    depends on the caller's stack, and a reason must not); so is a number of more than 4,300
+    digits (Python's int-string limit, a ValueError)."""
     if len(body) > MAX_BODY_BYTES:
-        raise InvalidMessage("oversized", f"{len(body)} bytes, limit {MAX_BODY_BYTES}")
+        raise InvalidMessage(Reason.OVERSIZED, f"{len(body)} bytes, limit {MAX_BODY_BYTES}")
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
+        encoding = json.detect_encoding(body)
+        text = body.decode(encoding, "surrogatepass")  # as json.loads does
+        if _too_deep(body if encoding == "utf-8" else text.encode("utf-8", "surrogatepass")):
+            raise InvalidMessage(Reason.NOT_JSON, f"nested more than {MAX_DEPTH} deep")
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # not reached after _too_deep: kept so that nothing else leaves
+        raise InvalidMessage(Reason.NOT_JSON, "nested too deeply to parse") from None
+    except MemoryError:
+        raise InvalidMessage(Reason.OVERSIZED, "too large to parse in the memory left") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidMessage("not_json", str(exc)[:200]) from None
-    if not isinstance(doc, dict):
-        raise InvalidMessage("bad_schema", "the body is not a JSON object")
+        raise InvalidMessage(Reason.NOT_JSON, str(exc)[:200]) from None
+    if type(doc) is not dict:
+        raise InvalidMessage(Reason.BAD_SCHEMA, "the body is not a JSON object")
     version = doc.get("v")
-    if version not in (VERSION, COLUMNS) or isinstance(version, bool):
-        raise InvalidMessage("bad_version", f"unsupported version {version!r}, expected "
-                                            f"{VERSION} or {COLUMNS}")
+    if type(version) is not int or version not in (VERSION, COLUMNS):  # not True, not 1.0
+        raise InvalidMessage(Reason.BAD_VERSION, f"unsupported version {_shown(version)}, "
+                                                 f"expected the integer {VERSION} or {COLUMNS}")
     return doc
 
 
+def _too_deep(utf8: bytes) -> bool:
+    """Whether JSON text (UTF-8) nests arrays and objects more than MAX_DEPTH deep. Its escaped
+    backslashes and quotes removed (left to right, as the parser reads them), then all but
+    brackets (of one kind) and quotes, then the strings, innermost pairs are removed, a level a
+    pass.
+    Exact for valid JSON; text that is not is left to the parser, which refuses it. A few
+    milliseconds for a megabyte of readings (C string operations), at most MAX_DEPTH passes."""
+    if utf8.count(b"[") + utf8.count(b"{") <= MAX_DEPTH:
+        return False
+    unescaped = utf8.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Two quotes in a row go first (they leave every bracket inside or outside a string as it
+    # was): in a message, nearly all the strings; then what is inside the strings left.
+    structure = unescaped.translate(_ONE_KIND, _NOT_STRUCTURE).replace(b'""', b"")
+    brackets = b"".join(structure.split(b'"')[::2])
+    for _ in range(MAX_DEPTH):
+        shorter = brackets.replace(b"[]", b"")
+        if shorter == brackets:
+            return False  # balanced and shallow, or not JSON at all
+        brackets = shorter
+    return b"[]" in brackets
+
+
 def _readings(doc: dict, max_power_w: float) -> list[tuple[str, int, dt.datetime, float]]:
-    """The validated fields of each reading of a version 1 body."""
+    """(meter id, instant, timestamp, W) of each reading of a version 1 body, every one
+    validated before any is returned."""
     items = doc.get("readings")
-    if not isinstance(items, list) or not items:
-        raise InvalidMessage("missing_field", "'readings' must be a non-empty list")
+    if type(items) is not list or not items:
+        raise InvalidMessage(Reason.MISSING_FIELD, "'readings' must be a non-empty list")
     if len(items) > MAX_READINGS:
-        raise InvalidMessage("oversized", f"{len(items)} readings, limit {MAX_READINGS}")
+        raise InvalidMessage(Reason.OVERSIZED, f"{len(items)} readings, limit {MAX_READINGS}")
     if len(doc) != 2:
         extra = sorted(set(doc) - {"v", "readings"})
-        raise InvalidMessage("bad_schema", f"unknown field {extra[0]!r}")
+        raise InvalidMessage(Reason.BAD_SCHEMA, f"unknown field {_shown(extra[0])}")
     return [_decode_reading(item, i, max_power_w) for i, item in enumerate(items)]
 
 
@@ -178,12 +265,14 @@ def _column_values(doc: dict, max_power_w: float) -> list[tuple[str, int, float]
     if doc.keys() != _COLUMN_FIELDS:
         missing = sorted(_COLUMN_FIELDS - doc.keys())
         if missing:
-            raise InvalidMessage("missing_field", f"{missing[0]!r} is missing")
-        raise InvalidMessage("bad_schema", f"unknown field {sorted(doc.keys() - _COLUMN_FIELDS)[0]!r}")
+            raise InvalidMessage(Reason.MISSING_FIELD, f"{missing[0]!r} is missing")
+        extra = sorted(doc.keys() - _COLUMN_FIELDS)
+        raise InvalidMessage(Reason.BAD_SCHEMA, f"unknown field {_shown(extra[0])}")
     ids, seq, columns = doc["meter_ids"], doc["seq"], doc["power_w"]
     _check_columns(ids, seq, columns, max_power_w)
     if len(seq) * len(ids) > MAX_READINGS:
-        raise InvalidMessage("oversized", f"{len(seq) * len(ids)} readings, limit {MAX_READINGS}")
+        raise InvalidMessage(Reason.OVERSIZED,
+                             f"{len(seq) * len(ids)} readings, limit {MAX_READINGS}")
     if len(ids) == 1:
         return list(zip(repeat(ids[0]), seq, map(float, columns[0])))
     return [(meter_id, instant, float(power)) for instant, powers in zip(seq, zip(*columns))
@@ -194,63 +283,67 @@ def _check_columns(ids: object, seq: object, columns: object, max_power_w: float
     """Version 2's rules: what `_check_reading_values` asks of each reading of version 1, here
     asked of whole columns at once (set, min and max run in C)."""
     if type(ids) is not list or not ids:
-        raise InvalidMessage("missing_field", "'meter_ids' must be a non-empty list")
+        raise InvalidMessage(Reason.MISSING_FIELD, "'meter_ids' must be a non-empty list")
     if type(seq) is not list or not seq:
-        raise InvalidMessage("missing_field", "'seq' must be a non-empty list")
+        raise InvalidMessage(Reason.MISSING_FIELD, "'seq' must be a non-empty list")
     for j, meter_id in enumerate(ids):
         if type(meter_id) is not str:
-            raise InvalidMessage("bad_type", f"meter_ids[{j}] must be a string")
+            raise InvalidMessage(Reason.BAD_TYPE, f"meter_ids[{j}] must be a string")
         if meter_id not in _valid_ids:
             _check_meter_id(meter_id, f"meter_ids[{j}]")
     if len(set(ids)) != len(ids):
-        raise InvalidMessage("bad_value", "meter_ids names a meter twice")
+        raise InvalidMessage(Reason.BAD_VALUE, "meter_ids names a meter twice")
     if not set(map(type, seq)) <= {int}:
-        raise InvalidMessage("bad_type", "seq must hold integers")
+        raise InvalidMessage(Reason.BAD_TYPE, "seq must hold integers")
     if min(seq) < 0 or max(seq) > MAX_INSTANT:
-        raise InvalidMessage("out_of_range", "seq must hold instants from 1970 to 9999")
+        raise InvalidMessage(Reason.OUT_OF_RANGE, "seq must hold instants from 1970 to 9999")
     if type(columns) is not list or len(columns) != len(ids):
-        raise InvalidMessage("bad_schema",
+        raise InvalidMessage(Reason.BAD_SCHEMA,
                              f"power_w must be a list of {len(ids)} lists, one per meter id")
     for j, column in enumerate(columns):
         if type(column) is not list or len(column) != len(seq):
-            raise InvalidMessage("bad_schema", f"power_w[{j}] must be a list of {len(seq)} "
+            raise InvalidMessage(Reason.BAD_SCHEMA, f"power_w[{j}] must be a list of {len(seq)} "
                                                "numbers, one per seq")
         if not set(map(type, column)) <= {int, float}:
-            raise InvalidMessage("bad_type", f"power_w[{j}] must hold numbers")
+            raise InvalidMessage(Reason.BAD_TYPE, f"power_w[{j}] must hold numbers")
         if not (0.0 <= min(column) and max(column) <= max_power_w):
             i, bad = next((i, p) for i, p in enumerate(column) if not 0.0 <= p <= max_power_w)
-            raise InvalidMessage("out_of_range", f"power_w[{j}][{i}] {bad!r} is outside "
-                                                 f"0-{max_power_w:,.0f} W (limits.max_power_w)")
+            raise InvalidMessage(Reason.OUT_OF_RANGE,
+                                 f"power_w[{j}][{i}] {_shown(bad)} is outside "
+                                 f"0-{max_power_w:,.0f} W (limits.max_power_w)")
 
 
 def _decode_reading(item: object, index: int, max_power_w: float) -> tuple[str, int, dt.datetime, float]:
     where = f"readings[{index}]"
     if not isinstance(item, dict):
-        raise InvalidMessage("bad_type", f"{where} is not an object")
+        raise InvalidMessage(Reason.BAD_TYPE, f"{where} is not an object")
     if item.keys() != _FIELDS:
         missing = sorted(_FIELDS - item.keys())
         if missing:
-            raise InvalidMessage("missing_field", f"{where}.{missing[0]} is missing")
-        raise InvalidMessage("bad_schema", f"{where} has unknown field {sorted(item.keys() - _FIELDS)[0]!r}")
+            raise InvalidMessage(Reason.MISSING_FIELD, f"{where}.{missing[0]} is missing")
+        extra = sorted(item.keys() - _FIELDS)
+        raise InvalidMessage(Reason.BAD_SCHEMA, f"{where} has unknown field {_shown(extra[0])}")
     meter_id, seq, ts, power = item["meter_id"], item["seq"], item["ts"], item["power_w"]
     if not isinstance(meter_id, str):
-        raise InvalidMessage("bad_type", f"{where}.meter_id must be a string")
+        raise InvalidMessage(Reason.BAD_TYPE, f"{where}.meter_id must be a string")
     if not isinstance(seq, int) or isinstance(seq, bool):
-        raise InvalidMessage("bad_type", f"{where}.seq must be an integer")
+        raise InvalidMessage(Reason.BAD_TYPE, f"{where}.seq must be an integer")
     if not isinstance(power, (int, float)) or isinstance(power, bool):
-        raise InvalidMessage("bad_type", f"{where}.power_w must be a number")
+        raise InvalidMessage(Reason.BAD_TYPE, f"{where}.power_w must be a number")
     if not isinstance(ts, str):
-        raise InvalidMessage("bad_type", f"{where}.ts must be an ISO 8601 string")
+        raise InvalidMessage(Reason.BAD_TYPE, f"{where}.ts must be an ISO 8601 string")
     try:
         timestamp = dt.datetime.fromisoformat(ts)
-    except ValueError:
-        raise InvalidMessage("bad_timestamp", f"{where}.ts {ts[:40]!r} is not ISO 8601") from None
+    except (ValueError, OverflowError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise InvalidMessage(Reason.BAD_TIMESTAMP,
+                             f"{where}.ts {_shown(ts)} is not ISO 8601") from None
     _check_reading_values(meter_id, seq, power, timestamp, where, max_power_w)
-    return meter_id, seq, timestamp, float(power)
+    return meter_id, seq, timestamp, float(power)  # seq is the instant: checked
 
 
 def validate(reading: Reading, where: str = "reading", max_power_w: float = MAX_POWER_W) -> None:
-    """Raise InvalidMessage when a reading built elsewhere (the JOI API) breaks the schema."""
+    """Raise InvalidMessage when a reading built elsewhere (the JOI API) breaks the schema: the
+    same rules as a received reading's, the instant's range and `seq` included."""
     _check_reading_values(reading.meter_id, reading.seq, reading.power_w, reading.timestamp, where,
                           max_power_w)
 
@@ -260,14 +353,25 @@ def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt
     if meter_id not in _valid_ids:
         _check_meter_id(meter_id, where)
     if seq < 0:
-        raise InvalidMessage("out_of_range", f"{where}.seq must not be negative")
+        raise InvalidMessage(Reason.OUT_OF_RANGE, f"{where}.seq must not be negative")
     if not 0.0 <= power_w <= max_power_w:  # also false for NaN and infinities
-        raise InvalidMessage("out_of_range", f"{where}.power_w {power_w!r} is outside "
-                                             f"0-{max_power_w:,.0f} W (limits.max_power_w)")
-    if timestamp.tzinfo is None or timestamp.utcoffset() is None:
-        raise InvalidMessage("bad_timestamp", f"{where}.ts has no UTC offset")
-    if timestamp.microsecond:
-        raise InvalidMessage("bad_timestamp", f"{where}.ts is not on a whole second")
+        raise InvalidMessage(Reason.OUT_OF_RANGE, f"{where}.power_w {_shown(power_w)} is "
+                             f"outside 0-{max_power_w:,.0f} W (limits.max_power_w)")
+    offset = timestamp.utcoffset()
+    if offset is None:
+        raise InvalidMessage(Reason.BAD_TIMESTAMP, f"{where}.ts has no UTC offset")
+    # The instant, exactly and for any year: timedelta arithmetic, where datetime arithmetic
+    # overflows at year 1 or 9999 and a float loses sub-second offsets.
+    since = timestamp.replace(tzinfo=None) - _EPOCH - offset
+    if timestamp.microsecond or since.microseconds:
+        raise InvalidMessage(Reason.BAD_TIMESTAMP, f"{where}.ts is not on a whole second")
+    instant = since.days * 86400 + since.seconds
+    if not 0 <= instant <= MAX_INSTANT:
+        raise InvalidMessage(Reason.OUT_OF_RANGE, f"{where}.ts {timestamp.isoformat()} is not "
+                             "an instant from 1970 to 9999")
+    if seq != instant:
+        raise InvalidMessage(Reason.BAD_VALUE,
+                             f"{where}.seq {_shown(seq)} is not the instant of its ts ({instant})")
 
 
 # Meter ids already checked: a fleet's worth (100,000 ids: about 10 MB), bounded below so that
@@ -278,7 +382,7 @@ VALID_IDS_KEPT = 200_000
 
 def _check_meter_id(meter_id: str, where: str) -> None:
     if not METER_ID.fullmatch(meter_id):
-        raise InvalidMessage("bad_value", f"{where}.meter_id must be {METER_ID_RULE}")
+        raise InvalidMessage(Reason.BAD_VALUE, f"{where}.meter_id must be {METER_ID_RULE}")
     if len(_valid_ids) < VALID_IDS_KEPT:
         _valid_ids.add(meter_id)
 

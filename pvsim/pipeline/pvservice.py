@@ -83,8 +83,9 @@ class PvService:
         return self.write_values([(r.meter_id, int(r.timestamp.timestamp()), r.power_w)
                                   for r in readings])
 
-    def handle(self, body: bytes) -> Outcome:
-        """Process one message body; raises messages.InvalidMessage for the dead-letter queue."""
+    def handle(self, body: bytes, redelivered: bool = False) -> Outcome:
+        """Process one message body; raises messages.InvalidMessage for the dead-letter queue.
+        (`redelivered` matters to pvsim-pv's crash record only, not to a run's private queue.)"""
         return self.write_values(decode_values(body, self.max_power_w))
 
     def write_values(self, values: list[tuple[str, int, float]]) -> Outcome:

@@ -42,8 +42,9 @@ class ShardSet:
             found = self.services[shard] = self.make(shard)
         return found
 
-    def handle(self, body: bytes) -> Outcome:
-        """Process one message body; raises messages.InvalidMessage for the dead-letter queue."""
+    def handle(self, body: bytes, redelivered: bool = False) -> Outcome:
+        """Process one message body; raises messages.InvalidMessage for the dead-letter queue.
+        (`redelivered` matters to pvsim-pv's crash record only, not to a run's private queue.)"""
         values = decode_values(body, self.max_power_w)
         if self.shards == 1:
             return self.service(None).write_values(values)

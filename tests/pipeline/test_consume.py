@@ -17,7 +17,7 @@ class Recorder:
         self.unsynced = 0
         self.synced: list[int] = []
 
-    def handle(self, body: bytes):
+    def handle(self, body: bytes, redelivered: bool = False):
         self.handled += 1
         self.unsynced += int(body)
         return type("Handled", (), {"written": int(body)})()

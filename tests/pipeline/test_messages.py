@@ -18,7 +18,8 @@ def reading(**kw) -> Reading:
 
 
 def body(**reading_fields) -> bytes:
-    item = {"meter_id": "m", "seq": 1, "ts": "2026-06-21T14:10:00+02:00", "power_w": 10.0}
+    item = {"meter_id": "m", "seq": int(TS.timestamp()), "ts": "2026-06-21T14:10:00+02:00",
+            "power_w": 10.0}
     item.update(reading_fields)
     return json.dumps({"v": 1, "readings": [item]}).encode()
 
@@ -32,7 +33,8 @@ def test_round_trip_keeps_every_field_and_the_offset():
 
 
 def test_batches_keep_order_and_size():
-    readings = [reading(seq=i, timestamp=TS + dt.timedelta(seconds=i)) for i in range(1001)]
+    readings = [reading(seq=int(TS.timestamp()) + i, timestamp=TS + dt.timedelta(seconds=i))
+                for i in range(1001)]
     bodies = list(encode_batches(iter(readings), 400))
     assert len(bodies) == 3
     assert [r for b in bodies for r in decode(b)] == readings
