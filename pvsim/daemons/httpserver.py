@@ -62,6 +62,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 from waitress.utilities import Error as WaitressError, ServerNotImplemented
@@ -276,11 +277,24 @@ class _ProblemTask(ErrorTask):
         self.write(body)
 
 
+class _Parser(HTTPRequestParser):
+    """waitress's parser, but a Content-Length of more than 4,300 digits is a bad request
+    (int() raises ValueError there, which waitress does not catch: the connection was dropped
+    without an answer)."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        try:
+            super().parse_header(header_plus)
+        except ValueError as exc:
+            raise ParsingError(f"invalid header: {str(exc)[:100]}") from None
+
+
 class _Channel(HTTPChannel):
     """One client connection; `began` is when the first byte of the request still arriving
     came (None between requests), for the whole-request deadline."""
 
     error_task_class = _ProblemTask
+    parser_class = _Parser
     began: float | None = None
     _counted = False
 
@@ -398,9 +412,9 @@ class _Server(TcpWSGIServer):
         """A request has fully arrived (waitress calls this under the channel's requests_lock):
         the probes go to their own threads, everything else queues for the API's."""
         channel.began = None
-        request = channel.requests[0]
-        path = "/" + request.path.lstrip("/")
-        if request.error is None and request.command in ("GET", "HEAD") and path in PROBE_PATHS:
+        request = channel.requests[0]  # one that failed to parse may have no path
+        if (request.error is None and request.command in ("GET", "HEAD")
+                and "/" + request.path.lstrip("/") in PROBE_PATHS):
             self.probe_dispatcher.add_task(channel)
         else:
             self.task_dispatcher.add_task(channel)
@@ -426,23 +440,25 @@ class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health,
                  app: App | None = None, *, access: Access | None = None,
                  max_body: int = MAX_BODY, name: str = "pvsim",
-                 connection_limit: int = CONNECTION_LIMIT,
-                 request_deadline: float = REQUEST_DEADLINE,
-                 per_address_limit: int = PER_ADDRESS_LIMIT) -> None:
+                 connection_limit: int | None = None, request_deadline: float | None = None,
+                 per_address_limit: int | None = None) -> None:
+        """The three limits default to the module's CONNECTION_LIMIT, REQUEST_DEADLINE and
+        PER_ADDRESS_LIMIT."""
         self.endpoint = Endpoint(registry, health, app, access or Access(), max_body)
         self.name = name
         # waitress refuses bodies far over the limit itself (a 413 problem) before reading
         # them; the endpoint answers those just over it.
         adj = Adjustments(
             host=host, port=port, threads=THREADS, ident="pvsim",
-            connection_limit=connection_limit, channel_timeout=CHANNEL_TIMEOUT,
+            connection_limit=connection_limit or CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
             cleanup_interval=1, backlog=1024, max_request_body_size=2 * max_body,
             expose_tracebacks=False, clear_untrusted_proxy_headers=True,
             # poll(), not select(): select() fails on a descriptor numbered 1024 or more, which
             # a process near connection_limit (or holding many files) reaches.
             asyncore_use_poll=True)
-        self.server = _Server(self.endpoint, adj, request_deadline=request_deadline,
-                              per_address_limit=per_address_limit)
+        self.server = _Server(self.endpoint, adj,
+                              request_deadline=request_deadline or REQUEST_DEADLINE,
+                              per_address_limit=per_address_limit or PER_ADDRESS_LIMIT)
         self.host, self.port = host, int(self.server.effective_port)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
