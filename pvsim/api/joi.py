@@ -321,10 +321,12 @@ def _check_text(doc: object) -> None:
 def _whole(text: str, name: str) -> int:
     """int(text) of a whole number, refusing one with more than MAX_DIGITS significant digits:
     none of ours needs as many, and Python refuses to convert more than 4,300 (a ValueError)."""
-    if len(text.strip().lstrip("+-").lstrip("0")) > MAX_DIGITS:
-        raise ClientError(400, f"{name} {text.strip()[:40]!r}... is out of range: more than "
+    text = text.strip()
+    digits = text.lstrip("+-").lstrip("0") or "0"  # int() counts leading zeros, too
+    if len(digits) > MAX_DIGITS:
+        raise ClientError(400, f"{name} {text[:40]!r}... is out of range: more than "
                                f"{MAX_DIGITS} digits")
-    return int(text)
+    return -int(digits) if text.startswith("-") else int(digits)
 
 
 def _reject_constant(name: str) -> None:
