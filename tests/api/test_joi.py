@@ -564,6 +564,8 @@ def queries(draw) -> str:
 
 
 LATIN1 = st.characters(max_codepoint=255)
+PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
+TOKEN = st.sampled_from("abcXYZ019-!#$%&'*+.^`|~\x7f\xe9")  # header-name characters, and two not
 
 
 @st.composite
@@ -654,3 +656,116 @@ def test_the_endpoint_never_answers_5xx_and_stores_only_what_it_accepts(data, tm
 
 
 ENDPOINT_DIR: dict = {}  # one pipeline for all examples: what one example stores, the next reads
+
+
+@st.composite
+def raw_requests(draw) -> bytes:
+    """The bytes of one or more requests as a client may put them on the wire: a request of
+    `requests_()` framed with Content-Length (right or wrong), chunked, an odd Transfer-Encoding
+    or nothing, an odd version or header, then perhaps cut, spliced or flipped."""
+    method, path, query, headers, body = draw(requests_())
+    target = urllib.parse.quote(path, safe="/%", encoding="latin-1", errors="replace")
+    if query:
+        target += "?" + query
+    version = draw(st.sampled_from([" HTTP/1.1"] * 4 + [" HTTP/1.0", " HTTP/2.0", "", " HTTP/1.1 x"]))
+    framing = draw(st.sampled_from(["length"] * 3 + ["chunked", "chunked", "none", "short", "long",
+                                                      "gzip", "chunked-gzip", "two-lengths"]))
+    lines = [f"{k}: {v}" for k, v in headers.items()]
+    lines += [f"{draw(st.text(TOKEN, min_size=1, max_size=10))}: "
+              f"{draw(st.text(PRINTABLE, max_size=20) | st.text(LATIN1, max_size=20))}"
+              for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2])))]
+    payload = body
+    if framing == "length":
+        lines.append(f"Content-Length: {len(body)}")
+    elif framing == "short":
+        lines.append(f"Content-Length: {max(0, len(body) - draw(st.integers(1, 20)))}")
+    elif framing == "long":
+        lines.append(f"Content-Length: {len(body) + draw(st.integers(1, 10 ** 8))}")
+    elif framing == "two-lengths":
+        lines += [f"Content-Length: {len(body)}", "Content-Length: 1"]
+    elif framing.startswith("chunked") or framing == "gzip":
+        lines.append({"chunked": "Transfer-Encoding: chunked", "gzip": "Transfer-Encoding: gzip",
+                      "chunked-gzip": "Transfer-Encoding: chunked, gzip"}[framing])
+        cut = draw(st.integers(0, len(body)))
+        payload = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n"
+                           for part in (body[:cut], body[cut:]) if part) + b"0\r\n\r\n"
+    head = "\r\n".join([f"{method} {target}{version}", *lines]) + "\r\n\r\n"
+    data = head.encode("latin-1", "replace") + payload
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2, 3]))):
+        at = draw(st.integers(0, len(data)))
+        how = draw(st.sampled_from(["cut", "insert", "flip", "repeat"]))
+        if how == "cut":
+            data = data[:at] + data[at + draw(st.integers(1, 40)):]
+        elif how == "insert":
+            data = data[:at] + draw(st.sampled_from([b"\r\n", b"\n", b"\r", b"\x00", b" ", b":",
+                                                     b"\r\n\r\n", b"\xff\xfe"]) | st.binary(max_size=8)) + data[at:]
+        elif how == "flip" and at < len(data):
+            data = data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1:]
+        else:
+            data = data + data[:at]  # a second, partial request pipelined behind
+    return data
+
+
+def read_answers(data: bytes) -> list[tuple[int, dict, bytes]]:
+    """The answers on a connection, one after the other, by their Content-Length."""
+    answers = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep and head.startswith(b"HTTP/1."), data[:300]
+        status, headers, _ = parse_answer(head + b"\r\n\r\n")
+        length = int(headers.get("content-length", "0"))
+        if rest[:length].startswith(b"HTTP/1.") and length:  # a HEAD answer: no body sent
+            length = 0
+        answers.append((status, {"Content-Type": headers.get("content-type", "")}, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+SERVER: dict = {}  # one pipeline and server for all examples
+
+
+@settings(max_examples=600, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=raw_requests())
+def test_the_real_server_never_answers_5xx_to_any_bytes(data, tmp_path_factory):
+    """The same over loopback to the real waitress server, as raw bytes: waitress's own parser
+    (request line, headers, chunked framing, Content-Length, Transfer-Encoding) is reached too.
+    An incomplete request may get no answer; every answer given must pass `check_answer`, and the
+    store may change only when some answer on the connection is 200."""
+    import socket
+
+    if "server" not in SERVER:
+        directory = tmp_path_factory.mktemp("fuzz-raw")
+        pipeline = Pipeline(directory)
+        SERVER.update(dir=directory, server=HttpServer(
+            "127.0.0.1", 0, CollectorRegistry(), lambda: (True, "fine"), pipeline.api,
+            max_body=64 * 1024).start())
+    server, directory = SERVER["server"], SERVER["dir"]
+    before = snapshot(directory)
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as c:
+        try:  # the server may refuse (and close) before it has read everything
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)  # an unfinished request is then closed, unanswered
+        except OSError:
+            pass
+        try:
+            while chunk := c.recv(65536):
+                received += chunk
+        except ConnectionResetError:  # closed with bytes of ours unread: what came is kept
+            pass
+    answers = read_answers(received)
+    after = snapshot(directory)
+    if after != before:
+        assert any(status == 200 for status, _, _ in answers), (data[:300], answers)
+    for status, headers, payload in answers:
+        check_answer(status, headers, payload, before, before if status != 200 else after, data[:300])
+        event(f"status {status}")
+    event(f"{len(answers)} answers")
