@@ -1,6 +1,6 @@
 """Fuzz a running pvsim-pv over HTTP: generated requests, raw bytes, then what must hold.
 
-    PYTHONPATH=. /usr/bin/python3 bench/fuzz_http.py [--requests 20000] [--seconds 600]
+    PYTHONPATH=. /usr/bin/python3 bench/fuzz_http.py [--requests 20000] [--seconds 1200]
                                                      [--workers 8] [--seed 18]
 
 Starts a real pvsim-pv (`python3 -m pvsim.daemons.pv`) on 127.0.0.1 with a private exchange and
@@ -215,7 +215,7 @@ class Generator:
         past = NOW - 3 * 86400
         return {"smartMeterId": meter, "electricityReadings": [
             {"time": r.randint(past, NOW - 10), "reading": round(r.uniform(0, 20), r.randint(0, 6))}
-            for _ in range(r.randint(1, 30))]}
+            for _ in range(r.randint(1, 12))]}
 
     def mutated_doc(self) -> object:
         r = self.rnd
@@ -412,7 +412,7 @@ def read_back(port: int, meter: str) -> set[int] | None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--requests", type=int, default=20_000)
-    p.add_argument("--seconds", type=float, default=600.0)
+    p.add_argument("--seconds", type=float, default=1200.0)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--seed", type=int, default=18)
     args = p.parse_args()

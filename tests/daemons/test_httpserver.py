@@ -354,6 +354,7 @@ def test_the_waitress_internals_we_override_are_those_we_read():
         task.ErrorTask.execute: "5e5ba040e936c221",
         utilities.Error.to_response: "302ad3c08bcab78e",
         parser.HTTPRequestParser.received: "5bbf291608acfce5",
+        parser.HTTPRequestParser.parse_header: "056969079319fe4b",
     }
     changed = []
     for function, digest in pinned.items():
