@@ -291,7 +291,8 @@ class _Parser(HTTPRequestParser):
 
 class _Channel(HTTPChannel):
     """One client connection; `began` is when the first byte of the request still arriving
-    came (None between requests), for the whole-request deadline."""
+    came (None between requests), for the whole-request deadline; `opened` when it was
+    accepted (both time.monotonic())."""
 
     error_task_class = _ProblemTask
     parser_class = _Parser
@@ -301,6 +302,7 @@ class _Channel(HTTPChannel):
     def __init__(self, server: "_Server", sock: socket.socket, addr: tuple, adj: Adjustments,
                  map: dict | None = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
+        self.opened = time.monotonic()
         server.per_address[addr[0]] += 1
         self._counted = True
 
@@ -386,7 +388,7 @@ class _Server(TcpWSGIServer):
         for channel in self.active_channels.values():
             if channel.idle():
                 rank = (self.per_address[channel.addr[0]],
-                        -(channel.began if channel.began is not None else channel.last_activity))
+                        -(channel.began if channel.began is not None else channel.opened))
                 if rank > worst:
                     victim, worst = channel, rank
         if not self.evicting:
