@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import concurrent.futures
 import csv
 import datetime as dt
@@ -201,7 +202,7 @@ class Generator:
         r = self.rnd
         roll = r.random()
         if roll < 0.5 or depth > 3:
-            return r.choice(NASTY_JSON + NASTY_TEXT)
+            return copy.deepcopy(r.choice(NASTY_JSON + NASTY_TEXT))  # a mutation must not loop
         if roll < 0.6:
             return "[" * r.randint(1, 3000)  # as text: the JSON nesting is done below
         if roll < 0.8:
