@@ -100,7 +100,8 @@ def main() -> int:
             ok = [t for t in seen if t is not None]
             print(f"  GET {path:18} {len(ok)}/{len(seen)} answered; "
                   + (f"median {statistics.median(ok) * 1000:.1f} ms, worst {max(ok) * 1000:.1f} ms"
-                     if ok else "never"))
+                     if ok else "never")
+                  + f" (each, ms: {' '.join('-' if t is None else f'{t * 1000:.0f}' for t in seen)})")
         return 0 if all(None not in seen for seen in times.values()) else 1
     finally:
         for c in socks:

@@ -82,6 +82,7 @@ REQUEST_DEADLINE = 30.0       # seconds from a request's first byte to its last 
 PER_ADDRESS_LIMIT = 64        # connections from one address (a proxy in front counts as one)
 PROBE_THREADS = 2             # threads for /healthz and /metrics only
 PROBE_PATHS = frozenset({"/healthz", "/metrics"})
+ACCEPT_BATCH = 256            # connections accepted per turn of the loop
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -365,13 +366,18 @@ class _Server(TcpWSGIServer):
         return self.accepting
 
     def handle_accept(self) -> None:
-        try:
-            accepted = self.accept()
-        except OSError:
-            return
-        if accepted is None:
-            return
-        conn, addr = accepted
+        """Every connection waiting (up to ACCEPT_BATCH), not one per turn of the loop: behind a
+        burst of a thousand, a probe's would wait a thousand turns (a poll of every socket each)."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                accepted = self.accept()
+            except OSError:
+                return
+            if accepted is None:
+                return
+            self._take(*accepted)
+
+    def _take(self, conn: socket.socket, addr: tuple) -> None:
         if self.per_address[addr[0]] >= self.per_address_limit:
             _refuse(conn, 429, f"more than {self.per_address_limit} connections from {addr[0]}")
             return
