@@ -37,8 +37,9 @@ malformed request included (`_ProblemTask`: 400, 413, 431; an unsupported Transf
 dies of a request. Requests are not logged (waitress does not).
 
 The classes here override waitress 2.1 internals (HTTPChannel.received, ErrorTask.execute,
-BaseWSGIServer.readable/handle_accept/maintenance/add_task): tests/daemons/test_httpserver.py
-pins their source, so that an upgrade that changes them fails a test instead of the endpoint.
+HTTPRequestParser.parse_header, BaseWSGIServer.readable/handle_accept/maintenance/add_task):
+tests/daemons/test_httpserver.py pins their source, so that an upgrade that changes them fails
+a test instead of the endpoint.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ import http
 import ipaddress
 import json
 import logging
-import stat
 import socket
+import stat
 import threading
 import time
 import urllib.parse
