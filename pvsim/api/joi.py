@@ -33,7 +33,7 @@ import math
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pvsim.api.problem import problem
@@ -59,6 +59,7 @@ MAX_INSTANT = 32_503_680_000  # 3000-01-01: later windows are client mistakes
 MAX_POST_DAYS = 366           # local days one POST may write: a year of history at once
 FUTURE_SLACK_SECONDS = 2      # a live meter's reading may be this far ahead (clock skew)
 KWH_DECIMALS = 6
+MAX_DIGITS = 20               # significant digits of a whole number in a query: more is out of range
 _WHOLE = re.compile(r"^[+-]?\d+$")
 _TRUE, _FALSE = {"true", "1", "yes", ""}, {"false", "0", "no"}
 
@@ -126,6 +127,7 @@ class JoiApi:
 
     def _store(self, query: dict, body: bytes) -> tuple[int, object]:
         doc = _json_body(body)
+        _check_text(doc)  # before anything is stored: the echo of a stored request cannot fail
         meter_id = doc.get("smartMeterId")
         items = doc.get("electricityReadings")
         if meter_id is None:
@@ -189,7 +191,12 @@ class JoiApi:
             raise ClientError(400, f"{where}.reading must be a number of kW, got {kw!r:.40}")
         if not 0 <= time <= MAX_INSTANT:
             raise ClientError(400, f"{where}.time {time} is not an epoch second from 1970 to 2999")
-        reading = Reading(meter_id, time, dt.datetime.fromtimestamp(time, self.tz), float(kw) * 1000.0)
+        try:
+            watts = float(kw) * 1000.0
+        except OverflowError:  # a whole number too large for a float (400 digits)
+            raise ClientError(400, f"{where}.reading is not a number of kW a float can hold, "
+                                   f"got {str(kw)[:40]}...") from None
+        reading = Reading(meter_id, time, dt.datetime.fromtimestamp(time, self.tz), watts)
         try:
             validate(reading, where, self.cfg.limits.max_power_w)
         except InvalidMessage as exc:
@@ -257,7 +264,7 @@ class JoiApi:
             return None
         text = text.strip()
         if _WHOLE.match(text):
-            value = int(text)
+            value = _whole(text, name)
         else:
             try:
                 if len(text) == 10:
@@ -289,6 +296,42 @@ def _json_body(body: bytes) -> dict:
     return doc
 
 
+def _check_text(doc: object) -> None:
+    """Every string and key of a parsed body must be text UTF-8 can hold: JSON's "\\ud800"
+    escape (or a UTF-8-encoded surrogate) decodes to a lone surrogate, which no answer, CSV row
+    or log line can be written with. Iterative: a body may nest as deep as the parser allows."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            texts: Iterable[str] = item.keys()
+        elif isinstance(item, list):
+            stack.extend(item)
+            continue
+        elif isinstance(item, str):
+            texts = (item,)
+        else:
+            continue
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ClientError(400, f"the body holds invalid text {text[:40]!r}: a lone "
+                                       "surrogate (such as \\ud800) is not a character") from None
+
+
+def _whole(text: str, name: str) -> int:
+    """int(text) of a whole number, refusing one with more than MAX_DIGITS significant digits:
+    none of ours needs as many, and Python refuses to convert more than 4,300 (a ValueError)."""
+    text = text.strip()
+    digits = text.lstrip("+-").lstrip("0") or "0"  # int() counts leading zeros, too
+    if len(digits) > MAX_DIGITS:
+        raise ClientError(400, f"{name} {text[:40]!r}... is out of range: more than "
+                               f"{MAX_DIGITS} digits")
+    return -int(digits) if text.startswith("-") else int(digits)
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -315,7 +358,7 @@ def _limit(query: dict, *, default: int | None, maximum: int | None = None) -> i
         return default
     if not _WHOLE.match(text.strip()):
         raise ClientError(400, f"limit must be a whole number, got {text[:40]!r}")
-    value = int(text)
+    value = _whole(text, "limit")
     if value < 0:
         raise ClientError(400, f"limit must not be negative, got {value}")
     if maximum is not None and value > maximum:

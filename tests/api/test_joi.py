@@ -457,3 +457,316 @@ def test_one_post_touches_at_most_a_year_of_days(tmp_path):
     assert joi.post("history", year)[0] == 200
     body = assert_problem(joi.post("history", year + [(NOW - 400 * 86400, 1.0)]), 413)
     assert "367 local days" in body["detail"]
+
+
+# ---- bad requests are 4xx problem bodies, and store nothing (issue 18, section 5) --------------
+
+def snapshot(directory):
+    """The readings the store holds on disk: every CSV's name, size and modification time (a
+    read may write a day's aggregate cache, .agg.json, which holds no reading of its own)."""
+    return sorted((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in directory.rglob("*.csv") if p.is_file())
+
+
+@pytest.mark.parametrize("path", ["/readings/read/m", "/price-plans/compare-all/m",
+                                  "/price-plans/recommend/m"])
+@pytest.mark.parametrize("name", ["limit", "from", "to"])
+def test_numbers_past_pythons_int_string_limit_are_400(joi, path, name):
+    """int() refuses strings of more than 4,300 digits with a ValueError, which the query
+    parsing did not expect: 500. Leading zeros do not count."""
+    joi.post("m", EXAMPLE)
+    if name == "limit" and "compare-all" in path:
+        return  # compare-all takes no limit
+    body = assert_problem(joi("GET", path, {name: "9" * 5000}), 400)
+    assert len(body["detail"]) < 200
+    assert joi("GET", path, {name: "0" * 5000 + "1606636800"})[0] in (200, 400)  # not a 500
+
+
+def test_a_reading_too_large_for_a_float_is_400_and_stores_nothing(joi, tmp_path):
+    body = (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": 1}, '
+            b'{"time": 1606636860, "reading": ' + b"9" * 400 + b'}]}')
+    assert_problem(joi("POST", "/readings/store", body=body), 400)
+    assert not list(tmp_path.glob("*.csv"))
+
+
+@pytest.mark.parametrize("where", ["key", "value", "meter"])
+def test_a_lone_surrogate_anywhere_is_400_before_anything_is_stored(joi, tmp_path, where):
+    """JSON's "\\ud800" decodes to a lone surrogate: the readings were stored, then the answer
+    (the request's echo) could not be encoded: 500, and the client retried what was written."""
+    doc = {"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": 1}]}
+    if where == "key":
+        doc["electricityReadings"][0]["note\ud800"] = 1
+    elif where == "value":
+        doc["comment"] = ["fine", {"deep": "x\udfff"}]
+    else:
+        doc["smartMeterId"] = "m\ud800"
+    body = json.dumps(doc).encode()  # ASCII, with the \ud800 escape as a client sends it
+    assert b"\\ud" in body
+    assert_problem(joi("POST", "/readings/store", body=body), 400)
+    assert not list(tmp_path.glob("*.csv"))
+    assert joi("GET", "/readings/read/m")[0] == 404
+    paired = {**doc, "smartMeterId": "m", "comment": "\U0001f600"}  # a pair is a character
+    paired["electricityReadings"] = [{"time": 1606636800, "reading": 1}]
+    assert joi("POST", "/readings/store", body=json.dumps(paired).encode()) == (200, paired)
+
+
+# The hypothesis tests: the WSGI app as waitress calls it (in process), and the real server.
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st  # noqa: E402
+
+from pvsim.daemons.httpserver import Access, Endpoint  # noqa: E402
+
+METERS = ["m-1", "m-2", "smart-meter-0"]
+JOI_PATHS = ["/readings/store", "/readings/read/m-1", "/readings/read/smart-meter-0",
+             "/price-plans/compare-all/m-1", "/price-plans/recommend/m-1", "/healthz", "/metrics",
+             "/readings/read/", "/readings/read/m-1/x", "/", "//readings//store"]
+TIMES = st.integers(1_700_000_000, 1_700_000_000 + 3 * 86400)  # 2023-11-14..17: three days
+NASTY = ["\ud800", "x\udfff", "\ud83d\ude00", "\x00", "-m", "9" * 5000, "0" * 4400 + "7", "1e999",
+         "NaN", "2020-11-29", "2020-11-29T08:00:00+01:00", "9999-12-31", "0001-01-01", " 12 ",
+         "\u0663\u0663", "true", "%ff", "+1", "-0", "1606636800", "-1", "99999999999999999999"]
+ODD_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(NASTY))
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10 ** 30), 10 ** 30),
+                         st.floats(allow_nan=False, allow_infinity=False), ODD_TEXT,
+                         st.sampled_from([10 ** 400, -(10 ** 400), 1e308, -1, 0, 32_503_680_001]))
+ANY_JSON = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(ODD_TEXT, inner, max_size=4)), max_leaves=12)
+
+
+@st.composite
+def joi_bodies(draw) -> bytes:
+    """A valid POST body, then (mostly) mutated: a field replaced or added, a reading broken,
+    something appended; sent as ASCII with escapes or as UTF-8 (surrogates as CESU bytes)."""
+    doc = {"smartMeterId": draw(st.sampled_from(METERS)),
+           "electricityReadings": [{"time": draw(TIMES), "reading": draw(st.floats(0, 20))}
+                                   for _ in range(draw(st.integers(0, 4)))]}
+    for _ in range(draw(st.integers(0, 3))):
+        target = draw(st.sampled_from(["doc", "reading", "reading", "list"]))
+        readings = doc.get("electricityReadings")
+        if target == "doc":
+            doc[draw(st.sampled_from(["smartMeterId", "electricityReadings"]) | ODD_TEXT)] = draw(ANY_JSON)
+        elif target == "reading" and isinstance(readings, list) and readings:
+            item = draw(st.sampled_from(readings))
+            if isinstance(item, dict):
+                item[draw(st.sampled_from(["time", "reading"]) | ODD_TEXT)] = draw(ANY_JSON)
+        elif isinstance(readings, list):
+            readings.append(draw(ANY_JSON))
+    text = json.dumps(doc, ensure_ascii=draw(st.booleans()))
+    return text.encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def queries(draw) -> str:
+    names = draw(st.lists(st.sampled_from(["from", "to", "limit", "withPv", "details"]) | ODD_TEXT,
+                          max_size=3))
+    pairs = [(n, draw(ODD_TEXT | st.integers(-5, 2_000_000_000).map(str))) for n in names]
+    raw = "&".join(f"{urllib.parse.quote(n, errors='surrogatepass')}="
+                   f"{urllib.parse.quote(v, errors='surrogatepass')}" for n, v in pairs)
+    return draw(st.sampled_from([raw, raw, raw.replace("%", ""), raw + "&&=&x"]))
+
+
+LATIN1 = st.characters(max_codepoint=255)
+PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
+TOKEN = st.sampled_from("abcXYZ019-!#$%&'*+.^`|~\x7f\xe9")  # header-name characters, and two not
+
+
+@st.composite
+def requests_(draw) -> tuple[str, str, str, dict, bytes]:
+    """(method, path, query, headers, body): two in three a JOI request a client might send
+    (method and path that match, accepted Host, JSON) with a fuzzed query or body; else anything."""
+    if draw(st.integers(0, 2)):
+        meter = draw(st.sampled_from(METERS) | ODD_TEXT.map(
+            lambda t: urllib.parse.quote(t, errors="surrogatepass")))
+        method, path = draw(st.sampled_from([
+            ("POST", "/readings/store"), ("POST", "/readings/store"), ("GET", "/readings/read/"),
+            ("GET", "/price-plans/compare-all/"), ("GET", "/price-plans/recommend/"),
+            ("HEAD", "/readings/read/")]))
+        if method != "POST":
+            path += urllib.parse.unquote(meter, encoding="latin-1")  # as waitress decodes it
+        headers = {"Host": "127.0.0.1:9762", "Content-Type": "application/json"}
+        body = draw(joi_bodies()) if method == "POST" else b""
+        return method, path, draw(queries()), headers, body
+    method = draw(st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "get"])
+                  | st.text(st.characters(min_codepoint=33, max_codepoint=255), max_size=8))
+    path = draw(st.sampled_from(JOI_PATHS) | st.text(LATIN1, max_size=30).map(lambda p: "/" + p))
+    headers = {"Host": draw(st.sampled_from(["127.0.0.1:9762", "localhost", "evil.example", "",
+                                             "[::1]", "[", "a" * 300]))}
+    if draw(st.booleans()):
+        headers["Content-Type"] = draw(st.sampled_from(
+            ["application/json", "application/json; charset=utf-8", "text/plain", ""]))
+    for _ in range(draw(st.integers(0, 2))):
+        headers[draw(st.sampled_from(["Authorization", "Content-Length", "X-Odd"]))] = \
+            draw(st.text(LATIN1, max_size=20))
+    body = draw(st.one_of(joi_bodies(), st.binary(max_size=200),
+                          ANY_JSON.map(lambda d: json.dumps(d).encode())))
+    return method, path, draw(queries()), headers, body
+
+
+def call_wsgi(endpoint, method, path, query, headers, body):
+    """One request as waitress hands it to the app: PATH_INFO and headers latin-1 text."""
+    import io
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "9762", "wsgi.input": io.BytesIO(body),
+               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1"}
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = status, dict(response_headers)
+    payload = b"".join(endpoint(environ, start_response))
+    return int(answer["status"].split()[0]), answer["headers"], payload
+
+
+def check_answer(status, headers, payload, stored_before, stored_after, context):
+    """What every answer must be: no 5xx but a storage 503, no traceback, JSON or a problem
+    body, and the store unchanged unless the answer is 200."""
+    assert status < 500 or (status == 503 and b"could not be stored" in payload), context
+    assert b"Traceback" not in payload and b"File \"" not in payload, context
+    if status != 200:
+        assert stored_after == stored_before, (status, payload, context)
+    if status >= 400:
+        assert headers.get("Content-Type") == "application/problem+json", (status, context)
+        doc = json.loads(payload)
+        assert doc["status"] == status and doc["title"] and isinstance(doc["detail"], str), context
+    elif not headers.get("Content-Type", "").startswith("text/plain"):  # /metrics
+        json.loads(payload)
+
+
+@settings(max_examples=1500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_the_endpoint_never_answers_5xx_and_stores_only_what_it_accepts(data, tmp_path_factory):
+    """Arbitrary methods, paths, query strings, headers and bodies, and mutations of valid POSTs,
+    through the endpoint as waitress calls it (in process), against a real pipeline: never a 5xx
+    (but a storage 503), never a traceback, always a problem body for an error, nothing stored
+    unless the answer is 200, and a 200 POST answers its own request."""
+    directory = ENDPOINT_DIR.setdefault("dir", tmp_path_factory.mktemp("fuzz"))
+    pipeline = ENDPOINT_DIR.get("pipeline") or ENDPOINT_DIR.setdefault("pipeline", Pipeline(directory))
+    endpoint = ENDPOINT_DIR.get("endpoint") or ENDPOINT_DIR.setdefault("endpoint", Endpoint(
+        CollectorRegistry(), lambda: (True, "fine"), pipeline.api,
+        Access(frozenset({"localhost"})), 64 * 1024))
+    method, path, query, headers, body = data.draw(requests_())
+    before = snapshot(directory)
+    status, response_headers, payload = call_wsgi(endpoint, method, path, query, headers, body)
+    check_answer(status, response_headers, payload, before, snapshot(directory),
+                 (method, path, query, headers, body[:300]))
+    event(f"{method if method in ('GET', 'POST') else 'other'} {status}")
+    if status == 200 and method == "POST":
+        assert json.loads(payload) == json.loads(body)
+
+
+ENDPOINT_DIR: dict = {}  # one pipeline for all examples: what one example stores, the next reads
+
+
+@st.composite
+def raw_requests(draw) -> bytes:
+    """The bytes of one or more requests as a client may put them on the wire: a request of
+    `requests_()` framed with Content-Length (right or wrong), chunked, an odd Transfer-Encoding
+    or nothing, an odd version or header, then perhaps cut, spliced or flipped."""
+    method, path, query, headers, body = draw(requests_())
+    target = urllib.parse.quote(path, safe="/%", encoding="latin-1", errors="replace")
+    if query:
+        target += "?" + query
+    version = draw(st.sampled_from([" HTTP/1.1"] * 4 + [" HTTP/1.0", " HTTP/2.0", "", " HTTP/1.1 x"]))
+    framing = draw(st.sampled_from(["length"] * 3 + ["chunked", "chunked", "none", "short", "long",
+                                                      "gzip", "chunked-gzip", "two-lengths"]))
+    lines = [f"{k}: {v}" for k, v in headers.items()]
+    lines += [f"{draw(st.text(TOKEN, min_size=1, max_size=10))}: "
+              f"{draw(st.text(PRINTABLE, max_size=20) | st.text(LATIN1, max_size=20))}"
+              for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2])))]
+    payload = body
+    if framing == "length":
+        lines.append(f"Content-Length: {len(body)}")
+    elif framing == "short":
+        lines.append(f"Content-Length: {max(0, len(body) - draw(st.integers(1, 20)))}")
+    elif framing == "long":
+        lines.append(f"Content-Length: {len(body) + draw(st.integers(1, 10 ** 8))}")
+    elif framing == "two-lengths":
+        lines += [f"Content-Length: {len(body)}", "Content-Length: 1"]
+    elif framing.startswith("chunked") or framing == "gzip":
+        lines.append({"chunked": "Transfer-Encoding: chunked", "gzip": "Transfer-Encoding: gzip",
+                      "chunked-gzip": "Transfer-Encoding: chunked, gzip"}[framing])
+        cut = draw(st.integers(0, len(body)))
+        payload = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n"
+                           for part in (body[:cut], body[cut:]) if part) + b"0\r\n\r\n"
+    head = "\r\n".join([f"{method} {target}{version}", *lines]) + "\r\n\r\n"
+    data = head.encode("latin-1", "replace") + payload
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2, 3]))):
+        at = draw(st.integers(0, len(data)))
+        how = draw(st.sampled_from(["cut", "insert", "flip", "repeat"]))
+        if how == "cut":
+            data = data[:at] + data[at + draw(st.integers(1, 40)):]
+        elif how == "insert":
+            data = data[:at] + draw(st.sampled_from([b"\r\n", b"\n", b"\r", b"\x00", b" ", b":",
+                                                     b"\r\n\r\n", b"\xff\xfe"]) | st.binary(max_size=8)) + data[at:]
+        elif how == "flip" and at < len(data):
+            data = data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1:]
+        else:
+            data = data + data[:at]  # a second, partial request pipelined behind
+    return data
+
+
+def read_answers(data: bytes) -> list[tuple[int, dict, bytes]]:
+    """The answers on a connection, one after the other, by their Content-Length."""
+    answers = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep and head.startswith(b"HTTP/1."), data[:300]
+        status, headers, _ = parse_answer(head + b"\r\n\r\n")
+        length = int(headers.get("content-length", "0"))
+        if rest[:length].startswith(b"HTTP/1.") and length:  # a HEAD answer: no body sent
+            length = 0
+        answers.append((status, {"Content-Type": headers.get("content-type", "")}, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+SERVER: dict = {}  # one pipeline and server for all examples
+
+
+@settings(max_examples=600, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=raw_requests())
+def test_the_real_server_never_answers_5xx_to_any_bytes(data, tmp_path_factory):
+    """The same over loopback to the real waitress server, as raw bytes: waitress's own parser
+    (request line, headers, chunked framing, Content-Length, Transfer-Encoding) is reached too.
+    An incomplete request may get no answer; every answer given must pass `check_answer`, and the
+    store may change only when some answer on the connection is 200."""
+    import socket
+
+    if "server" not in SERVER:
+        directory = tmp_path_factory.mktemp("fuzz-raw")
+        pipeline = Pipeline(directory)
+        SERVER.update(dir=directory, server=HttpServer(
+            "127.0.0.1", 0, CollectorRegistry(), lambda: (True, "fine"), pipeline.api,
+            max_body=64 * 1024).start())
+    server, directory = SERVER["server"], SERVER["dir"]
+    before = snapshot(directory)
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as c:
+        try:  # the server may refuse (and close) before it has read everything
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)  # an unfinished request is then closed, unanswered
+        except OSError:
+            pass
+        try:
+            while chunk := c.recv(65536):
+                received += chunk
+        except ConnectionResetError:  # closed with bytes of ours unread: what came is kept
+            pass
+    answers = read_answers(received)
+    after = snapshot(directory)
+    if after != before:
+        assert any(status == 200 for status, _, _ in answers), (data[:300], answers)
+    for status, headers, payload in answers:
+        check_answer(status, headers, payload, before, before if status != 200 else after, data[:300])
+        event(f"status {status}")
+    event(f"{len(answers)} answers")

@@ -9,7 +9,8 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from pvsim.daemons.httpserver import Access, HttpServer
+from pvsim.daemons import httpserver
+from pvsim.daemons.httpserver import THREADS, Access, HttpServer
 
 
 def request(server: HttpServer, method: str, path: str, body: bytes | None = None,
@@ -149,8 +150,9 @@ def test_500_idle_or_trickling_connections_hold_no_thread_and_block_nothing(make
     before = threading.active_count()
     clients = []
     try:
-        for i in range(500):
-            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        for i in range(500):  # from 10 addresses: one may hold PER_ADDRESS_LIMIT connections
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                         source_address=(f"127.0.0.{2 + i % 10}", 0))
             if i % 2:
                 c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
             clients.append(c)
@@ -162,7 +164,7 @@ def test_500_idle_or_trickling_connections_hold_no_thread_and_block_nothing(make
             took = time.monotonic() - began
             print(f"{path} with 500 slow clients open: {took * 1000:.0f} ms")
             assert status == 200
-        assert threading.active_count() - before <= 4 + 1  # waitress's worker threads at most
+        assert threading.active_count() - before <= THREADS + httpserver.PROBE_THREADS + 1  # the pools
     finally:
         for c in clients:
             c.close()
@@ -266,3 +268,260 @@ def test_a_process_with_over_1024_descriptors_is_still_served(make_server):
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# --- waitress's own refusals are problem bodies (issue 18, section 5) --------------------------
+
+def raw(server: HttpServer, data: bytes, *, source: str = "127.0.0.1",
+        timeout: float = 5) -> bytes:
+    """Send bytes as they are, half-close, and read the whole answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout,
+                                  source_address=(source, 0)) as c:
+        c.sendall(data)
+        try:
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        chunks = []
+        while True:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return status, headers, body
+
+
+@pytest.mark.parametrize("data,status", [
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\n X: folded first\r\nHost: 127.0.0.1\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400),
+    (b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
+    (b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+    (b"get /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+], ids=["no-colon", "folded-first", "negative-length", "5000-digit-length", "bad-chunk",
+        "gzip", "gzip-chunked", "huge-header", "lower-case-method"])
+def test_waitress_own_refusals_are_4xx_problem_bodies(make_server, data, status):
+    """waitress answers a request it cannot parse itself, in text/plain, an unsupported
+    Transfer-Encoding with 501 (a 5xx for the client's mistake), and a Content-Length of more
+    than 4,300 digits not at all (int() raised in its parser; the connection was dropped): all
+    problem bodies, all 4xx."""
+    s = make_server(app=lambda *a: (200, {}), max_body=1000)
+    code, headers, body = parse_answer(raw(s, data))
+    assert code == status, body
+    assert headers["content-type"] == "application/problem+json"
+    doc = json.loads(body)
+    assert doc["status"] == status and doc["title"] and doc["detail"]
+    assert b"waitress" not in body and b"Traceback" not in body
+    assert request(s, "GET", "/healthz")[0] == 200
+
+
+def test_the_waitress_internals_we_override_are_those_we_read():
+    """httpserver subclasses waitress 2.1's channel, task and server and replaces some of their
+    methods. Their source is pinned here: a waitress upgrade that changes one fails this test
+    (re-read the new code, adapt pvsim/daemons/httpserver.py, then update the digests)."""
+    import hashlib
+    import inspect
+
+    from waitress import channel, parser, server, task, utilities
+
+    pinned = {
+        server.BaseWSGIServer.readable: "4eea9c1036b55b41",
+        server.BaseWSGIServer.handle_accept: "e12ad874d45abeb7",
+        server.BaseWSGIServer.maintenance: "4ab5b7f595bc4253",
+        server.BaseWSGIServer.add_task: "19e994eb9cc95a9a",
+        server.BaseWSGIServer.__init__: "bf855dde9389be4c",
+        channel.HTTPChannel.received: "08d6df73fb69da84",
+        channel.HTTPChannel.service: "f73afa13748e1128",
+        channel.HTTPChannel.readable: "e4722238ce60c915",
+        channel.HTTPChannel.del_channel: "a018ed85e5e518cd",
+        channel.HTTPChannel.send_continue: "842ebf929f6dbb14",
+        task.ErrorTask.execute: "5e5ba040e936c221",
+        utilities.Error.to_response: "302ad3c08bcab78e",
+        parser.HTTPRequestParser.received: "5bbf291608acfce5",
+        parser.HTTPRequestParser.parse_header: "056969079319fe4b",
+    }
+    changed = []
+    for function, digest in pinned.items():
+        actual = hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+        if actual != digest:
+            changed.append(f"{function.__qualname__}: {actual}")
+    assert not changed, "waitress changed under pvsim's overrides: " + ", ".join(changed)
+
+
+# --- no client starves the probes or the API (issue 18, section 6) -----------------------------
+
+class Tricklers:
+    """`count` connections from 127.0.0.2.. (`per_address` each) that send an unfinished request
+    header and then one more header byte every `every` seconds, from a thread, until closed:
+    each byte restarts waitress's idle timer. Connections the server closes are dropped."""
+
+    def __init__(self, port: int, count: int, per_address: int, every: float = 0.5) -> None:
+        import socket
+        import threading
+
+        self.socks = []
+        for i in range(count):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                         source_address=(f"127.0.0.{2 + i // per_address}", 0))
+            c.setblocking(False)
+            try:
+                c.send(b"GET /readings/read/m HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            except OSError:
+                pass
+            self.socks.append(c)
+        self.every, self.stop = every, threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        deadline = 60  # rounds at most: bounded whatever the test does
+        while deadline and not self.stop.wait(self.every):
+            deadline -= 1
+            for c in list(self.socks):
+                try:
+                    c.send(b"a")
+                except OSError:
+                    self.socks.remove(c)
+                    c.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for c in self.socks:
+            c.close()
+
+
+def test_trickling_clients_past_the_connection_limit_starve_neither_probes_nor_api(
+        make_server, monkeypatch):
+    """Issue 18: 1,100 connections each sending a header line every 5 s made /healthz, /metrics
+    and the API unreachable (at its connection limit waitress stops accepting; each trickled byte
+    restarts its idle timer). The same at a tenth of the scale: 150 trickling connections from 10
+    addresses past a limit of 100; a new client is still answered (with a 5 s client timeout)."""
+
+    monkeypatch.setattr(httpserver, "CONNECTION_LIMIT", 100)
+    s = make_server(app=lambda *a: (200, {"ok": True}))
+    attack = Tricklers(s.port, 150, per_address=15)
+    try:
+        for path in ("/healthz", "/metrics", "/readings/read/m"):
+            status, _, _ = request(s, "GET", path)
+            assert status == 200, path
+    finally:
+        attack.close()
+
+
+def test_a_request_must_arrive_whole_within_the_deadline(make_server, monkeypatch):
+    """A header trickled a byte at a time (or blank lines, which waitress skips) is answered 408
+    with a problem body and closed once REQUEST_DEADLINE has passed since its first byte."""
+    import socket
+    import time
+
+
+    monkeypatch.setattr(httpserver, "REQUEST_DEADLINE", 1.0, raising=False)
+    s = make_server()
+    for trickle in (b"X-Slow: a", b"\r\n"):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" if trickle != b"\r\n" else b"\r\n")
+            answer, began = b"", time.monotonic()
+            c.settimeout(0.2)
+            while time.monotonic() - began < 8:  # bounded: the deadline is 1 s
+                try:
+                    c.sendall(trickle)
+                except OSError:
+                    break
+                try:
+                    chunk = c.recv(65536)
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                answer += chunk
+            status, headers, body = parse_answer(answer)
+            assert status == 408 and headers["content-type"] == "application/problem+json"
+            assert json.loads(body)["status"] == 408
+    assert request(s, "GET", "/healthz")[0] == 200
+
+
+def test_one_address_holds_at_most_its_share_of_connections(make_server, monkeypatch):
+    """With PER_ADDRESS_LIMIT 10 and a connection limit of 30, 40 idle connections from
+    127.0.0.2: 30 are refused at once with 429, and 127.0.0.3 is still answered."""
+    import selectors
+    import socket
+    import time
+
+    monkeypatch.setattr(httpserver, "CONNECTION_LIMIT", 30)
+    monkeypatch.setattr(httpserver, "PER_ADDRESS_LIMIT", 10, raising=False)
+    s = make_server(app=lambda *a: (200, {"ok": True}))
+    held = [socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                     source_address=("127.0.0.2", 0)) for _ in range(40)]
+    try:
+        refused, waiting = 0, selectors.DefaultSelector()
+        for c in held:
+            waiting.register(c, selectors.EVENT_READ)
+        deadline = time.monotonic() + 10  # bounded; the refusals come at once
+        while refused < 30 and time.monotonic() < deadline:
+            for key, _ in waiting.select(timeout=0.5):
+                waiting.unregister(key.fileobj)
+                try:
+                    answer = key.fileobj.recv(65536)
+                except ConnectionResetError:
+                    answer = b""
+                status, headers, body = parse_answer(answer)
+                assert status == 429 and json.loads(body)["status"] == 429
+                refused += 1
+        assert not waiting.select(timeout=0.5)  # the other ten are held open, unanswered
+        assert refused == 30
+        for path in ("/healthz", "/readings/read/m"):
+            code, _, _ = parse_answer(raw(s, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                             "Connection: close\r\n\r\n".encode(),
+                                          source="127.0.0.3"))
+            assert code == 200, path
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_probes_do_not_queue_behind_api_work(make_server):
+    """Every API thread busy (a slow compare-all, say) and more API requests queued: /healthz and
+    /metrics still answer, on threads of their own."""
+    import threading
+
+    release = threading.Event()
+    began = threading.Semaphore(0)
+
+    def slow_app(method, path, query, body):
+        began.release()
+        release.wait(20)
+        return 200, {"ok": True}
+
+    s = make_server(app=slow_app)
+    callers = [threading.Thread(target=request, args=(s, "GET", "/readings/read/m"), daemon=True)
+               for _ in range(THREADS + 3)]
+    for t in callers:
+        t.start()
+    try:
+        for _ in range(THREADS):
+            assert began.acquire(timeout=5)  # every API thread is now held
+        for path in ("/healthz", "/metrics", "//healthz"):
+            assert request(s, "GET", path)[0] == 200, path
+    finally:
+        release.set()
+        for t in callers:
+            t.join(10)
