@@ -79,7 +79,8 @@ class PvDaemon:
         else:
             self.service = self.new_service(None)  # SinkError: exit 73
         self.retention = Retention(cfg.output.directory, cfg.output.retention_days, cfg.tz,
-                                   sinks=self.sinks, store=self.app.store if self.app else None)
+                                   services=self.services,
+                                   store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
 

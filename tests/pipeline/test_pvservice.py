@@ -102,3 +102,58 @@ def test_a_late_reading_is_written_in_its_own_day(tmp_path):
     got = {d: sorted(p.read_bytes().splitlines()) for d, p in day_files(tmp_path)}
     want = {d: sorted(b.splitlines()) for d, b in expected_bytes(svc, two_days).items()}
     assert got == want
+
+
+# ---- issue 18, 6: the exactly-once memory is bounded by the days in use, the files hold the rest
+
+def sparse_descending(tz: ZoneInfo, first: dt.date, days: int, per_day: int) -> list[Reading]:
+    """`per_day` isolated instants (a minute apart) on each of `days` days, newest first: the
+    order that cost quadratic time, and memory never returned."""
+    out = []
+    for d in range(days):
+        start = int(dt.datetime.combine(first + dt.timedelta(days=d), dt.time(1), tz).timestamp())
+        out += [Reading("m", t, dt.datetime.fromtimestamp(t, tz), 100.0)
+                for t in range(start, start + per_day * 60, 60)]
+    return out[::-1]
+
+
+def ranges_held(svc: PvService) -> int:
+    return sum(len(seen) for day in svc.written.values() for seen in day.values())
+
+
+@pytest.mark.parametrize("recover", [True, False])
+def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
+    tz = ZoneInfo("Europe/Berlin")
+    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=not recover), tz, recover=recover,
+                    days_in_memory=4)
+    posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 200)
+    for start in range(0, len(posted), 1000):  # POSTs of 1,000 readings
+        assert svc.process(posted[start:start + 1000]).written == len(posted[start:start + 1000])
+    svc.sync()
+    # 6,000 isolated instants written; memory holds those of at most 4 days (200 ranges each)
+    assert len(svc.written) <= 4 and ranges_held(svc) <= 4 * 200
+    rows = sum(len(p.read_text().splitlines()) - 1 for _, p in day_files(tmp_path))
+    assert rows == len(posted)
+    # every evicted day is read back when written again: nothing doubled, a new instant written
+    again = svc.process(posted[::7])
+    assert (again.written, again.duplicates) == (0, len(posted[::7]))
+    old = posted[-1]
+    late = Reading("m", old.seq + 30, dt.datetime.fromtimestamp(old.seq + 30, tz), 5.0)
+    assert svc.process([late, late]).written == 1
+    svc.sync()
+    assert sum(len(p.read_text().splitlines()) - 1 for _, p in day_files(tmp_path)) == len(posted) + 1
+
+
+def test_forget_drops_a_removed_days_memory_so_it_is_written_again(tmp_path):
+    tz = ZoneInfo("Europe/Berlin")
+    svc = PvService.recovering(PvCurve(), CsvSink(tmp_path), tz)
+    day = sparse_descending(tz, dt.date(2020, 11, 29), 1, 50)
+    assert svc.process(day).written == 50
+    svc.sync()
+    assert svc.process(day).duplicates == 50
+    path = tmp_path / "pvsim-2020-11-29.csv"
+    svc.forget(dt.date(2020, 11, 29))  # retention: the file is closed, then removed
+    path.unlink()
+    assert svc.process(day).written == 50
+    svc.sync()
+    assert len(path.read_text().splitlines()) == 51
