@@ -202,6 +202,11 @@ class JoiApi:
             known.add(meter_id)  # a fleet publishes them: no row of it may have come back yet
             self._known_days |= days
 
+    def recount(self) -> None:
+        """Retention removed days: count meters and days from the files again when next needed
+        (a meter whose every reading went no longer counts towards pv.max_meters)."""
+        self._known_meters, self._known_days = None, set()
+
     def _meters(self) -> set[str]:
         if self._known_meters is None:
             self._known_meters = set(self.store.meters())

@@ -117,6 +117,8 @@ class PvDaemon:
             with self.lock:
                 removed = self.retention.run()
             self.metrics.csv_files_removed.inc(removed.files)
+            if removed.days and self.app is not None:
+                self.app.recount()
             if self.stop.wait(HOUSEKEEPING_SECONDS):
                 return
 

@@ -4,7 +4,9 @@ checked and taken in one step."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -17,6 +19,7 @@ from pvsim import config
 
 from pvsim.daemons.httpserver import HttpServer
 from pvsim.pipeline.csvsink import all_day_files
+from pvsim.store.retention import Retention
 from test_joi import NOW, Pipeline, assert_problem, limited
 
 DAY = 86_400
@@ -122,3 +125,18 @@ def test_concurrent_posts_for_new_days_store_exactly_pv_max_days(tmp_path):
         for k in range(1, 11)])
     assert Counter(codes) == {200: 3, 403: 7}
     assert day_files_on(tmp_path) == 4
+
+
+def test_a_meter_whose_readings_retention_removed_no_longer_counts(tmp_path):
+    """pvsim-pv's housekeeping tells the API when retention removed days (JoiApi.recount)."""
+    joi = limited(tmp_path, "pv:\n  max_meters: 1\n")
+    assert joi.post("gone", [(NOW - 500 * DAY, 1.0)])[0] == 200
+    assert_problem(joi.post("next", [(NOW - 60, 1.0)]), 403)
+    old = NOW - 499 * DAY
+    for _, _, path in all_day_files(tmp_path):
+        os.utime(path, (old, old))  # posted long ago, not written since
+    removed = Retention(tmp_path, 400, joi.cfg.tz, services=lambda: [joi.service],
+                        store=joi.api.store, today=lambda: dt.date(2026, 6, 21)).run()
+    assert removed.days == 1
+    joi.api.recount()
+    assert joi.post("next", [(NOW - 60, 1.0)])[0] == 200
