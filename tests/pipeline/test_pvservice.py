@@ -10,6 +10,7 @@ import random
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.pvmodels import Clouds
@@ -157,3 +158,30 @@ def test_forget_drops_a_removed_days_memory_so_it_is_written_again(tmp_path):
     assert svc.process(day).written == 50
     svc.sync()
     assert len(path.read_text().splitlines()) == 51
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 40)), min_size=1, max_size=120),
+       st.integers(1, 40), st.integers(1, 4), st.booleans())
+def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory(
+        tmp_path_factory, slots, chunk, days_in_memory, restart):
+    """60 examples: readings of 12 days, in any order and repeats, sent in chunks of any size
+    twice, through a service that keeps 1 to 4 days in memory (and, with `restart`, a new
+    service for the second pass): each (meter, instant) is a row exactly once."""
+    tz = ZoneInfo("Europe/Berlin")
+    directory = tmp_path_factory.mktemp("once")
+    first = int(dt.datetime(2026, 3, 20, tzinfo=tz).timestamp())
+    sent = [Reading(f"m{x % 2}", t, dt.datetime.fromtimestamp(t, tz), 1.0)
+            for d, x in slots for t in [first + d * 86_400 + x * 37]]
+    svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+    for attempt in range(2):
+        if attempt and restart:
+            svc.sync()
+            svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+        for start in range(0, len(sent), chunk):
+            svc.process(sent[start:start + chunk])
+        assert len(svc.written) <= max(days_in_memory, 1)
+    svc.sync()
+    rows = [tuple(line.split(",")[:2]) for _, p in day_files(directory)
+            for line in p.read_text().splitlines()[1:]]
+    assert len(rows) == len(set(rows)) == len({(r.meter_id, r.seq) for r in sent})

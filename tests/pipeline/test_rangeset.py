@@ -1,6 +1,8 @@
 import math
 import random
 
+from hypothesis import given, settings, strategies as st
+
 from pvsim.pipeline.rangeset import RangeSet
 
 
@@ -142,3 +144,19 @@ def test_late_arrivals_merge_with_the_ranges_they_touch():
         assert not s.add(x)
     assert s.ranges() == [(98, 300)] and s.high == 300
     assert 97 not in s and 301 not in s
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(-50, 400)), max_size=600))
+def test_any_sequence_of_adds_and_lookups_agrees_with_a_set(ops):
+    """300 sequences of up to 600 adds and lookups, in any order (late arrivals waiting for a
+    merge included): the same answers as a Python set, and the ranges are its runs."""
+    s, ref = RangeSet(), set()
+    for is_add, x in ops:
+        if is_add:
+            assert s.add(x) == (x not in ref)
+            ref.add(x)
+        else:
+            assert (x in s) == (x in ref)
+    assert [x for a, b in s.ranges() for x in range(a, b + 1)] == sorted(ref)
+    assert s.high == (max(ref) if ref else None)
