@@ -84,12 +84,22 @@ class Retention:
             if self.store is not None:
                 self.store.forget(day)
             days, files, size = days + 1, files + len(removed), size + sum(removed)
+        self._forget_gone(cutoff)
         if days:
             log.info("retention: removed %d days before %s (%d files, %.1f MB) from %s", days,
                      cutoff, files, size / 1e6, self.directory)
         if kept:
             log.info("retention: kept %d days before %s whose files were written since", kept, cutoff)
         return Removed(days, size, files, kept)
+
+    def _forget_gone(self, cutoff: dt.date) -> None:
+        """Drop what the services remember of old days whose files are gone: another pvsim-pv
+        sharing the directory (a fleet) may have removed them first, and a reading of such a
+        day sent again must be written again, not dropped as a duplicate."""
+        for service in self.services() if self.services is not None else ():
+            for day in [d for d in service.written if d < cutoff]:
+                if not os.path.lexists(service.sink.path_for(day)):
+                    service.forget(day)
 
     def _remove(self, day: dt.date, shard: int | None, path: Path) -> int | None:
         """Remove a day's CSV (of a shard) and its aggregate; its size, None if it stays."""

@@ -170,3 +170,22 @@ def test_a_live_day_goes_when_its_day_and_its_last_write_are_both_past_the_windo
     removed = Retention(tmp_path, 3, TZ, sinks=lambda: [sink], store=store, today=lambda: TODAY).run()
     assert (removed.days, removed.kept) == (6, 1)
     assert [day for day, _ in day_files(tmp_path)] == [late] + [TODAY - dt.timedelta(days=d) for d in (3, 2, 1)]
+
+
+def test_a_day_another_process_removed_is_forgotten_too(tmp_path):
+    """A fleet's pvsim-pv processes share the directory: the first one's retention removes a
+    day's files; the others' next run finds them gone and forgets the day all the same."""
+    sink = CsvSink(tmp_path)
+    service = PvService.recovering(PvCurve(), sink, TZ)
+    day = TODAY - dt.timedelta(days=9)
+    t0 = int(dt.datetime.combine(day, dt.time(12), TZ).timestamp())
+    readings = [Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0) for t in range(t0, t0 + 60)]
+    assert service.process(readings).written == 60
+    service.sync()
+    written_on_their_day(tmp_path)
+    assert Retention(tmp_path, 3, TZ, today=lambda: TODAY).run().days == 1  # the other process
+    assert service.process(readings).duplicates == 60  # still remembered here: not yet told
+    assert Retention(tmp_path, 3, TZ, services=lambda: [service], today=lambda: TODAY).run().days == 0
+    assert service.process(readings).written == 60
+    service.sync()
+    assert len((tmp_path / f"pvsim-{day}.csv").read_text().splitlines()) == 61
