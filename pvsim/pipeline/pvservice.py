@@ -7,7 +7,7 @@ unless that meter's instant was already written (a redelivery after a crash or a
 
 The memory of what was written (`written`) is kept per local day, and only for the days in use:
 the files hold the rest. After a batch, the days beyond `days_in_memory` least recently written
-are dropped (their file synced and closed first), and a day's first reading after that reads its
+are dropped (the rows synced first), and a day's first reading after that reads its
 file back, as a restart does. So memory is bounded by a few days' rows, whatever a client sends,
 and is returned when the days go cold; and a day whose files retention removed is forgotten
 (`forget`), so a reading of it posted again is written again.
@@ -108,11 +108,12 @@ class PvService:
         self._evicted.discard(day)
 
     def _trim(self) -> None:
-        """Drop the least recently written days beyond `days_in_memory`; their rows are flushed
-        to their files first (which the next reading of the day reads back)."""
+        """Drop the least recently written days beyond `days_in_memory`; every row is synced to
+        its file first (which the next reading of the day reads back). The files stay as the
+        sink has them: a pvsim-run sink that started a day's file afresh must not again."""
+        self.sink.sync()  # the files then hold every row the memory did
         while len(self.written) > self.days_in_memory:
             day = next(iter(self.written))
-            self.sink.forget(day)  # syncs: the file then holds every row the memory did
             del self.written[day]
             self._evicted.add(day)
 

@@ -185,3 +185,17 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
     rows = [tuple(line.split(",")[:2]) for _, p in day_files(directory)
             for line in p.read_text().splitlines()[1:]]
     assert len(rows) == len(set(rows)) == len({(r.meter_id, r.seq) for r in sent})
+
+
+def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_path):
+    """pvsim-run's sink starts each day's file afresh once; a day dropped from memory and
+    written again is read back, never started afresh a second time."""
+    tz = ZoneInfo("Europe/Berlin")
+    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=True), tz, days_in_memory=1)
+    first = sparse_descending(tz, dt.date(2026, 5, 1), 1, 10)
+    assert svc.process(first).written == 10
+    assert svc.process(sparse_descending(tz, dt.date(2026, 5, 2), 1, 10)).written == 10  # lets go of May 1
+    new = first[0].seq + 1
+    assert svc.process(first + [Reading("m", new, dt.datetime.fromtimestamp(new, tz), 1.0)]).written == 1
+    svc.sync()
+    assert len((tmp_path / "pvsim-2026-05-01.csv").read_text().splitlines()) == 1 + 11
