@@ -6,9 +6,11 @@ reading's local time (in the plant's time zone), the net power, and appends the 
 unless that meter's instant was already written (a redelivery after a crash or a reconnect).
 
 The memory of what was written (`written`) is kept per local day, and only for the days in use:
-the files hold the rest. After a batch, the days beyond `days_in_memory` least recently written
-are dropped (the rows synced first), and a day's first reading after that reads its
-file back, as a restart does. So memory is bounded by a few days' rows, whatever a client sends,
+the files hold the rest. At each sync (with `recover`: the daemon, which syncs before every ack
+and at the end of every POST) or else after each batch (pvsim-run, whose days come in order), the
+days beyond `days_in_memory` least recently written are dropped, and a day's first reading after
+that reads its file back, as a restart does. Not after each batch in the daemon: a POST's chunks
+may all touch the same 366 days, and would each read them back. So memory is bounded by a few days' rows, whatever a client sends,
 and is returned when the days go cold; and a day whose files retention removed is forgotten
 (`forget`), so a reading of it posted again is written again.
 """
@@ -112,6 +114,9 @@ class PvService:
         its file first (which the next reading of the day reads back). The files stay as the
         sink has them: a pvsim-run sink that started a day's file afresh must not again."""
         self.sink.sync()  # the files then hold every row the memory did
+        self._drop()
+
+    def _drop(self) -> None:
         while len(self.written) > self.days_in_memory:
             day = next(iter(self.written))
             del self.written[day]
@@ -197,10 +202,11 @@ class PvService:
             if batch:  # the rows written, also when the sink failed part way
                 for batch_listener in self.batch_listeners:
                     batch_listener(batch)
-        if len(self.written) > self.days_in_memory:
+        if not self.recover and len(self.written) > self.days_in_memory:
             self._trim()
         return outcome
 
     def sync(self) -> None:
-        """Make every row appended so far durable."""
+        """Make every row appended so far durable; then keep the memory of `days_in_memory` days."""
         self.sink.sync()
+        self._drop()

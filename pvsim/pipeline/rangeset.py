@@ -31,13 +31,14 @@ class RangeSet:
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._ends: list[int] = []
-        self._late: set[int] = set()  # out-of-order members not merged into the ranges yet
+        self._late: set[int] | None = None  # out-of-order members not merged yet (None: none)
 
     def __contains__(self, x: int) -> bool:
         ends = self._ends
         if not ends or x > ends[-1]:  # the in-order fast path: past everything held
             return False
-        if x in self._late:
+        late = self._late
+        if late and x in late:
             return True
         i = bisect.bisect_right(self._starts, x) - 1
         return i >= 0 and x <= ends[i]
@@ -68,11 +69,13 @@ class RangeSet:
             ends.append(x)
             return True
         late = self._late
-        if x in late:
+        if late is not None and x in late:
             return False
         i = bisect.bisect_right(self._starts, x) - 1
         if i >= 0 and x <= ends[i]:
             return False
+        if late is None:
+            late = self._late = set()  # an in-order stream never pays for one
         late.add(x)
         if len(late) >= MERGE_MIN and len(late) * MERGE_SHARE >= len(ends):
             self.settle()
@@ -91,7 +94,7 @@ class RangeSet:
         if not late:
             return
         runs = _runs(sorted(late))
-        late.clear()
+        self._late = None
         starts, ends = self._starts, self._ends
         out_s: list[int] = []
         out_e: list[int] = []

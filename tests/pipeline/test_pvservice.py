@@ -180,7 +180,8 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
             svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
         for start in range(0, len(sent), chunk):
             svc.process(sent[start:start + chunk])
-        assert len(svc.written) <= max(days_in_memory, 1)
+        svc.sync()  # the daemon's: before every ack, after every POST
+        assert len(svc.written) <= days_in_memory
     svc.sync()
     rows = [tuple(line.split(",")[:2]) for _, p in day_files(directory)
             for line in p.read_text().splitlines()[1:]]
@@ -199,3 +200,34 @@ def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_pat
     assert svc.process(first + [Reading("m", new, dt.datetime.fromtimestamp(new, tz), 1.0)]).written == 1
     svc.sync()
     assert len((tmp_path / "pvsim-2026-05-01.csv").read_text().splitlines()) == 1 + 11
+
+
+class CountingSink(CsvSink):
+    """A sink that counts the days read back (each is a read of the day's whole file)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_back: list[dt.date] = []
+
+    def written(self, day):
+        self.read_back.append(day)
+        return super().written(day)
+
+
+def test_a_posts_chunks_over_many_days_read_each_day_back_once(tmp_path):
+    """pvsim-pv processes a POST in chunks of 5,000 under its lock, and syncs at the end: the
+    memory is trimmed at the sync, so chunks that all touch the same 30 days do not read them
+    back from their files chunk after chunk (that would cost chunks x the days' rows)."""
+    tz = ZoneInfo("Europe/Berlin")
+    sink = CountingSink(tmp_path)
+    svc = PvService.recovering(PvCurve(), sink, tz, days_in_memory=4)
+    posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 100)
+    round_robin = [posted[d * 100 + i] for i in range(100) for d in range(30)]
+    for start in range(0, len(round_robin), 300):  # 10 chunks, each touching all 30 days
+        assert svc.process(round_robin[start:start + 300]).written == 300
+    svc.sync()
+    assert sorted(sink.read_back) == sorted(set(sink.read_back)) and len(sink.read_back) == 30
+    assert len(svc.written) == 4
+    again = svc.process(round_robin)  # the next POST: the 26 days dropped are read once more
+    svc.sync()
+    assert again.duplicates == 3000 and len(sink.read_back) == 30 + 26
