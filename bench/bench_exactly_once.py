@@ -16,7 +16,7 @@ Measured on the development VM (2 cores, other tests running), defaults (2 x 100
 | tree | POST 1 | POST 2 | exactly-once memory after 1 / 2 | all held after 1 / 2 / a query |
 |---|---|---|---|---|
 | before (0bebc43) | 16.7 s | 34.3 s | 4.8 / 9.6 MB | 37.4 / 42.2 / 23.4 MB |
-| after | 2.6 s | 2.2 s | 1.2 / 1.1 MB | 33.7 / 33.7 / 14.9 MB |
+| after | 1.6 s | 1.9 s | 1.2 / 1.1 MB | 33.9 / 33.9 / 15.1 MB |
 
 (The rest of what is held is the store's journal and queue, bounded by their lengths.)
 """
