@@ -186,6 +186,10 @@ class PvConfig:
     listen: str = "127.0.0.1:9762"
     # Distinct meters the JOI API takes readings for; a POST for one more is refused (403).
     max_meters: int = field(default=10_000, metadata=_range(1, 1_000_000))
+    # Local days with readings (files) POSTs may bring into being, in all: a POST for one more is
+    # refused (403); the meters' own readings never are. Retention's 400 days, a year of
+    # simulated future and some history.
+    max_days: int = field(default=1500, metadata=_range(1, 1_000_000))
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ Posted readings enter the same pipeline as the meter's (`ingest`: PV value, CSV 
 when it returns); reads come from the CSVs through a ReadingStore (with fleet.shards above 1,
 one per shard: any meter's, whichever pvsim-pv writes its shard). Client errors are 4xx with a
 problem body {"title", "status", "detail"}; an unknown meter (no account, no reading) is 404.
-No client may write a future reading for a meter pvsim-meter reads (400), add meters beyond
-pv.max_meters (403) or touch more than MAX_POST_DAYS days in one POST (413). Who may call at
+No client may write a future reading for a meter pvsim-meter reads (400), any reading more than
+MAX_FUTURE_DAYS ahead (400), add meters beyond pv.max_meters or days with readings beyond
+pv.max_days (403: both checked and taken atomically), or touch more than MAX_POST_DAYS days in
+one POST (413); so what one client can create in all is bounded, not only per POST. Readings of
+a long-past day are accepted and kept (retention counts from when they were posted). Who may call at
 all (Host names, the token for writes) is the HTTP endpoint's business (daemons.httpserver).
 """
 
@@ -31,9 +34,11 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pvsim.api.problem import problem
@@ -43,7 +48,7 @@ from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.plans import PlanCost, Pricing, joi_list, rank, recommend
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import NotRegularFile, Row, SinkError
+from pvsim.pipeline.csvsink import NotRegularFile, Row, SinkError, all_day_files
 from pvsim.pipeline.messages import InvalidMessage, MAX_READINGS, validate
 from pvsim.pipeline.pvservice import Outcome
 from pvsim.store.shardedstore import Store, store_for
@@ -58,6 +63,7 @@ MAX_POSTED = 100_000
 MAX_INSTANT = 32_503_680_000  # 3000-01-01: later windows are client mistakes
 MAX_POST_DAYS = 366           # local days one POST may write: a year of history at once
 FUTURE_SLACK_SECONDS = 2      # a live meter's reading may be this far ahead (clock skew)
+MAX_FUTURE_DAYS = 366         # any other meter's reading at most this far ahead of now
 KWH_DECIMALS = 6
 MAX_DIGITS = 20               # significant digits of a whole number in a query: more is out of range
 _WHOLE = re.compile(r"^[+-]?\d+$")
@@ -75,9 +81,12 @@ class JoiApi:
                  store: Store | None = None,
                  now: Callable[[], float] = time.time) -> None:
         self.cfg, self.tz, self.ingest, self.now = cfg, cfg.tz, ingest, now
+        self.output_dir = Path(output_dir)
         # pvsim-meter's meters: their readings come as the seconds pass, never ahead of them.
         self.live_meters = frozenset(cfg.meter.id)
         self._known_meters: set[str] | None = None  # every meter with readings, loaded once
+        self._known_days: set[dt.date] = set()      # local days with files, as last listed
+        self._admit = threading.Lock()  # held by a POST that adds a meter or a day, to the end
         self.pricing = Pricing.from_config(cfg.pricing)
         # The journal must hold every row the sink may not have flushed yet (see readingstore).
         journal = max(20_000, 2 * cfg.output.sync_rows + 2 * MAX_READINGS)
@@ -144,7 +153,8 @@ class JoiApi:
         self._check_limits(meter_id, readings)
         if readings:
             try:
-                outcome = self.ingest(readings)
+                with self._admitted(meter_id, {r.timestamp.date() for r in readings}):
+                    outcome = self.ingest(readings)
             except SinkError as exc:  # the sink cannot write: not the client's fault
                 if not isinstance(exc, NotRegularFile):  # that one is logged once, where found
                     log.error("cannot store posted readings: %s", exc)
@@ -163,14 +173,44 @@ class JoiApi:
         if meter_id in self.live_meters and newest > self.now() + FUTURE_SLACK_SECONDS:
             raise ClientError(400, f"{meter_id} is a meter pvsim-meter reads (meter.id): its "
                                    f"readings cannot be in the future (time {newest})")
+        if newest > self.now() + MAX_FUTURE_DAYS * 86_400:
+            raise ClientError(400, f"time {newest} is more than {MAX_FUTURE_DAYS} days ahead; "
+                                   f"a simulated future may reach at most that far")
         days = {r.timestamp.date() for r in readings}
         if len(days) > MAX_POST_DAYS:
             raise ClientError(413, f"the readings span {len(days)} local days; send at most "
                                    f"{MAX_POST_DAYS} days per request")
-        known = self._meters()
-        if meter_id not in known and len(known) >= self.cfg.pv.max_meters:
-            raise ClientError(403, f"pvsim-pv keeps at most {self.cfg.pv.max_meters} meters "
-                                   f"(pv.max_meters); {meter_id!r} would be one more")
+
+    @contextmanager
+    def _admitted(self, meter_id: str, days: set[dt.date]) -> Iterator[None]:
+        """Check the totals no client may push past (pv.max_meters, pv.max_days) and take them
+        in one step: a POST that brings a new meter or a new day into being holds `_admit`
+        until its readings are stored, so concurrent POSTs cannot each see room for one more
+        (12 at once stored 6 meters under a cap of 3). Other POSTs never wait for it."""
+        if meter_id in self._meters() and days <= self._known_days:
+            yield
+            return
+        with self._admit:
+            known = self._meters()
+            if meter_id not in known and len(known) >= self.cfg.pv.max_meters:
+                raise ClientError(403, f"pvsim-pv keeps at most {self.cfg.pv.max_meters} meters "
+                                       f"(pv.max_meters); {meter_id!r} would be one more")
+            if not days <= self._known_days:
+                self._known_days = {day for day, _, _ in all_day_files(self.output_dir)}
+                new = days - self._known_days
+                if new and len(self._known_days) + len(new) > self.cfg.pv.max_days:
+                    raise ClientError(403, (
+                        f"pvsim-pv keeps readings of at most {self.cfg.pv.max_days} local days "
+                        f"(pv.max_days; {len(self._known_days)} have some); these readings "
+                        f"would add {len(new)} more, such as {min(new)}"))
+            yield
+            known.add(meter_id)  # a fleet publishes them: no row of it may have come back yet
+            self._known_days |= days
+
+    def recount(self) -> None:
+        """Retention removed days: count meters and days from the files again when next needed
+        (a meter whose every reading went no longer counts towards pv.max_meters)."""
+        self._known_meters, self._known_days = None, set()
 
     def _meters(self) -> set[str]:
         if self._known_meters is None:

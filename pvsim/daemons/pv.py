@@ -95,7 +95,8 @@ class PvDaemon:
         if not self.fleet:
             self.poison.recover()
         self.retention = Retention(cfg.output.directory, cfg.output.retention_days, cfg.tz,
-                                   sinks=self.sinks, store=self.app.store if self.app else None)
+                                   services=self.services,
+                                   store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
         self._connection = None  # the consuming session's, serviced while a message is held
@@ -134,6 +135,8 @@ class PvDaemon:
             with self.lock:
                 removed = self.retention.run()
             self.metrics.csv_files_removed.inc(removed.files)
+            if removed.days and self.app is not None:
+                self.app.recount()
             if self.stop.wait(HOUSEKEEPING_SECONDS):
                 return
 

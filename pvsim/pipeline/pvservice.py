@@ -4,6 +4,15 @@ Shared by every mode: pvsim-pv (readings from RabbitMQ), pvsim-run (from RabbitM
 and the JOI API's POST /readings/store. For each reading it computes the PV power at the
 reading's local time (in the plant's time zone), the net power, and appends the row to the sink,
 unless that meter's instant was already written (a redelivery after a crash or a reconnect).
+
+The memory of what was written (`written`) is kept per local day, and only for the days in use:
+the files hold the rest. At each sync (with `recover`: the daemon, which syncs before every ack
+and at the end of every POST) or else after each batch (pvsim-run, whose days come in order), the
+days beyond `days_in_memory` least recently written are dropped, and a day's first reading after
+that reads its file back, as a restart does. Not after each batch in the daemon: a POST's chunks
+may all touch the same 366 days, and would each read them back. So memory is bounded by a few days' rows, whatever a client sends,
+and is returned when the days go cold; and a day whose files retention removed is forgotten
+(`forget`), so a reading of it posted again is written again.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ RowListener = Callable[[Row, int], None]
 # A row as a batch listener gets it: (local date, meter id, instant, meter W, meter kW, PV kW).
 Written = tuple[dt.date, str, int, float, float, float]
 BatchListener = Callable[[list[Written]], None]
+# Local days whose exactly-once memory is kept between batches: today and yesterday for the live
+# meters, and a few days a client is posting to.
+DAYS_IN_MEMORY = 8
 
 
 @dataclass
@@ -42,17 +54,22 @@ class PvService:
     """The rows of one shard's meters (`sink.shard`, of `shards`; without shards, of all)."""
 
     def __init__(self, curve: PvModel, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
-                 max_power_w: float = MAX_POWER_W, shards: int = 1) -> None:
+                 max_power_w: float = MAX_POWER_W, shards: int = 1,
+                 days_in_memory: int = DAYS_IN_MEMORY) -> None:
         self.curve, self.sink, self.tz = curve, sink, tz
         self.shards = shards
         self._mine: set[str] = set()  # meters checked to belong to sink.shard
         self.local_time = LocalTime(tz)
         self.max_power_w = max_power_w  # limits.max_power_w: what a message's reading may have
-        self.written: dict[str, RangeSet] = {}
+        # Per local day (the least recently written first), per meter: the instants written.
+        self.written: dict[dt.date, dict[str, RangeSet]] = {}
         # With `recover`, the first reading of each local day loads what that day's CSV already
         # holds: a restart then skips rows written before it, whichever day they belong to.
         self.recover = recover
-        self._days_loaded: set[dt.date] = set()
+        self.days_in_memory = days_in_memory
+        # Days dropped from memory to bound it: read back when written again (without `recover`,
+        # the others are never read: pvsim-run starts each day's file afresh).
+        self._evicted: set[dt.date] = set()
         # Listeners hear of each row as it is written (the daemon's metrics and store); batch
         # listeners of the rows of each message (or `process` call) at once, after them, without
         # a Row and a datetime per row and a call per row and listener (pvsim-run's summary).
@@ -63,17 +80,47 @@ class PvService:
 
     @classmethod
     def recovering(cls, curve: PvModel, sink: CsvSink, tz: ZoneInfo,
-                   max_power_w: float = MAX_POWER_W, shards: int = 1) -> "PvService":
+                   max_power_w: float = MAX_POWER_W, shards: int = 1,
+                   days_in_memory: int = DAYS_IN_MEMORY) -> "PvService":
         """A service that skips what the CSV files already hold (the daemon; POSTed readings)."""
-        return cls(curve, sink, tz, recover=True, max_power_w=max_power_w, shards=shards)
+        return cls(curve, sink, tz, recover=True, max_power_w=max_power_w, shards=shards,
+                   days_in_memory=days_in_memory)
 
-    def _load_day(self, day: dt.date) -> None:
-        for meter_id, instant in self.sink.written(day):
-            seen = self.written.get(meter_id)
-            if seen is None:
-                seen = self.written[meter_id] = RangeSet()
-            seen.add(instant)
-        self._days_loaded.add(day)  # only once read whole: a refused file is read when fixed
+    def _day(self, day: dt.date) -> dict[str, RangeSet]:
+        """A day's memory, now the most recently used: read back from its file when it is not
+        in memory and the file may hold rows written before (a restart, or an eviction)."""
+        seen = self.written.pop(day, None)
+        if seen is None:
+            seen = {}
+            if self.recover or day in self._evicted:
+                for meter_id, instant in self.sink.written(day):  # SinkError: nothing kept
+                    ranges = seen.get(meter_id)
+                    if ranges is None:
+                        ranges = seen[meter_id] = RangeSet()
+                    ranges.add(instant)
+                self._evicted.discard(day)
+        self.written[day] = seen
+        return seen
+
+    def forget(self, day: dt.date) -> None:
+        """Retention removed a day's files: close its file and drop its memory, so that a reading
+        of that day sent again is written again (to a new file) rather than dropped."""
+        self.sink.forget(day)
+        self.written.pop(day, None)
+        self._evicted.discard(day)
+
+    def _trim(self) -> None:
+        """Drop the least recently written days beyond `days_in_memory`; every row is synced to
+        its file first (which the next reading of the day reads back). The files stay as the
+        sink has them: a pvsim-run sink that started a day's file afresh must not again."""
+        self.sink.sync()  # the files then hold every row the memory did
+        self._drop()
+
+    def _drop(self) -> None:
+        while len(self.written) > self.days_in_memory:
+            day = next(iter(self.written))
+            del self.written[day]
+            self._evicted.add(day)
 
     def process(self, readings: Iterable[Reading]) -> Outcome:
         """Append the rows of readings not written before; call `sync` before acknowledging.
@@ -127,12 +174,13 @@ class PvService:
         the PV model, ISO text for the CSV: from the LocalTime span, not from zoneinfo each
         time), the PV power there, and the net power."""
         outcome = Outcome()
-        written, append_line, listeners = self.written, self.sink.append_line, self.listeners
+        append_line, listeners = self.sink.append_line, self.listeners
         batch: list[Written] = []
         keep = batch.append if self.batch_listeners else None
         power_kw, local_time = self.curve.power_kw, self.local_time
         timedelta, fromtimestamp, tz = dt.timedelta, dt.datetime.fromtimestamp, self.tz
         start = end = 0  # the span's instants [start, end): empty, the first reading finds its own
+        on_day: dict[str, RangeSet] = {}
         try:
             for meter_id, instant, power_w in readings:
                 if not start <= instant < end:
@@ -140,11 +188,10 @@ class PvService:
                     start, end, base, day = span.start, span.end, span.base, span.day
                     midnight, prefix, suffix = span.midnight, span.prefix, span.suffix
                     repeats = span.repeats
-                    if self.recover and day not in self._days_loaded:
-                        self._load_day(day)
-                seen = written.get(meter_id)
+                    on_day = self._day(day)
+                seen = on_day.get(meter_id)
                 if seen is None:
-                    seen = written[meter_id] = RangeSet()
+                    seen = on_day[meter_id] = RangeSet()
                 if instant in seen:
                     outcome.duplicates += 1
                     log.debug("duplicate reading %s@%d dropped", meter_id, instant)
@@ -173,8 +220,11 @@ class PvService:
             if batch:  # the rows written, also when the sink failed part way
                 for batch_listener in self.batch_listeners:
                     batch_listener(batch)
+        if not self.recover and len(self.written) > self.days_in_memory:
+            self._trim()
         return outcome
 
     def sync(self) -> None:
-        """Make every row appended so far durable."""
+        """Make every row appended so far durable; then keep the memory of `days_in_memory` days."""
         self.sink.sync()
+        self._drop()

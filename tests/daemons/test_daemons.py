@@ -7,6 +7,7 @@ test ticks), never on long sleeps; daemons run either in process (threads) or as
 from __future__ import annotations
 
 import datetime as dt
+import os
 import json
 import logging
 import queue
@@ -604,13 +605,18 @@ def test_pv_removes_days_older_than_retention_days_at_start(pvsim_config, daemon
     out.mkdir(parents=True, exist_ok=True)
     today = dt.datetime.now(MADRID).date()
     old, kept = today - dt.timedelta(days=31), today - dt.timedelta(days=30)
-    for day in (old, kept):
+    posted = today - dt.timedelta(days=400)  # a client's history, posted just now: kept
+    for day in (old, kept, posted):
         (out / f"pvsim-{day}.csv").write_text("timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw\n")
+    for day in (old, kept):  # a live meter's files: last written at the end of their day
+        end = dt.datetime.combine(day, dt.time(23, 59), MADRID).timestamp()
+        os.utime(out / f"pvsim-{day}.csv", (end, end))
     pv = daemons.start("pv", pvsim_config)
     wait_for(lambda: not (out / f"pvsim-{old}.csv").exists(), message="the old day removed")
-    assert (out / f"pvsim-{kept}.csv").exists()
+    assert (out / f"pvsim-{kept}.csv").exists() and (out / f"pvsim-{posted}.csv").exists()
     assert pv.metric("pvsim_pv_csv_files_removed_total") == 1
     assert "retention: removed 1 days" in pv.log()
+    assert "retention: kept 1 days" in pv.log()
 
 
 def test_the_dead_letter_queue_is_bounded_and_its_depth_is_a_metric(pvsim_config, daemons):

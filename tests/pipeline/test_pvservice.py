@@ -10,6 +10,7 @@ import random
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.pvmodels import Clouds
@@ -102,3 +103,131 @@ def test_a_late_reading_is_written_in_its_own_day(tmp_path):
     got = {d: sorted(p.read_bytes().splitlines()) for d, p in day_files(tmp_path)}
     want = {d: sorted(b.splitlines()) for d, b in expected_bytes(svc, two_days).items()}
     assert got == want
+
+
+# ---- issue 18, 6: the exactly-once memory is bounded by the days in use, the files hold the rest
+
+def sparse_descending(tz: ZoneInfo, first: dt.date, days: int, per_day: int) -> list[Reading]:
+    """`per_day` isolated instants (a minute apart) on each of `days` days, newest first: the
+    order that cost quadratic time, and memory never returned."""
+    out = []
+    for d in range(days):
+        start = int(dt.datetime.combine(first + dt.timedelta(days=d), dt.time(1), tz).timestamp())
+        out += [Reading("m", t, dt.datetime.fromtimestamp(t, tz), 100.0)
+                for t in range(start, start + per_day * 60, 60)]
+    return out[::-1]
+
+
+def ranges_held(svc: PvService) -> int:
+    return sum(len(seen) for day in svc.written.values() for seen in day.values())
+
+
+@pytest.mark.parametrize("recover", [True, False])
+def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
+    tz = ZoneInfo("Europe/Berlin")
+    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=not recover), tz, recover=recover,
+                    days_in_memory=4)
+    posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 200)
+    for start in range(0, len(posted), 1000):  # POSTs of 1,000 readings
+        assert svc.process(posted[start:start + 1000]).written == len(posted[start:start + 1000])
+    svc.sync()
+    # 6,000 isolated instants written; memory holds those of at most 4 days (200 ranges each)
+    assert len(svc.written) <= 4 and ranges_held(svc) <= 4 * 200
+    rows = sum(len(p.read_text().splitlines()) - 1 for _, p in day_files(tmp_path))
+    assert rows == len(posted)
+    # every evicted day is read back when written again: nothing doubled, a new instant written
+    again = svc.process(posted[::7])
+    assert (again.written, again.duplicates) == (0, len(posted[::7]))
+    old = posted[-1]
+    late = Reading("m", old.seq + 30, dt.datetime.fromtimestamp(old.seq + 30, tz), 5.0)
+    assert svc.process([late, late]).written == 1
+    svc.sync()
+    assert sum(len(p.read_text().splitlines()) - 1 for _, p in day_files(tmp_path)) == len(posted) + 1
+
+
+def test_forget_drops_a_removed_days_memory_so_it_is_written_again(tmp_path):
+    tz = ZoneInfo("Europe/Berlin")
+    svc = PvService.recovering(PvCurve(), CsvSink(tmp_path), tz)
+    day = sparse_descending(tz, dt.date(2020, 11, 29), 1, 50)
+    assert svc.process(day).written == 50
+    svc.sync()
+    assert svc.process(day).duplicates == 50
+    path = tmp_path / "pvsim-2020-11-29.csv"
+    svc.forget(dt.date(2020, 11, 29))  # retention: the file is closed, then removed
+    path.unlink()
+    assert svc.process(day).written == 50
+    svc.sync()
+    assert len(path.read_text().splitlines()) == 51
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 40)), min_size=1, max_size=120),
+       st.integers(1, 40), st.integers(1, 4), st.booleans())
+def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory(
+        tmp_path_factory, slots, chunk, days_in_memory, restart):
+    """60 examples: readings of 12 days, in any order and repeats, sent in chunks of any size
+    twice, through a service that keeps 1 to 4 days in memory (and, with `restart`, a new
+    service for the second pass): each (meter, instant) is a row exactly once."""
+    tz = ZoneInfo("Europe/Berlin")
+    directory = tmp_path_factory.mktemp("once")
+    first = int(dt.datetime(2026, 3, 20, tzinfo=tz).timestamp())
+    sent = [Reading(f"m{x % 2}", t, dt.datetime.fromtimestamp(t, tz), 1.0)
+            for d, x in slots for t in [first + d * 86_400 + x * 37]]
+    svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+    for attempt in range(2):
+        if attempt and restart:
+            svc.sync()
+            svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+        for start in range(0, len(sent), chunk):
+            svc.process(sent[start:start + chunk])
+        svc.sync()  # the daemon's: before every ack, after every POST
+        assert len(svc.written) <= days_in_memory
+    svc.sync()
+    rows = [tuple(line.split(",")[:2]) for _, p in day_files(directory)
+            for line in p.read_text().splitlines()[1:]]
+    assert len(rows) == len(set(rows)) == len({(r.meter_id, r.seq) for r in sent})
+
+
+def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_path):
+    """pvsim-run's sink starts each day's file afresh once; a day dropped from memory and
+    written again is read back, never started afresh a second time."""
+    tz = ZoneInfo("Europe/Berlin")
+    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=True), tz, days_in_memory=1)
+    first = sparse_descending(tz, dt.date(2026, 5, 1), 1, 10)
+    assert svc.process(first).written == 10
+    assert svc.process(sparse_descending(tz, dt.date(2026, 5, 2), 1, 10)).written == 10  # lets go of May 1
+    new = first[0].seq + 1
+    assert svc.process(first + [Reading("m", new, dt.datetime.fromtimestamp(new, tz), 1.0)]).written == 1
+    svc.sync()
+    assert len((tmp_path / "pvsim-2026-05-01.csv").read_text().splitlines()) == 1 + 11
+
+
+class CountingSink(CsvSink):
+    """A sink that counts the days read back (each is a read of the day's whole file)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_back: list[dt.date] = []
+
+    def written(self, day):
+        self.read_back.append(day)
+        return super().written(day)
+
+
+def test_a_posts_chunks_over_many_days_read_each_day_back_once(tmp_path):
+    """pvsim-pv processes a POST in chunks of 5,000 under its lock, and syncs at the end: the
+    memory is trimmed at the sync, so chunks that all touch the same 30 days do not read them
+    back from their files chunk after chunk (that would cost chunks x the days' rows)."""
+    tz = ZoneInfo("Europe/Berlin")
+    sink = CountingSink(tmp_path)
+    svc = PvService.recovering(PvCurve(), sink, tz, days_in_memory=4)
+    posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 100)
+    round_robin = [posted[d * 100 + i] for i in range(100) for d in range(30)]
+    for start in range(0, len(round_robin), 300):  # 10 chunks, each touching all 30 days
+        assert svc.process(round_robin[start:start + 300]).written == 300
+    svc.sync()
+    assert sorted(sink.read_back) == sorted(set(sink.read_back)) and len(sink.read_back) == 30
+    assert len(svc.written) == 4
+    again = svc.process(round_robin)  # the next POST: the 26 days dropped are read once more
+    svc.sync()
+    assert again.duplicates == 3000 and len(sink.read_back) == 30 + 26
