@@ -343,6 +343,9 @@ def test_retention_removes_regular_files_only_and_never_through_a_link(tmp_path,
     (out / file_name(old[1])).symlink_to(target)
     (out / file_name(old[2])).mkdir()
     make_fifo(out / file_name(old[3]))
+    for day in old:  # last written on their own day, as a live meter's files are
+        end = dt.datetime.combine(day, dt.time(23, 59, 59), UTC).timestamp()
+        os.utime(out / file_name(day), (end, end), follow_symlinks=False)
     retention = Retention(out, 7, UTC, today=lambda: DAY)
     with caplog.at_level(logging.INFO):
         removed = finishes(retention.run)
