@@ -363,7 +363,7 @@ def test_pvsim_run_example_runs_as_written(ex, rabbitmq, tmp_path):
 
 @pytest.mark.parametrize("ex", of_kind("config"), ids=str)
 def test_config_example_loads(ex):
-    config.parse(ex.text, str(ex))
+    assert isinstance(config.parse(ex.text, str(ex)), config.Config)  # ConfigError: one line
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus)")
