@@ -323,6 +323,18 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+def http_post_json(port: int, path: str, body: object, timeout: float = 30.0) -> tuple[int, dict]:
+    """POST `body` as JSON to a daemon on loopback; (status, the decoded JSON answer)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def metric_value(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
     total = 0.0

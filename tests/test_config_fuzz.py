@@ -213,15 +213,22 @@ PROGRAMS = {
 @given(case=bad_documents())
 def test_each_program_says_one_line_and_exits_78(prog, case, tmp_path):
     key, text = case
-    path = Path(tmp_path) / "pvsim.yaml"
+    path, err = program_refuses(prog, text, Path(tmp_path))
+    assert err.startswith(f"{prog}: {path}: {key}"), (err, key)
+    assert "Traceback" not in err and "secret" not in err
+
+
+def program_refuses(prog: str, text: str, tmp_path: Path) -> tuple[Path, str]:
+    """`prog` with `text` as its config must exit 78 with one error line of bounded length:
+    the config's path and that line."""
+    path = tmp_path / "pvsim.yaml"
     path.write_text(text, encoding="utf-8")
     main, argv = PROGRAMS[prog](str(path))
     code, err = one_line_and_78(main, argv)
-    assert code == 78, (text, err)
+    assert code == 78, (text[:200], err[:300])
     lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{prog}: {path}: {key}"), (lines[0], key)
-    assert "Traceback" not in err and "secret" not in err
+    assert len(lines) == 1 and len(lines[0]) <= config.MAX_ERROR_CHARS + 100, err[:300]
+    return path, lines[0]
 
 
 # --- issue 18: what no file may do, whatever the key -------------------------------------------
@@ -367,13 +374,7 @@ def test_the_hostile_shapes_hit_every_cap():
 @given(case=HOSTILE)
 def test_each_program_says_one_line_and_exits_78_whatever_the_file_holds(prog, case, tmp_path):
     key, text = case
-    path = Path(tmp_path) / "pvsim.yaml"
-    path.write_text(text, encoding="utf-8")
-    main, argv = PROGRAMS[prog](str(path))
-    code, err = one_line_and_78(main, argv)
-    assert code == 78, (text[:200], err[:300])
-    lines = err.splitlines()
-    assert len(lines) == 1 and len(lines[0]) <= config.MAX_ERROR_CHARS + 100, err[:300]
-    assert lines[0].startswith(f"{prog}: {path}: {key}") or "malformed YAML: line" in lines[0], \
-        (lines[0][:300], key)
+    path, err = program_refuses(prog, text, Path(tmp_path))
+    assert err.startswith(f"{prog}: {path}: {key}") or "malformed YAML: line" in err, \
+        (err[:300], key)
     assert "Traceback" not in err

@@ -17,14 +17,12 @@ import json
 import logging
 import os
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import http_get, wait_for
+from conftest import http_get, http_post_json, wait_for
 from pvsim import config
 from pvsim.api.joi import JoiApi
 from pvsim.daemons.meter import MeterState
@@ -378,16 +376,8 @@ def test_the_meter_state_file_is_never_read_from_a_fifo_nor_written_through_a_li
 # --- a running pvsim-pv ---------------------------------------------------------------------
 
 def _post(port: int, meter: str, instants) -> tuple[int, dict]:
-    body = {"smartMeterId": meter,
-            "electricityReadings": [{"time": t, "reading": 1.5} for t in instants]}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/readings/store",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return http_post_json(port, "/readings/store", {
+        "smartMeterId": meter, "electricityReadings": [{"time": t, "reading": 1.5} for t in instants]})
 
 
 def _held(port: int, path: Path) -> bool:

@@ -488,9 +488,10 @@ def consume(connection: pika.BlockingConnection, topology: Topology,
     DEPTH_AFTER_REJECT_SECONDS of a reject, and every DEPTH_SECONDS. `handlers[i].handle` is
     told whether RabbitMQ delivered the message before (`redelivered`), for pvsim-pv's crash
     record. `on_consuming()` is called once the queues are declared and consumed: from then on
-    a message published to the exchange waits for this consumer. With shards on single-active-consumer queues, `on_handoff(i)` is called after this
-    consumer gave shard i up to a standby (see `_Balancer`): its handler must let go of the
-    shard's files before another process can take them.
+    a message published to the exchange waits for this consumer. With shards on
+    single-active-consumer queues, `on_handoff(i)` is called after this consumer gave shard i up
+    to a standby (see `_Balancer`): its handler must let go of the shard's files before another
+    process can take them.
     """
     channel = connection.channel()
     topology.declare(channel)
@@ -645,7 +646,7 @@ class _Balancer:
 def redelivered(method: pika.spec.Basic.Deliver, props: pika.BasicProperties) -> bool:
     """Whether RabbitMQ delivered the message to a consumer before: the redelivered flag, or a
     quorum queue's x-delivery-count (which also counts returns the flag may not show)."""
-    count = (props.headers or {}).get("x-delivery-count") if isinstance(props.headers, dict) else 0
+    count = props.headers.get("x-delivery-count") if isinstance(props.headers, dict) else 0
     return bool(method.redelivered) or (type(count) is int and count > 0)
 
 

@@ -10,9 +10,9 @@ the files hold the rest. At each sync (with `recover`: the daemon, which syncs b
 and at the end of every POST) or else after each batch (pvsim-run, whose days come in order), the
 days beyond `days_in_memory` least recently written are dropped, and a day's first reading after
 that reads its file back, as a restart does. Not after each batch in the daemon: a POST's chunks
-may all touch the same 366 days, and would each read them back. So memory is bounded by a few days' rows, whatever a client sends,
-and is returned when the days go cold; and a day whose files retention removed is forgotten
-(`forget`), so a reading of it posted again is written again.
+may all touch the same 366 days, and would each read them back. So memory is bounded by a few
+days' rows, whatever a client sends, and is returned when the days go cold; and a day whose files
+retention removed is forgotten (`forget`), so a reading of it posted again is written again.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from conftest import ROOT, csv_instants, drain_and_check_every_second_once, http_get, wait_for
+from conftest import (ROOT, csv_instants, drain_and_check_every_second_once, http_get, http_post_json,
+                      wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +59,7 @@ def test_pv_on_a_full_disk_stops_with_73_and_after_space_is_freed_every_second_i
 
 
 def post(port: int, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/readings/store",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return http_post_json(port, "/readings/store", body)
 
 
 def test_a_post_on_a_full_disk_is_503_and_the_retry_after_a_restart_stores_it(
