@@ -343,8 +343,7 @@ def test_pricing_currency_is_a_code_or_a_sign(currency, ok):
     ("meter:\n  seed: " + "9" * 5000 + "\n", "meter.seed", "an integer of 5,000 characters"),
     ("broker: " + "[" * 5000 + "]" * 5000 + "\n", "broker", "nested deeper"),
 ], ids=["alias-bomb", "duplicate", "huge-integer", "deep"])
-def test_a_daemon_given_a_hostile_config_says_one_line_and_exits_78(tmp_path, module, text, key,
-                                                                      problem):
+def test_a_daemon_given_a_hostile_config_says_one_line_and_exits_78(tmp_path, module, text, key, problem):
     path = write(tmp_path, text)
     proc = subprocess.run([sys.executable, "-m", module, "--config", str(path)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},

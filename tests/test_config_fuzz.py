@@ -10,13 +10,13 @@ must turn a bad file into exactly one line on stderr and exit 78, without a trac
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import io
 import math
 import re
 import types
 import typing
+from types import NoneType
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -25,6 +25,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from pvsim import config
+from pvsim.config import checks
+from pvsim.config.keyspec import Spec, walk
 from pvsim.cli import run
 from pvsim.daemons import lifecycle
 from pvsim.daemons.meter import MeterDaemon
@@ -37,19 +39,9 @@ PROGRAM_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, da
                                                    HealthCheck.function_scoped_fixture])
 
 
-def schema_keys(cls: type = config.Config, prefix: str = "") -> list[tuple[str, Any, dict]]:
-    """(dotted key, type, field metadata) of every leaf key a user may write."""
-    keys = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("internal"):
-            continue
-        key, tp = f"{prefix}{f.name}", hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            keys += schema_keys(tp, key + ".")
-        else:
-            keys.append((key, tp, dict(f.metadata)))
-    return keys
+def schema_keys() -> list[tuple[str, Any, Spec]]:
+    """(dotted key, type, spec) of every leaf key a user may write (a list of plans is one)."""
+    return [(k.name, k.type, k.spec) for k in walk(config.Config, items=False)]
 
 
 KEYS = schema_keys()
@@ -58,12 +50,13 @@ ANY_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size
 NOT_A_MAPPING = st.one_of(ANY_SCALAR, st.lists(ANY_SCALAR, max_size=3))
 
 
-def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
-    """Values that `key` must refuse."""
+def wrong_values(key: str, tp: Any, meta: Spec) -> st.SearchStrategy:
+    """Values that `key` must refuse, by its type and its spec (a new key of a known kind needs
+    nothing here)."""
     origin = get_origin(tp)
-    lo, hi = meta.get("lo"), meta.get("hi")
+    lo, hi = meta.lo, meta.hi
     if origin in (typing.Union, types.UnionType):  # an optional key: its type's wrong values
-        inner = next(a for a in get_args(tp) if a is not type(None))
+        inner = next(a for a in get_args(tp) if a is not NoneType)
         return wrong_values(key, inner, meta).filter(lambda v: v is not None)
     if tp is int:
         bad = [st.text(max_size=10), st.booleans(), st.none(), st.lists(st.integers(), max_size=2),
@@ -77,7 +70,7 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
         bad = [st.text(max_size=10), st.booleans(), st.none(),  # safe_dump quotes "1.5": a string
                st.sampled_from([math.nan, math.inf, -math.inf]), st.lists(st.floats(), max_size=2)]
         if lo is not None:
-            bad.append(st.floats(max_value=lo, exclude_max=not meta.get("lo_open"),
+            bad.append(st.floats(max_value=lo, exclude_max=not meta.lo_open,
                                  allow_nan=False, allow_infinity=False))
         if hi is not None:
             bad.append(st.floats(min_value=hi, exclude_min=True, allow_nan=False,
@@ -87,16 +80,16 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
         bad = [st.integers(), st.booleans(), st.none(), st.lists(st.text(max_size=5), max_size=2),
                st.sampled_from(["", "   "])]
         special = {
-            "timezone": st.sampled_from(["Mars/Olympus", "UTC+25", "Europe/", "../etc/passwd"]),
-            "broker.url": st.sampled_from([
+            checks.TIME_ZONE: st.sampled_from(["Mars/Olympus", "UTC+25", "Europe/", "../etc/passwd"]),
+            checks.AMQP_URL: st.sampled_from([
                 "amqp://guest:secret@127.0.0.1:abc/%2F", "amqp://guest:secret@:5672/",
                 "http://127.0.0.1:5672/", "amqp://guest:secret@127.0.0.1:99999/",
                 "amqp://guest:secret@[::1/x", "amqp://guest:secret@host:5672/%2F?heartbeat=abc",
                 "amqp://guest:secret@host:0/"]),
         }
-        if key in special:
-            bad.append(special[key])
-        if key.endswith(".listen"):
+        if meta.check in special:
+            bad.append(special[meta.check])
+        if meta.check is checks.LISTEN:
             bad.append(st.sampled_from(["nowhere", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000",
                                         ":9762", "bad host!:9762"]))
         return st.one_of(bad)
@@ -104,22 +97,22 @@ def wrong_values(key: str, tp: Any, meta: dict) -> st.SearchStrategy:
         return st.one_of(st.text(max_size=10).filter(lambda v: v not in get_args(tp)), st.integers(),
                          st.none(), st.lists(st.text(max_size=3), max_size=2))
     if origin is tuple:
-        if key == "meter.id":  # one id or a list: wrong ids, wrong items, duplicates
+        if meta.each is checks.METER:  # one id or a list: wrong ids, wrong items, duplicates
             return st.one_of(st.sampled_from(["", "a,b", "=cmd", 'quo"te', "x" * 65, "line\nbreak"]),
                              st.lists(st.integers(), min_size=1, max_size=2), st.just([]),
                              st.just(["m", "m"]), st.booleans(), st.none())
-        if key == "pv.linke_turbidity":  # numbers in range, one or twelve of them
+        if meta.check is checks.ONE_OR_TWELVE:  # numbers in range, one or twelve of them
             return st.one_of(st.just([]), st.lists(st.just(3.0), min_size=2, max_size=11),
                              st.lists(wrong_values(key, float, meta), min_size=1, max_size=1),
                              NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)))
-        if key == "meter.holidays":  # dates, each once; an empty list is fine
+        if get_args(tp)[0] is dt.date:  # dates, each once; an empty list is fine
             return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)),
                              st.lists(ANY_SCALAR.filter(lambda v: not _is_date(v)), min_size=1,
                                       max_size=2),
                              st.sampled_from([["2026-02-30"], ["25.12.2026"],
                                               [dt.datetime(2026, 12, 25, 10, 0)],
                                               [dt.date(2026, 12, 25), "2026-12-25"]]))
-        empty = [] if meta.get("empty_ok") else [st.just([])]
+        empty = [] if meta.empty_ok else [st.just([])]
         return st.one_of(NOT_A_MAPPING.filter(lambda v: not isinstance(v, list)), *empty,
                          st.lists(ANY_SCALAR, min_size=1, max_size=2))
     if origin is dict:
@@ -176,10 +169,11 @@ def load_for_programs(text: str, source: str) -> config.Config:
 
 YAML_VALUES = st.recursive(
     st.one_of(ANY_SCALAR, st.sampled_from(list({k.split(".")[0] for k, _, _ in KEYS}))),
-    lambda children: st.one_of(st.lists(children, max_size=3),
-                               st.dictionaries(st.one_of(st.text(max_size=8),
-                                                         st.sampled_from([k.split(".")[-1] for k, _, _ in KEYS])),
-                                               children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=8),
+                                  st.sampled_from([k.split(".")[-1] for k, _, _ in KEYS])),
+                        children, max_size=4)),
     max_leaves=12)
 
 

@@ -28,7 +28,7 @@ PACKAGE = ROOT / "pvsim"
 BASE = {"pvsim", "config", "logsetup"}  # the package root (__version__) and what every layer reads
 MAY_IMPORT: dict[str, set[str]] = {
     "pvsim": {"pvsim"},
-    "config": set(),
+    "config": {"config"},  # a package: its modules import each other
     "logsetup": set(),
     "model": {"config", "model"},
     "inputs": BASE | {"model", "inputs"},
