@@ -78,12 +78,15 @@ def walk(cls: type, prefix: str = "", items: bool = True) -> Iterator[Key]:
         if dataclasses.is_dataclass(tp):
             yield from walk(tp, name + ".", items)
             continue
-        default = (fld.default_factory() if fld.default_factory is not dataclasses.MISSING
-                   else fld.default)
-        yield Key(name, tp, default, about)
+        yield Key(name, tp, default_of(fld), about)
         item = get_args(tp)[0] if get_origin(tp) is tuple and get_args(tp) else None
         if items and dataclasses.is_dataclass(item):
             yield from walk(typing.cast(type, item), name + "[].", items)
+
+
+def default_of(fld: dataclasses.Field) -> Any:
+    """A field's default, made by its factory if it has one; `dataclasses.MISSING` if none."""
+    return fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default
 
 
 def spec_for(cls: type, name: str) -> Spec:

@@ -12,7 +12,7 @@ import typing
 from types import NoneType
 from typing import Any, Literal, get_args, get_origin
 
-from pvsim.config.keyspec import Key, Spec, walk
+from pvsim.config.keyspec import Key, Spec, default_of, walk
 from pvsim.config.schema import Config
 
 COMMAND = "PYTHONPATH=. python3 -m pvsim.config --reference > docs/reference/config.md"
@@ -121,8 +121,7 @@ def _value(value: Any) -> str:
     """A default as it would be written in the file (YAML flow style)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         given = [f for f in dataclasses.fields(value)
-                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                 or getattr(value, f.name) != f.default]
+                 if default_of(f) is dataclasses.MISSING or getattr(value, f.name) != default_of(f)]
         return "{" + ", ".join(f"{f.name}: {_value(getattr(value, f.name))}" for f in given) + "}"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
