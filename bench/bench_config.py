@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python3 bench/bench_config.py
 
-Times config.parse on files at and beyond the loader's caps (pvsim/config.py, MAX_*): 100,000
+Times config.parse on files at and beyond the loader's caps (pvsim/config/safeyaml.py, MAX_*): 100,000
 meter ids (the issue's case: 143 s before, the uniqueness check was quadratic), the same with an
 account each, with ids of the longest kind (the 16 MiB cap is sized for it), and the hostile
 shapes: the 442-byte alias bomb (33 s and 3 GB before), 5,000 levels of nesting, a million
