@@ -57,26 +57,22 @@ SHIPPED = ROOT / "config" / "pvsim.yaml"
 COMMENTED_KEY = re.compile(r"^(?P<indent> *)# ?(?P<name>[a-z_]+): (?:\[.*|\{.*|\S+)$")
 
 
+def pairs(node: yaml.Node) -> list[tuple[str, yaml.Node]]:
+    """A mapping node's keys and values ([] for any other node)."""
+    return [(k.value, v) for k, v in node.value] if isinstance(node, yaml.MappingNode) else []
+
+
 def shipped_keys() -> tuple[set[str], set[str], set[str]]:
     """(keys the shipped file sets, keys it shows commented out, dotted keys its comments name)."""
     text = SHIPPED.read_text(encoding="utf-8")
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     set_keys: set[str] = set()
-
-    def collect(node: yaml.Node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                name = prefix + k.value
-                set_keys.add(name)
-                if "." not in prefix.rstrip(".[]") or not prefix:
-                    collect(v, name + ".") if not prefix else collect_items(v, name)
-
-    def collect_items(node: yaml.Node, name: str) -> None:
-        if isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                collect(item, name + "[].")
-
-    collect(root, "")
+    for section, body in pairs(root):
+        set_keys.add(section)
+        for name, value in pairs(body):
+            set_keys.add(f"{section}.{name}")
+            for item in value.value if isinstance(value, yaml.SequenceNode) else []:
+                set_keys |= {f"{section}.{name}[].{k}" for k, _ in pairs(item)}
     commented, mentioned, section = set(), set(), ""
     for line in text.splitlines():
         if re.match(r"[a-z_]+:", line):
@@ -144,8 +140,8 @@ def man_items() -> list[tuple[str, str, str | None]]:
             if token.strip().startswith("(default"):
                 continue
             if re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", name) and (i == 0 or tokens[i - 1].strip() != "(default"):
-                stated = tokens[i + 2] if i + 2 < len(tokens) and tokens[i + 1].strip() == "(default" else None
-                items.append((section, name, stated))
+                states = i + 2 < len(tokens) and tokens[i + 1].strip() == "(default"
+                items.append((section, name, tokens[i + 2] if states else None))
     return items
 
 
@@ -155,7 +151,8 @@ def test_the_manual_names_every_key_and_no_other():
     items = man_items()
     headed = {name for _, name, _ in items}
     mentioned = set(MENTION.findall(text))
-    assert (headed | mentioned) - set(KEYS) == set(), "keys man/pvsim.yaml.5 names that the schema does not know"
+    assert (headed | mentioned) - set(KEYS) == set(), \
+        "keys man/pvsim.yaml.5 names that the schema does not know"
     missing = [k for k in KEYS if ("[]" in k and f"\\fB{KEYS[k].leaf}\\fR" not in raw)
                or ("[]" not in k and k not in headed)]
     assert missing == [], "keys man/pvsim.yaml.5 has no item for"

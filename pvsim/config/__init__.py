@@ -30,13 +30,13 @@ from pvsim.config.convert import MAX_STRING_CHARS, build, check_length
 from pvsim.config.errors import (MAX_ERROR_CHARS, SHOWN_CHARS, USAGE_ERROR_CHARS, ConfigError,
                                  UsageParser, one_line, shown)
 from pvsim.config.keyspec import spec_for
-from pvsim.config.rules import queue_type, validate_fleet, validate_pricing, validate_pv, with_meter_count
+from pvsim.config.rules import (check_rules, queue_type, validate_fleet, validate_pricing, validate_pv,
+                                with_meter_count)
 from pvsim.config.safeyaml import (MAX_DEPTH, MAX_FILE_BYTES, MAX_INTEGER_CHARS, MAX_VALUES, TOO_LARGE,
                                    read_yaml)
 from pvsim.config.schema import (MAX_METER_COUNT, WEEKDAYS, ApiConfig, BrokerConfig, Config, FleetConfig,
                                  LimitsConfig, MeterConfig, OutputConfig, PricePlanConfig, PricingConfig,
                                  PvConfig)
-from pvsim.config import rules
 
 __all__ = [
     "DEFAULT_PATH", "load", "parse", "check_string", "read_yaml",
@@ -78,7 +78,7 @@ def parse(text: str, source: str = "<string>") -> Config:
     if data is None:
         data = {}
     config = dataclasses.replace(build(Config, data, source, ""), source=source)
-    return rules.check_rules(config, data)
+    return check_rules(config, data)
 
 
 def check_string(value: str, source: str, key: str) -> str:
