@@ -53,43 +53,55 @@ DOCUMENTED_PV = re.compile(r"\b(?:localhost|127\.0\.0\.1):9762\b")  # the shippe
 PROMTOOL = shutil.which("promtool")
 
 # Examples that cannot run in a test, by document and first line, with the reason.
-NOT_RUN: dict[tuple[str, str], str] = {
-    ("README.md", "make demo     # installs what is missing (RabbitMQ included), starts it, simulates today in seconds"):
-        "installs Debian packages; `make check` is the suite itself (tests/test_front_door.py runs "
-        "bin/pvsim-run and make's targets)",
-    ("README.md", "Clock ──> MeterModel ──> Reading ──> RabbitMQ ──> PvService ──> Row ──> daily CSV (fsync, then ack)"):
-        "a diagram",
+NOT_RUN: dict[tuple[str, str], str] = {(document, first): reason for document, first, reason in [
+    ("README.md",
+     "make demo     # installs what is missing (RabbitMQ included), starts it, simulates today in seconds",
+     "installs Debian packages; `make check` is the suite itself (tests/test_front_door.py runs "
+     "bin/pvsim-run and make's targets)"),
+    ("README.md",
+     "Clock ──> MeterModel ──> Reading ──> RabbitMQ ──> PvService ──> Row ──> daily CSV (fsync, then ack)",
+     "a diagram"),
     ("docs/explanation/architecture.md",
-     "Clock ──> MeterModel ──> Reading ──> Transport ──> Reading ──> PvService ──> Row ──> CsvSink"):
-        "a diagram",
-    ("docs/contributing.md", "pvsim/          config and logging: what every layer reads"):
-        "a directory tree (tests/test_layers.py checks the layers it describes)",
+     "Clock ──> MeterModel ──> Reading ──> Transport ──> Reading ──> PvService ──> Row ──> CsvSink",
+     "a diagram"),
+    ("docs/contributing.md",
+     "pvsim/          config and logging: what every layer reads",
+     "a directory tree (tests/test_layers.py checks the layers it describes)"),
     ("docs/reference/cli.md",
-     "pvsim-run --accelerated [--date YYYY-MM-DD] [--days N | --year YYYY] [--step SECONDS] [--timezone TZ]"):
-        "a synopsis, not a command",
-    ("docs/reference/cli.md", "pvsim-meter [--config FILE]     # one reading per second per meter.id, published with confirms"):
-        "a synopsis of the daemons, not a command (tests/daemons/ start them)",
-    ("docs/howto/install-deb.md", "make deb                                   # dist/pvsim_<version>_all.deb, lintian-clean"):
-        "builds the .deb and installs it system-wide: tests/package/test_deb_systemd.py does exactly "
-        "that in a booted systemd container",
-    ("docs/howto/install-deb.md", "sudo systemctl restart pvsim-meter pvsim-pv"):
-        "restarts the installed units under systemd (tests/package/test_deb_systemd.py)",
-    ("docs/howto/upgrade.md", "sudo apt install ./dist/pvsim_*_all.deb"):
-        "upgrades the package system-wide: tests/package/test_deb_systemd.py upgrades it with the "
-        "units running, in a booted systemd container",
-    ("docs/howto/replay-meter-export.md", "pvsim-run --accelerated --year 2026 --step 900 --config building-1.yaml"):
-        "needs the reader's own meter export (tests/inputs/test_models.py builds the series model from "
-        "recorded files); the config of this guide loads, as a config example",
-    ("man/pvsim-meter.8", "# systemctl edit pvsim-meter"):
-        "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)",
-    ("man/pvsim-pv.8", "# systemctl edit pvsim-pv"):
-        "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)",
-    ("man/pvsim.yaml.5", "systemctl restart pvsim-meter pvsim-pv"):
-        "restarts the installed units under systemd (tests/package/test_deb_systemd.py)",
-    ("man/pvsim-run.1", "pvsim-run --accelerated --year 2026 --output ~/pvsim-2026"):
-        "a year at 1-second steps: 31.5 million readings, 2 GB of CSV, minutes of two CPUs "
-        "(bench/bench_year.py runs it); its flags are those of the other examples",
-}
+     "pvsim-run --accelerated [--date YYYY-MM-DD] [--days N | --year YYYY] [--step SECONDS] [--timezone TZ]",
+     "a synopsis, not a command"),
+    ("docs/reference/cli.md",
+     "pvsim-meter [--config FILE]     # one reading per second per meter.id, published with confirms",
+     "a synopsis of the daemons, not a command (tests/daemons/ start them)"),
+    ("docs/howto/install-deb.md",
+     "make deb                                   # dist/pvsim_<version>_all.deb, lintian-clean",
+     "builds the .deb and installs it system-wide: tests/package/test_deb_systemd.py does exactly "
+     "that in a booted systemd container"),
+    ("docs/howto/install-deb.md",
+     "sudo systemctl restart pvsim-meter pvsim-pv",
+     "restarts the installed units under systemd (tests/package/test_deb_systemd.py)"),
+    ("docs/howto/upgrade.md",
+     "sudo apt install ./dist/pvsim_*_all.deb",
+     "upgrades the package system-wide: tests/package/test_deb_systemd.py upgrades it with the units "
+     "running, in a booted systemd container"),
+    ("docs/howto/replay-meter-export.md",
+     "pvsim-run --accelerated --year 2026 --step 900 --config building-1.yaml",
+     "needs the reader's own meter export (tests/inputs/test_models.py builds the series model from "
+     "recorded files); the config of this guide loads, as a config example"),
+    ("man/pvsim-meter.8",
+     "# systemctl edit pvsim-meter",
+     "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)"),
+    ("man/pvsim-pv.8",
+     "# systemctl edit pvsim-pv",
+     "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)"),
+    ("man/pvsim.yaml.5",
+     "systemctl restart pvsim-meter pvsim-pv",
+     "restarts the installed units under systemd (tests/package/test_deb_systemd.py)"),
+    ("man/pvsim-run.1",
+     "pvsim-run --accelerated --year 2026 --output ~/pvsim-2026",
+     "a year at 1-second steps: 31.5 million readings, 2 GB of CSV, minutes of two CPUs "
+     "(bench/bench_year.py runs it); its flags are those of the other examples"),
+]}
 
 
 @dataclass(frozen=True)
@@ -213,7 +225,8 @@ def kind(ex: Example) -> str | None:
         progs = {program(c) for c, _ in cmds}
         if cmds and progs == {"curl"}:
             return "curl"
-        if cmds and progs == {"pvsim-run"} and all(c.split()[0] in ("pvsim-run", "bin/pvsim-run") for c, _ in cmds):
+        if cmds and progs == {"pvsim-run"} and \
+                all(c.split()[0] in ("pvsim-run", "bin/pvsim-run") for c, _ in cmds):
             return "pvsim-run"
     if ex.lang in ("", "yaml", "yml"):
         try:
@@ -222,7 +235,8 @@ def kind(ex: Example) -> str | None:
             return None
         if isinstance(doc, dict) and "scrape_configs" in doc:
             return "prometheus"
-        if isinstance(doc, dict) and doc and set(doc) <= {f.name for f in config.Config.__dataclass_fields__.values()}:
+        sections = {f.name for f in config.Config.__dataclass_fields__.values()}
+        if isinstance(doc, dict) and doc and set(doc) <= sections:
             return "config"
     return None
 
@@ -392,7 +406,8 @@ def test_config_example_loads(ex):
 def test_prometheus_example_passes_promtool(ex, tmp_path):
     path = tmp_path / "prometheus.yml"
     path.write_text(ex.text)
-    proc = subprocess.run([PROMTOOL, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([PROMTOOL, "check", "config", str(path)], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, f"{ex}:\n{proc.stdout}{proc.stderr}"
 
 
@@ -490,7 +505,8 @@ def man_options(page: str) -> set[str]:
     return {option for tag in tags for option in OPTION.findall(re.sub(r"^\.\w+ ", "", tag))}
 
 
-@pytest.mark.parametrize("program,page", [("pvsim-run", "man/pvsim-run.1"), ("pvsim-meter", "man/pvsim-meter.8"),
+@pytest.mark.parametrize("program,page", [("pvsim-run", "man/pvsim-run.1"),
+                                          ("pvsim-meter", "man/pvsim-meter.8"),
                                           ("pvsim-pv", "man/pvsim-pv.8")])
 def test_man_page_documents_the_programs_options(program, page):
     documented, taken = man_options(page) | {"-h", "--help"}, help_options(program)
