@@ -55,6 +55,14 @@ def test_the_readmes_two_commands_are_make_targets_make_help_lists():
     assert {"demo", "check"} <= listed, proc.stdout
 
 
+def test_the_readme_stays_a_front_door():
+    """What pvsim is, the two commands, a tour and where to read on (issue 21, section 5): the rest
+    lives in docs/, one page per purpose. A README that grows past this is taking docs/' place."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines: move the detail into docs/"
+    assert "(docs/README.md)" in "\n".join(lines), "the README must lead to the documentation"
+
+
 def test_make_help_lists_targets_programs_and_manuals():
     proc = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=30)
