@@ -44,7 +44,7 @@ gauges (4 per meter) cost: memory per meter, CPU per row, and a /metrics scrape.
 minutes). --keep: keep the logs (pvsim-pv, publisher, RabbitMQ nodes); the CSVs are removed
 anyway. The cluster is stopped and every temporary directory removed on exit, Ctrl-C and errors
 included; the children get SIGTERM should this process die (PR_SET_PDEATHSIG).
-Nothing is asserted: the figures are for reading (README "A fleet").
+Nothing is asserted: the figures are for reading (docs/explanation/performance.md, "A fleet").
 """
 
 from __future__ import annotations

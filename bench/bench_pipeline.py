@@ -7,7 +7,7 @@ Prints, for one day at 1-s steps (86,400 readings):
   a persistent message with confirms and consume it with a manual ack (one reading per message,
   as most published solutions do), and the same raw loop with pvsim's batch size;
 - the ratio of pvsim's figure to each raw one, measured in the same run on the same machine.
-Nothing is asserted: the figures are for reading (README "Performance").
+Nothing is asserted: the figures are for reading (docs/explanation/performance.md).
 """
 
 from __future__ import annotations

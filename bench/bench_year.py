@@ -14,7 +14,7 @@ Prints, for 2026 in Europe/Madrid with the default config (one meter, batches of
 - with --single DAYS, a single-process run over that many days, scaled to the year.
 --quick DAYS runs both 1-second figures over that many days and scales them to the year (for
 development; the issue's figure is the full year). Nothing is asserted: the figures are for
-reading (README "Performance").
+reading (docs/explanation/performance.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""Every example in the README and the man pages runs as written (issue 18, section 9).
+"""Every example in the README, in docs/ and in the man pages runs as written (issue 18, section 9;
+issue 21, section 5), every relative link in the README and docs/ leads somewhere, and each man page
+documents the options its program takes.
 
-The examples are read from the documents themselves: the README's fenced blocks and the man pages'
-`.nf`/`.fi` (and `.EX`/`.EE`) blocks. Each is recognised by what it is and checked accordingly:
+The examples are read from the documents themselves: the Markdown documents' fenced blocks and the
+man pages' `.nf`/`.fi` (and `.EX`/`.EE`) blocks. Each is recognised by what it is and checked
+accordingly:
 
 - `curl` commands: sent, with bash, to a real pvsim-pv started for the test; only the host:port of
   the documented daemon (`localhost:9762`, the shipped `pv.listen`) is rewritten to the test
@@ -19,6 +22,9 @@ The examples are read from the documents themselves: the README's fenced blocks 
   the package system-wide, drives systemd, is a synopsis...). A new example that is none of the
   above fails this test until it is made runnable or listed there, and an entry of NOT_RUN that no
   longer matches an example fails it too.
+
+A link is relative when it names no scheme: its file must exist, and a `#fragment` into a Markdown
+document must be the anchor GitHub gives one of its headings.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,36 +46,62 @@ from conftest import ROOT, http_get
 from pvsim import config
 from pvsim.pipeline.csvsink import HEADER
 
-DOCUMENTS = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "man").glob("*.[1-8]")))
+MARKDOWN = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")))
+MAN_PAGES = tuple(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "man").glob("*.[1-8]")))
+DOCUMENTS = (*MARKDOWN, *MAN_PAGES)
 DOCUMENTED_PV = re.compile(r"\b(?:localhost|127\.0\.0\.1):9762\b")  # the shipped pv.listen
 PROMTOOL = shutil.which("promtool")
 
 # Examples that cannot run in a test, by document and first line, with the reason.
-NOT_RUN: dict[tuple[str, str], str] = {
-    ("README.md", "make demo     # installs what is missing (RabbitMQ included), starts it, simulates today in seconds"):
-        "installs Debian packages; `make check` is the suite itself (tests/test_front_door.py runs "
-        "bin/pvsim-run and make's targets)",
-    ("README.md", "pvsim-run --accelerated [--date YYYY-MM-DD] [--days N | --year YYYY] [--step SECONDS] [--timezone TZ]"):
-        "a synopsis, not a command",
-    ("README.md", "pvsim-meter [--config FILE]     # one reading per second per meter.id, published with confirms"):
-        "a synopsis of the daemons, not a command (tests/daemons/ start them)",
-    ("README.md", "Clock ──> MeterModel ──> Reading ──> Transport ──> Reading ──> PvService ──> Row ──> CsvSink"):
-        "a diagram",
-    ("README.md", "pvsim/"):
-        "a directory tree (tests/test_layers.py checks the layers it describes)",
-    ("README.md", "make deb                                   # dist/pvsim_<version>_all.deb, lintian-clean"):
-        "builds the .deb and installs it system-wide: tests/package/test_deb_systemd.py does exactly "
-        "that in a booted systemd container",
-    ("man/pvsim-meter.8", "# systemctl edit pvsim-meter"):
-        "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)",
-    ("man/pvsim-pv.8", "# systemctl edit pvsim-pv"):
-        "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)",
-    ("man/pvsim.yaml.5", "systemctl restart pvsim-meter pvsim-pv"):
-        "restarts the installed units under systemd (tests/package/test_deb_systemd.py)",
-    ("man/pvsim-run.1", "pvsim-run --accelerated --year 2026 --output ~/pvsim-2026"):
-        "a year at 1-second steps: 31.5 million readings, 2 GB of CSV, minutes of two CPUs "
-        "(bench/bench_year.py runs it); its flags are those of the other examples",
-}
+NOT_RUN: dict[tuple[str, str], str] = {(document, first): reason for document, first, reason in [
+    ("README.md",
+     "make demo     # installs what is missing (RabbitMQ included), starts it, simulates today in seconds",
+     "installs Debian packages; `make check` is the suite itself (tests/test_front_door.py runs "
+     "bin/pvsim-run and make's targets)"),
+    ("README.md",
+     "Clock ──> MeterModel ──> Reading ──> RabbitMQ ──> PvService ──> Row ──> daily CSV (fsync, then ack)",
+     "a diagram"),
+    ("docs/explanation/architecture.md",
+     "Clock ──> MeterModel ──> Reading ──> Transport ──> Reading ──> PvService ──> Row ──> CsvSink",
+     "a diagram"),
+    ("docs/contributing.md",
+     "pvsim/          config and logging: what every layer reads",
+     "a directory tree (tests/test_layers.py checks the layers it describes)"),
+    ("docs/reference/cli.md",
+     "pvsim-run --accelerated [--date YYYY-MM-DD] [--days N | --year YYYY] [--step SECONDS] [--timezone TZ]",
+     "a synopsis, not a command"),
+    ("docs/reference/cli.md",
+     "pvsim-meter [--config FILE]     # one reading per second per meter.id, published with confirms",
+     "a synopsis of the daemons, not a command (tests/daemons/ start them)"),
+    ("docs/howto/install-deb.md",
+     "make deb                                   # dist/pvsim_<version>_all.deb, lintian-clean",
+     "builds the .deb and installs it system-wide: tests/package/test_deb_systemd.py does exactly "
+     "that in a booted systemd container"),
+    ("docs/howto/install-deb.md",
+     "sudo systemctl restart pvsim-meter pvsim-pv",
+     "restarts the installed units under systemd (tests/package/test_deb_systemd.py)"),
+    ("docs/howto/upgrade.md",
+     "sudo apt install ./dist/pvsim_*_all.deb",
+     "upgrades the package system-wide: tests/package/test_deb_systemd.py upgrades it with the units "
+     "running, in a booted systemd container"),
+    ("docs/howto/replay-meter-export.md",
+     "pvsim-run --accelerated --year 2026 --step 900 --config building-1.yaml",
+     "needs the reader's own meter export (tests/inputs/test_models.py builds the series model from "
+     "recorded files); the config of this guide loads, as a config example"),
+    ("man/pvsim-meter.8",
+     "# systemctl edit pvsim-meter",
+     "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)"),
+    ("man/pvsim-pv.8",
+     "# systemctl edit pvsim-pv",
+     "a drop-in for the installed unit under systemd (tests/package/test_units.py checks the units)"),
+    ("man/pvsim.yaml.5",
+     "systemctl restart pvsim-meter pvsim-pv",
+     "restarts the installed units under systemd (tests/package/test_deb_systemd.py)"),
+    ("man/pvsim-run.1",
+     "pvsim-run --accelerated --year 2026 --output ~/pvsim-2026",
+     "a year at 1-second steps: 31.5 million readings, 2 GB of CSV, minutes of two CPUs "
+     "(bench/bench_year.py runs it); its flags are those of the other examples"),
+]}
 
 
 @dataclass(frozen=True)
@@ -192,7 +225,8 @@ def kind(ex: Example) -> str | None:
         progs = {program(c) for c, _ in cmds}
         if cmds and progs == {"curl"}:
             return "curl"
-        if cmds and progs == {"pvsim-run"} and all(c.split()[0] in ("pvsim-run", "bin/pvsim-run") for c, _ in cmds):
+        if cmds and progs == {"pvsim-run"} and \
+                all(c.split()[0] in ("pvsim-run", "bin/pvsim-run") for c, _ in cmds):
             return "pvsim-run"
     if ex.lang in ("", "yaml", "yml"):
         try:
@@ -201,7 +235,8 @@ def kind(ex: Example) -> str | None:
             return None
         if isinstance(doc, dict) and "scrape_configs" in doc:
             return "prometheus"
-        if isinstance(doc, dict) and doc and set(doc) <= {f.name for f in config.Config.__dataclass_fields__.values()}:
+        sections = {f.name for f in config.Config.__dataclass_fields__.values()}
+        if isinstance(doc, dict) and doc and set(doc) <= sections:
             return "config"
     return None
 
@@ -371,7 +406,8 @@ def test_config_example_loads(ex):
 def test_prometheus_example_passes_promtool(ex, tmp_path):
     path = tmp_path / "prometheus.yml"
     path.write_text(ex.text)
-    proc = subprocess.run([PROMTOOL, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([PROMTOOL, "check", "config", str(path)], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, f"{ex}:\n{proc.stdout}{proc.stderr}"
 
 
@@ -381,3 +417,99 @@ def test_csv_sample_has_the_columns_pvsim_writes(ex):
     assert header == HEADER
     for row in rows:
         assert len(row.split(",")) == len(HEADER.split(",")), f"{ex}: {row}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Relative links in the Markdown documents
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def unfenced(document: str | Path) -> list[tuple[int, str]]:
+    """The document's lines outside fenced blocks, numbered."""
+    out, fenced = [], False
+    for number, line in enumerate((ROOT / document).read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            out.append((number, line))
+    return out
+
+
+def anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(document: Path) -> set[str]:
+    return {anchor(line.lstrip("#")) for _, line in unfenced(document) if re.match(r"#{1,6} ", line)}
+
+
+def broken_links(document: str) -> list[str]:
+    broken = []
+    for number, line in unfenced(document):
+        # A link in inline code is an example shown, not one the reader follows.
+        for target in LINK.findall(re.sub(r"`[^`]*`", "", line)):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # a URL: not checked here (no network in a test)
+            path, _, fragment = target.partition("#")
+            resolved = ((ROOT / document).parent / path).resolve() if path else ROOT / document
+            where = f"{document}:{number}: {target}"
+            if not resolved.exists():
+                broken.append(f"{where}: no such file")
+            elif fragment and resolved.suffix == ".md" and fragment not in anchors(resolved):
+                broken.append(f"{where}: no heading with that anchor in {resolved.relative_to(ROOT)}")
+    return broken
+
+
+# docs/reference/config.md is generated from the config schema (python3 -m pvsim.config --reference)
+# and committed: a link to it is checked like any other.
+@pytest.mark.parametrize("document", MARKDOWN)
+def test_every_relative_link_resolves(document):
+    broken = broken_links(document)
+    assert not broken, "links that lead nowhere:\n" + "\n".join(broken)
+
+
+def test_a_broken_link_is_caught(tmp_path, monkeypatch):
+    """What the test above rests on: a missing file and a missing heading are both reported."""
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "a.md").write_text("# Title `x`: here\n\n[ok](#title-x-here) [gone](b.md) [ok too](a.md)\n"
+                                   "[no anchor](a.md#nowhere) `[code](c.md)` [web](https://example.org)\n")
+    broken = broken_links("a.md")
+    assert len(broken) == 2 and "b.md: no such file" in broken[0] and "nowhere" in broken[1], broken
+
+
+# ----------------------------------------------------------------------------------------------
+# The man pages document the options the programs take
+
+OPTION = re.compile(r"(?<![\w-])(--?[a-z][a-z-]*)")
+
+
+def help_options(program: str) -> set[str]:
+    """The options `bin/PROGRAM --help` lists (argparse's option lines)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(ROOT / "bin" / program), "--help"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("options:", 1)[1].splitlines()
+    specs = [re.split(r"\s{2,}", line.strip())[0] for line in lines if re.match(r"\s{2}-", line)]
+    return {option for spec in specs for option in OPTION.findall(spec)}
+
+
+def man_options(page: str) -> set[str]:
+    """The options the OPTIONS section of a man page gives a paragraph (`.TP` then the tag)."""
+    lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+    start = lines.index(".SH OPTIONS")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(".SH "))
+    tags = [unroff(lines[i + 1], page) for i in range(start, end) if lines[i] == ".TP"]
+    return {option for tag in tags for option in OPTION.findall(re.sub(r"^\.\w+ ", "", tag))}
+
+
+@pytest.mark.parametrize("program,page", [("pvsim-run", "man/pvsim-run.1"),
+                                          ("pvsim-meter", "man/pvsim-meter.8"),
+                                          ("pvsim-pv", "man/pvsim-pv.8")])
+def test_man_page_documents_the_programs_options(program, page):
+    documented, taken = man_options(page) | {"-h", "--help"}, help_options(program)
+    assert taken - documented == set(), f"{page} does not document {sorted(taken - documented)}"
+    assert documented - taken == set(), f"{page} documents options {program} does not take: " \
+        f"{sorted(documented - taken)}"

@@ -41,6 +41,28 @@ def test_bin_pvsim_run_simulates_a_day(tmp_path):
     assert "recommended plan" in proc.stdout
 
 
+def test_the_readmes_two_commands_are_make_targets_make_help_lists():
+    """The README's first block is the front door: `make demo` (set up, run the main job) and
+    `make check` (set up, run the tests). Both must be targets that `make help` lists, so a
+    renamed target fails here before it fails a newcomer."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```", 2)[1]
+    commands = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
+    assert [words[:2] for words in commands] == [["make", "demo"], ["make", "check"]], block
+    proc = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ") and line.split()}
+    assert {"demo", "check"} <= listed, proc.stdout
+
+
+def test_the_readme_stays_a_front_door():
+    """What pvsim is, the two commands, a tour and where to read on (issue 21, section 5): the rest
+    lives in docs/, one page per purpose. A README that grows past this is taking docs/' place."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines: move the detail into docs/"
+    assert "(docs/README.md)" in "\n".join(lines), "the README must lead to the documentation"
+
+
 def test_make_help_lists_targets_programs_and_manuals():
     proc = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=30)

@@ -23,7 +23,7 @@ from pvsim.store.retention import Retention
 from test_joi import NOW, Pipeline, assert_problem, limited
 
 DAY = 86_400
-MAX_FUTURE_DAYS = 366  # api.joi.MAX_FUTURE_DAYS, as the README states it
+MAX_FUTURE_DAYS = 366  # api.joi.MAX_FUTURE_DAYS, as docs/reference/api.md states it
 
 
 def day_files_on(directory) -> int:
