@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pvsim.model.pvcurve import PvCurve
-from pvsim.pipeline.csvsink import CsvSink, HEADER, Row, SinkError, day_files, parse_line
+from pvsim.pipeline.csvformat import HEADER, Row, day_files, format_line, parse_line
+from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.model.reading import Reading
 from pvsim.pipeline.pvservice import PvService
 
@@ -179,8 +180,19 @@ def test_day_files_lists_only_pvsim_days(tmp_path):
 
 
 def test_negative_zero_is_not_written(tmp_path):
-    row = Row(dt.datetime(2026, 6, 21, tzinfo=TZ), "m", 0.0, 0.0, 0.0, -0.0)
-    assert b",-0.0000" not in row.to_line()
+    assert b",-0.0000" not in format_line(dt.datetime(2026, 6, 21, tzinfo=TZ).isoformat(), "m", 0.0, 0.0, 0.0, -0.0)
+
+
+def test_a_line_parses_back_into_its_local_time_and_row():
+    local = dt.datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=TZ)  # the second 02:30, at +01:00
+    row = Row(local.date(), "m-1", int(local.timestamp()), 1234.5, 1.2345, 0.5)
+    line = format_line(local.isoformat(), row.meter_id, row.meter_w, row.meter_kw, row.pv_kw, row.net_kw)
+    assert line == b"2026-10-25T02:30:00+01:00,m-1,1234.5,1.2345,0.5000,0.7345\n"
+    back_local, back = parse_line(line.decode())
+    assert back == row and back.net_kw == 0.7345 and back_local.utcoffset() == dt.timedelta(hours=1)
+    assert parse_line(line.decode(), "other") is None  # another meter's row is passed over
+    assert parse_line(HEADER) is None and parse_line("2026-10-25T02:30:00,m,1,2,3") is None
+    assert parse_line("not a time,m,1,2,3,4") is None
 
 
 def test_a_restarted_service_skips_rows_of_any_day_already_written(tmp_path):
