@@ -37,7 +37,7 @@ import yaml
 
 from conftest import ROOT, http_get
 from pvsim import config
-from pvsim.pipeline.csvsink import HEADER
+from pvsim.pipeline.csvformat import HEADER
 
 DOCUMENTS = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "man").glob("*.[1-8]")))
 DOCUMENTED_PV = re.compile(r"\b(?:localhost|127\.0\.0\.1):9762\b")  # the shipped pv.listen

@@ -62,7 +62,7 @@ def test_dst_days_have_23_or_25_hours_and_no_instant_twice(tmp_path, date, rows)
     svc.sync()
     data = lines(tmp_path / f"pvsim-{date}.csv")[1:]
     assert len(data) == rows
-    instants = [int(dt.datetime.fromisoformat(x.split(",")[0]).timestamp()) for x in data]
+    instants = [parse_line(x)[1].instant for x in data]
     assert instants == list(range(instants[0], instants[0] + rows))
     offsets = {x[19:25] for x in data}
     assert offsets == {"+01:00", "+02:00"}

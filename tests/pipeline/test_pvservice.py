@@ -16,7 +16,7 @@ from pvsim.model.pvcurve import PvCurve
 from pvsim.model.pvmodels import Clouds
 from pvsim.model.reading import Reading
 from pvsim.model.pvcurve import local_seconds
-from pvsim.pipeline.csvformat import HEADER_LINE, Row, day_files, format_line
+from pvsim.pipeline.csvformat import HEADER_LINE, Row, day_files, format_line, parse_line
 from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.messages import encode, encode_columns
 from pvsim.pipeline.pvservice import PvService
@@ -187,7 +187,7 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
         svc.sync()  # the daemon's: before every ack, after every POST
         assert len(svc.written) <= days_in_memory
     svc.sync()
-    rows = [tuple(line.split(",")[:2]) for _, p in day_files(directory)
+    rows = [(parse_line(line)[1].meter_id, parse_line(line)[1].instant) for _, p in day_files(directory)
             for line in p.read_text().splitlines()[1:]]
     assert len(rows) == len(set(rows)) == len({(r.meter_id, r.seq) for r in sent})
 

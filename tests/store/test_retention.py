@@ -14,9 +14,10 @@ from pvsim.api.joi import JoiApi
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
 from pvsim.model.shard import shard_of
-from pvsim.pipeline.csvsink import CsvSink, all_day_files, day_files
+from pvsim.pipeline.csvformat import agg_name, all_day_files, day_files
+from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.pvservice import PvService
-from pvsim.store.readingstore import ReadingStore, agg_name
+from pvsim.store.readingstore import ReadingStore
 from pvsim.store.retention import Retention
 from pvsim.store.shardedstore import ShardedStore
 
