@@ -29,7 +29,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from pvsim.pipeline.csvformat import HEADER_LINE, file_name, parse_line
+from pvsim.pipeline.csvformat import HEADER_LINE, file_name, parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +243,10 @@ class CsvSink:
             with open(open_regular(path, os.O_RDONLY, report=self.log_refusals),
                       encoding="utf-8", errors="replace") as f:
                 for line in f:
-                    parsed = parse_line(line)
+                    parsed = parse_sample(line)
                     if parsed is not None:
                         count += 1
-                        yield parsed[1].meter_id, parsed[1].instant
+                        yield parsed[0], parsed[1]
         except OSError as exc:
             raise SinkError(f"cannot read back {path}: {exc.strerror}") from None
         log.info("recovered %d rows from %s", count, path)

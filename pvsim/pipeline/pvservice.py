@@ -76,7 +76,6 @@ class PvService:
         self.listeners: list[RowListener] = []
         self.batch_listeners: list[BatchListener] = []
         self.rows_total = 0
-        self.duplicates_total = 0
 
     @classmethod
     def recovering(cls, curve: PvModel, sink: CsvSink, tz: ZoneInfo,
@@ -214,7 +213,6 @@ class PvService:
                         keep(row)
         finally:
             self.rows_total += outcome.written
-            self.duplicates_total += outcome.duplicates
             if batch:  # the rows written, also when the sink failed part way
                 for batch_listener in self.batch_listeners:
                     batch_listener(batch)

@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 
 from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance
-from pvsim.pipeline.csvformat import HEADER_LINE, Row, agg_name, day_files, file_name, parse_line
+from pvsim.pipeline.csvformat import HEADER_LINE, Row, agg_name, day_files, file_name, parse_sample
 from pvsim.pipeline.csvsink import NotRegularFile, check_regular, open_regular
 from pvsim.store.aggregates import DayPart, MeterDay, NEVER_AFTER, NEVER_BEFORE, Sample, combine
 
@@ -336,14 +336,14 @@ class ReadingStore:
             return per_meter, offset
         end = data.rfind(b"\n") + 1  # a torn last line is not a row (yet)
         for line in data[:end].decode("utf-8", errors="replace").splitlines():
-            parsed = parse_line(line, meter_id)
+            parsed = parse_sample(line, meter_id)
             if parsed is None:
                 continue
-            row = parsed[1]
-            samples = per_meter.get(row.meter_id)
+            meter, instant, meter_kw, pv_kw = parsed
+            samples = per_meter.get(meter)
             if samples is None:
-                samples = per_meter[row.meter_id] = []
-            samples.append((row.instant, row.meter_kw, row.pv_kw))
+                samples = per_meter[meter] = []
+            samples.append((instant, meter_kw, pv_kw))
         return per_meter, offset + end
 
     def _journal(self, day: dt.date, meter_id: str | None = None) -> list[_Journaled]:

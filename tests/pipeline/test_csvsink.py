@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pvsim.model.pvcurve import PvCurve
-from pvsim.pipeline.csvformat import HEADER, Row, day_files, format_line, parse_line
+from pvsim.pipeline.csvformat import HEADER, Row, day_files, format_line, parse_line, parse_sample
 from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.model.reading import Reading
 from pvsim.pipeline.pvservice import PvService
@@ -180,7 +180,8 @@ def test_day_files_lists_only_pvsim_days(tmp_path):
 
 
 def test_negative_zero_is_not_written(tmp_path):
-    assert b",-0.0000" not in format_line(dt.datetime(2026, 6, 21, tzinfo=TZ).isoformat(), "m", 0.0, 0.0, 0.0, -0.0)
+    midnight = dt.datetime(2026, 6, 21, tzinfo=TZ).isoformat()
+    assert b",-0.0000" not in format_line(midnight, "m", 0.0, 0.0, 0.0, -0.0)
 
 
 def test_a_line_parses_back_into_its_local_time_and_row():
@@ -190,9 +191,12 @@ def test_a_line_parses_back_into_its_local_time_and_row():
     assert line == b"2026-10-25T02:30:00+01:00,m-1,1234.5,1.2345,0.5000,0.7345\n"
     back_local, back = parse_line(line.decode())
     assert back == row and back.net_kw == 0.7345 and back_local.utcoffset() == dt.timedelta(hours=1)
-    assert parse_line(line.decode(), "other") is None  # another meter's row is passed over
-    assert parse_line(HEADER) is None and parse_line("2026-10-25T02:30:00,m,1,2,3") is None
-    assert parse_line("not a time,m,1,2,3,4") is None
+    sample = ("m-1", row.instant, 1.2345, 0.5)
+    assert parse_sample(line.decode()) == sample == parse_sample(line.decode(), "m-1")
+    for parse in (parse_line, parse_sample):
+        assert parse(line.decode(), "other") is None  # another meter's row is passed over
+        assert parse(HEADER) is None and parse("2026-10-25T02:30:00,m,1,2,3") is None
+        assert parse("not a time,m,1,2,3,4") is None and parse("2026-10-25T02:30:00,m,1,x,3,4") is None
 
 
 def test_a_restarted_service_skips_rows_of_any_day_already_written(tmp_path):

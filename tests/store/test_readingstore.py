@@ -105,7 +105,8 @@ def test_gap_longer_than_the_limit_is_not_bridged(tmp_path):
 
 
 def test_windows_clip_segments_and_add_up(tmp_path):
-    rows = [row(f"2020-11-{d}T{h:02d}:00:00", float(h % 5), float(h % 3)) for d in (28, 29) for h in range(24)]
+    rows = [row(f"2020-11-{d}T{h:02d}:00:00", float(h % 5), float(h % 3))
+            for d in (28, 29) for h in range(24)]
     write(tmp_path, rows)
     s = store(tmp_path)
     whole = s.energy_by_day("m")
@@ -442,7 +443,8 @@ def test_a_shard_store_reads_its_shards_files_only(tmp_path):
     s = store(tmp_path, shard=3)
     assert kwh_and_count(s) == (1.0, 2, 2) and s.meters() == {"m"}
     assert (tmp_path / ".pvsim-2020-11-29.s03.agg.json").exists()
-    assert agg_name(SUN, 3) == ".pvsim-2020-11-29.s03.agg.json" and agg_name(SUN) == ".pvsim-2020-11-29.agg.json"
+    assert agg_name(SUN, 3) == ".pvsim-2020-11-29.s03.agg.json"
+    assert agg_name(SUN) == ".pvsim-2020-11-29.agg.json"
     assert store(tmp_path).meters() == {"y"}  # without shard: the plain files
     again = store(tmp_path, shard=3)
     assert kwh_and_count(again) == (1.0, 2, 2) and again.rebuilds == 0
