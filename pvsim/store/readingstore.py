@@ -12,12 +12,13 @@ this module adds an index over them, one `aggregates.MeterDay` per (local day, m
   CSV's size and mtime; it is used only while both still match (otherwise the day is rebuilt from
   the CSV and the file rewritten), so a month of past days loads from 30 small JSON files after a
   restart.
-- New rows arrive through `on_row(row, instant)`, the PvService listener. It only queues them (no
-  I/O, never blocks the pipeline for long); every query first applies the queue to the days in
-  memory. A row that arrives out of order for its (day, meter) marks the day for a rebuild.
-  The last rows seen are kept in a journal and merged whenever a day is read from its CSV, so a
-  row that the sink has appended but not yet flushed is never missed; an instant already in the
-  day is never counted twice (duplicates in a CSV are ignored too).
+- New rows arrive through `on_row(row, nbytes)`, the PvService listener (the row and the length
+  of its line, from the writer). It only queues them (no I/O, never blocks the pipeline for
+  long); every query first applies the queue to the days in memory. A row that arrives out of
+  order for its (day, meter) marks the day for a rebuild. The last rows seen are kept in a
+  journal and merged whenever a day is read from its CSV, so a row that the sink has appended but
+  not yet flushed is never missed; an instant already in the day is never counted twice
+  (duplicates in a CSV are ignored too).
 - Other processes may append to the same files (a fleet's pvsim-pv processes, possibly on other
   hosts, each write some shards and answer for every meter). A day in memory knows the bytes of
   its CSV it has read (`read_to`) and the bytes it accounts for (`nbytes`: those, plus this
