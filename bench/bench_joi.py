@@ -28,7 +28,7 @@ from pathlib import Path
 from pvsim import config
 from pvsim.api.joi import JoiApi
 from pvsim.model.pvcurve import PvCurve
-from pvsim.pipeline.csvsink import HEADER, file_name
+from pvsim.pipeline.csvformat import HEADER, file_name
 from pvsim.pipeline.pvservice import Outcome
 
 METER = "smart-meter-0"

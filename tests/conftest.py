@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 import os
 import signal
@@ -437,13 +436,14 @@ def daemons():
 
 def csv_instants(directory: Path) -> dict[str, list[int]]:
     """Per meter, the instant of every complete row in a directory's daily CSVs."""
-    from pvsim.pipeline.csvsink import all_day_files
+    from pvsim.pipeline.csvformat import all_day_files, parse_line
     out: dict[str, list[int]] = {}
     for _, _, path in all_day_files(directory):
         text = path.read_text()
         for line in text[: text.rfind("\n") + 1].splitlines()[1:]:
-            ts, meter = line.split(",")[:2]
-            out.setdefault(meter, []).append(int(dt.datetime.fromisoformat(ts).timestamp()))
+            parsed = parse_line(line)
+            assert parsed is not None, f"{path}: not a row: {line!r}"
+            out.setdefault(parsed[1].meter_id, []).append(parsed[1].instant)
     return out
 
 
@@ -562,8 +562,3 @@ def amqp_proxy(rabbitmq: str):
     proxy = TcpProxy()
     yield proxy
     proxy.down()
-
-
-def written(row, instant: int) -> tuple:
-    """A CSV Row as the PV service's batch listeners get it (pvservice.Written)."""
-    return (row.timestamp.date(), row.meter_id, instant, row.meter_w, row.meter_kw, row.pv_kw)

@@ -44,7 +44,7 @@ import yaml
 
 from conftest import ROOT, http_get
 from pvsim import config
-from pvsim.pipeline.csvsink import HEADER
+from pvsim.pipeline.csvformat import HEADER
 
 MARKDOWN = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")))
 MAN_PAGES = tuple(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "man").glob("*.[1-8]")))

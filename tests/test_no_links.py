@@ -28,11 +28,12 @@ from pvsim.api.joi import JoiApi
 from pvsim.daemons.meter import MeterState
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import CsvSink, HEADER, NotRegularFile, SinkError, file_name
+from pvsim.pipeline.csvformat import HEADER, agg_name, file_name, parse_line
+from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, SinkError
 from pvsim.pipeline.messages import encode
 from pvsim.pipeline.pvservice import PvService
 from pvsim.pipeline.shardlock import ShardLock
-from pvsim.store.readingstore import ReadingStore, agg_name
+from pvsim.store.readingstore import ReadingStore
 from pvsim.store.retention import Retention
 
 UTC = ZoneInfo("UTC")
@@ -439,7 +440,7 @@ def test_pvsim_pv_holds_a_message_for_a_linked_day_file_and_goes_on_when_it_is_g
     wait_for(lambda: pv.metric("pvsim_pv_readings_written_total") == 5, timeout=30,
              message="the held message written")
     wait_for(lambda: http_get(port, "/healthz", 5)[0] == 200, timeout=30)
-    rows = [line.split(",")[1] for line in link.read_text().splitlines()[1:]]
+    rows = [parse_line(line)[1].meter_id for line in link.read_text().splitlines()[1:]]
     assert rows == ["m-held"] * 5
     assert target.read_bytes() == VICTIM
     assert pv.stop() == 0

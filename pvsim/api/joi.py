@@ -48,7 +48,8 @@ from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.plans import PlanCost, Pricing, joi_list, rank, recommend
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import NotRegularFile, Row, SinkError, all_day_files
+from pvsim.pipeline.csvformat import Row, all_day_files
+from pvsim.pipeline.csvsink import NotRegularFile, SinkError
 from pvsim.pipeline.messages import InvalidMessage, MAX_READINGS, validate
 from pvsim.pipeline.pvservice import Outcome
 from pvsim.store.shardedstore import Store, store_for
@@ -98,9 +99,9 @@ class JoiApi:
             ("price-plans", "recommend"): (("GET", "HEAD"), self._recommend),
         }
 
-    def on_row(self, row: Row, instant: int) -> None:
+    def on_row(self, row: Row, nbytes: int) -> None:
         """PvService listener: keeps the store's day aggregates current without rereading."""
-        self.store.on_row(row, instant)
+        self.store.on_row(row, nbytes)
         if self._known_meters is not None:
             self._known_meters.add(row.meter_id)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pvsim.model import energy
 from pvsim.model.energy import EnergyBalance
-from pvsim.pipeline.csvsink import parse_line
+from pvsim.pipeline.csvformat import parse_line
 from pvsim.store.aggregates import AverageDay
 
 MISSING = "--plot needs matplotlib: apt install python3-matplotlib"
@@ -54,11 +54,11 @@ def read_series(paths: Iterable[Path]) -> dict[str, list[tuple[dt.datetime, floa
     for path in paths:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                values = parse_line(line)
-                if values is None:
+                parsed = parse_line(line)
+                if parsed is None:
                     continue
-                ts, meter, _, meter_kw, pv_kw, net_kw = values
-                series.setdefault(meter, []).append((ts, meter_kw, pv_kw, net_kw))
+                local, row = parsed
+                series.setdefault(row.meter_id, []).append((local, row.meter_kw, row.pv_kw, row.net_kw))
     for rows in series.values():
         rows.sort(key=lambda r: r[0])
     return series

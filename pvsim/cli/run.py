@@ -44,7 +44,8 @@ from pvsim.model.shard import MAX_SHARDS, shard_of
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.pipeline.messages import MAX_INSTANT, encode_columns
-from pvsim.pipeline.pvservice import BatchListener, PvService, Written
+from pvsim.pipeline.csvformat import Row
+from pvsim.pipeline.pvservice import BatchListener, PvService
 from pvsim.pipeline.shardset import ShardSet
 from pvsim.pipeline.transport import InProcess, MessageRejected, RabbitRun, Transport
 from pvsim.store.aggregates import AverageDay, DayAggregator, ProfileAggregator
@@ -271,7 +272,7 @@ class _Partial:
         """The PV service's batch listeners that fill this partial."""
         clipped = self.clipped
 
-        def count_clipped(rows: list[Written]) -> None:
+        def count_clipped(rows: list[Row]) -> None:
             for _, meter_id, _, meter_w, _, _ in rows:
                 if meter_w >= max_w:  # the model's value was cut to meter.max_w
                     clipped[meter_id] = clipped.get(meter_id, 0) + 1
@@ -342,7 +343,7 @@ def _progress(total: int, report: Report) -> BatchListener:
     every = max(1, total // 200)
     count, due = 0, every
 
-    def update(rows: list[Written]) -> None:
+    def update(rows: list[Row]) -> None:
         nonlocal count, due
         count += len(rows)
         if count >= due or count >= total:

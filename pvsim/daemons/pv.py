@@ -41,7 +41,8 @@ from pvsim.inputs.models import pv_model
 from pvsim.model import shard
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
-from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, Row, SinkError
+from pvsim.pipeline.csvformat import Row
+from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, SinkError
 from pvsim.pipeline.messages import InvalidMessage, Reason, decode, encode_batches
 from pvsim.pipeline.poison import PoisonGuard
 from pvsim.pipeline.pvservice import Outcome, PvService
@@ -186,7 +187,7 @@ class PvDaemon:
 
     # --- rows, syncs and the API ------------------------------------------------------------
 
-    def _on_row(self, row: Row, instant: int) -> None:
+    def _on_row(self, row: Row, nbytes: int) -> None:
         gauges = self._gauges.get(row.meter_id)
         if gauges is None:
             m = self.metrics
@@ -196,11 +197,11 @@ class PvDaemon:
         gauges[0].set(row.meter_w)
         gauges[1].set(round(row.pv_kw * 1000.0, 1))
         gauges[2].set(round(row.net_kw * 1000.0, 1))
-        gauges[3].set(instant)
-        self._unsynced.append(instant)
+        gauges[3].set(row.instant)
+        self._unsynced.append(row.instant)
 
-    def _on_row_timed(self, row: Row, instant: int) -> None:
-        self._unsynced.append(instant)
+    def _on_row_timed(self, row: Row, nbytes: int) -> None:
+        self._unsynced.append(row.instant)
 
     def _sync(self) -> None:
         """Make the rows durable (lock held), then record their end-to-end lag."""

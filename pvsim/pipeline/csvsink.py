@@ -1,10 +1,10 @@
 """Daily CSV files: one per local calendar day, appended, made durable before acknowledgement.
 
-File `<directory>/pvsim-YYYY-MM-DD.csv` (a fleet's shard NN: `pvsim-YYYY-MM-DD.sNN.csv`), header `timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw`.
-A row goes to the file of its own local date, so rotation at local midnight (and across DST
-changes, where a day has 23 or 25 hours) needs no timer: the first row of the new day opens the
-new file. `sync()` flushes and fsyncs every file written since the last sync; the PV service acks
-a message only after that, so an acknowledged reading is on disk.
+Their names and format are `csvformat`'s. A row goes to the file of its own local date, so
+rotation at local midnight (and across DST changes, where a day has 23 or 25 hours) needs no
+timer: the first row of the new day opens the new file. `sync()` flushes and fsyncs every file
+written since the last sync; the PV service acks a message only after that, so an acknowledged
+reading is on disk.
 
 `written(day)` reads a day's file back, so that a restarted PV service knows what it holds: a crash
 between a write and its ack then cannot double a row when the message is redelivered.
@@ -23,20 +23,15 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import stat
 import threading
 from pathlib import Path
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
-from pvsim.model.shard import label
+from pvsim.pipeline.csvformat import HEADER_LINE, file_name, parse_sample
 
 log = logging.getLogger(__name__)
-
-HEADER = "timestamp,meter_id,meter_w,meter_kw,pv_kw,net_kw"
-_HEADER_BYTES = (HEADER + "\n").encode()
-_NAME = re.compile(r"^pvsim-(\d{4}-\d{2}-\d{2})(?:\.s(\d{2,3}))?\.csv$")
 
 
 class SinkError(Exception):
@@ -133,70 +128,6 @@ def open_regular(path: str | Path, flags: int, mode: int = 0o644, report: bool =
     return fd
 
 
-class Row(NamedTuple):
-    """A CSV row. A named tuple, not a frozen dataclass: as immutable, and built four times
-    faster, which counts at a row per reading."""
-
-    timestamp: dt.datetime  # local time of the PV plant, with its UTC offset
-    meter_id: str
-    meter_w: float
-    meter_kw: float
-    pv_kw: float
-    net_kw: float
-
-    def to_line(self) -> bytes:
-        return format_line(self.timestamp.isoformat(), self.meter_id, self.meter_w, self.meter_kw,
-                           self.pv_kw, self.net_kw)
-
-
-def format_line(timestamp: str, meter_id: str, meter_w: float, meter_kw: float, pv_kw: float,
-                net_kw: float) -> bytes:
-    """The one CSV line format; `timestamp` is the local time's ISO text (with the offset).
-    `+ 0.0` turns a -0.0 net into 0.0."""
-    return f"{timestamp},{meter_id},{meter_w:.1f},{meter_kw:.4f},{pv_kw:.4f},{net_kw + 0.0:.4f}\n".encode()
-
-
-def file_name(day: dt.date, shard: int | None = None) -> str:
-    """A day's file: pvsim-YYYY-MM-DD.csv, or pvsim-YYYY-MM-DD.sNN.csv for shard NN."""
-    return f"pvsim-{day.isoformat()}{'' if shard is None else '.' + label(shard)}.csv"
-
-
-def day_files(directory: Path, shard: int | None = None) -> list[tuple[dt.date, Path]]:
-    """The daily CSV files of one shard (None: the files of a run without shards), oldest
-    first."""
-    return [(day, path) for day, s, path in all_day_files(directory) if s == shard]
-
-
-def all_day_files(directory: Path) -> list[tuple[dt.date, int | None, Path]]:
-    """Every daily CSV file in a directory, whatever its shard: (day, shard, path), oldest
-    first."""
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    found = []
-    for name in names:
-        if m := _NAME.match(name):
-            try:
-                day = dt.date.fromisoformat(m.group(1))
-            except ValueError:  # pvsim-2026-02-30.csv: not one of ours
-                continue
-            found.append((day, None if m.group(2) is None else int(m.group(2)), directory / name))
-    return sorted(found, key=lambda f: (f[0], -1 if f[1] is None else f[1]))
-
-
-def parse_line(line: str) -> tuple[dt.datetime, str, float, float, float, float] | None:
-    """A data line back into values; None for the header or a line that is not a row."""
-    parts = line.rstrip("\n").split(",")
-    if len(parts) != 6 or parts[0] == "timestamp":
-        return None
-    try:
-        return (dt.datetime.fromisoformat(parts[0]), parts[1], float(parts[2]), float(parts[3]),
-                float(parts[4]), float(parts[5]))
-    except ValueError:
-        return None
-
-
 class CsvSink:
     """Appends rows to daily files (of one shard, with `shard`); `truncate=True` starts each
     day's file afresh (pvsim-run). A day's file that is not a regular file raises
@@ -226,11 +157,8 @@ class CsvSink:
     def path_for(self, day: dt.date) -> Path:
         return self.directory / file_name(day, self.shard)
 
-    def append(self, row: Row) -> None:
-        self.append_line(row.timestamp.date(), row.to_line())
-
     def append_line(self, day: dt.date, line: bytes) -> None:
-        """Append a formatted row (`format_line`) to the file of its local date `day`."""
+        """Append a formatted row (`csvformat.format_line`) to the file of its local date `day`."""
         f = self._files.get(day) or self._open(day)
         try:
             f.write(line)
@@ -287,7 +215,7 @@ class CsvSink:
                 created = False
             f = os.fdopen(fd, "ab")
             if created or fresh or os.fstat(fd).st_size == 0:
-                f.write(_HEADER_BYTES)
+                f.write(HEADER_LINE)
             if created:
                 _fsync_directory(self.directory)
         except OSError as exc:
@@ -315,10 +243,10 @@ class CsvSink:
             with open(open_regular(path, os.O_RDONLY, report=self.log_refusals),
                       encoding="utf-8", errors="replace") as f:
                 for line in f:
-                    values = parse_line(line)
-                    if values is not None:
+                    parsed = parse_sample(line)
+                    if parsed is not None:
                         count += 1
-                        yield values[1], int(values[0].timestamp())
+                        yield parsed[0], parsed[1]
         except OSError as exc:
             raise SinkError(f"cannot read back {path}: {exc.strerror}") from None
         log.info("recovered %d rows from %s", count, path)
@@ -345,7 +273,7 @@ def repair_tail(path: Path, report: bool = True) -> None:
         f.truncate(keep)
         if keep == 0:
             f.seek(0)
-            f.write(_HEADER_BYTES)
+            f.write(HEADER_LINE)
         f.flush()
         os.fsync(f.fileno())
     log.warning("cut a torn last line off %s: %d bytes from offset %d (starting %r)",

@@ -26,17 +26,17 @@ from zoneinfo import ZoneInfo
 from pvsim.model.localtime import HOURS, MINUTES_SECONDS, LocalTime
 from pvsim.model.pvmodels import PvModel
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import CsvSink, Row, format_line
+from pvsim.pipeline.csvformat import Row, format_line
+from pvsim.pipeline.csvsink import CsvSink
 from pvsim.model.shard import label, shard_of
 from pvsim.pipeline.messages import MAX_POWER_W, InvalidMessage, decode_values
 from pvsim.pipeline.rangeset import RangeSet
 
 log = logging.getLogger(__name__)
 
+# A row as written, and the length of its line in bytes (what the store counts of a day's file).
 RowListener = Callable[[Row, int], None]
-# A row as a batch listener gets it: (local date, meter id, instant, meter W, meter kW, PV kW).
-Written = tuple[dt.date, str, int, float, float, float]
-BatchListener = Callable[[list[Written]], None]
+BatchListener = Callable[[list[Row]], None]
 # Local days whose exactly-once memory is kept between batches: today and yesterday for the live
 # meters, and a few days a client is posting to.
 DAYS_IN_MEMORY = 8
@@ -72,11 +72,10 @@ class PvService:
         self._evicted: set[dt.date] = set()
         # Listeners hear of each row as it is written (the daemon's metrics and store); batch
         # listeners of the rows of each message (or `process` call) at once, after them, without
-        # a Row and a datetime per row and a call per row and listener (pvsim-run's summary).
+        # a call per row and listener (pvsim-run's summary).
         self.listeners: list[RowListener] = []
         self.batch_listeners: list[BatchListener] = []
         self.rows_total = 0
-        self.duplicates_total = 0
 
     @classmethod
     def recovering(cls, curve: PvModel, sink: CsvSink, tz: ZoneInfo,
@@ -175,10 +174,10 @@ class PvService:
         time), the PV power there, and the net power."""
         outcome = Outcome()
         append_line, listeners = self.sink.append_line, self.listeners
-        batch: list[Written] = []
+        batch: list[Row] = []
         keep = batch.append if self.batch_listeners else None
+        tell = bool(listeners) or keep is not None
         power_kw, local_time = self.curve.power_kw, self.local_time
-        timedelta, fromtimestamp, tz = dt.timedelta, dt.datetime.fromtimestamp, self.tz
         start = end = 0  # the span's instants [start, end): empty, the first reading finds its own
         on_day: dict[str, RangeSet] = {}
         try:
@@ -186,8 +185,7 @@ class PvService:
                 if not start <= instant < end:
                     span = local_time.span(instant)
                     start, end, base, day = span.start, span.end, span.base, span.day
-                    midnight, prefix, suffix = span.midnight, span.prefix, span.suffix
-                    repeats = span.repeats
+                    prefix, suffix = span.prefix, span.suffix
                     on_day = self._day(day)
                 seen = on_day.get(meter_id)
                 if seen is None:
@@ -203,20 +201,18 @@ class PvService:
                 # SinkError: this reading and the rest stay unmarked
                 hours, rest = divmod(seconds, 3600)
                 text = prefix + HOURS[hours] + MINUTES_SECONDS[rest] + suffix
-                append_line(day, format_line(text, meter_id, power_w, meter_kw, pv_kw, net_kw))
+                line = format_line(text, meter_id, power_w, meter_kw, pv_kw, net_kw)
+                append_line(day, line)
                 seen.add(instant)
                 outcome.written += 1
-                if listeners:
-                    local = (fromtimestamp(instant, tz) if repeats
-                             else midnight + timedelta(seconds=seconds))
-                    row = Row(local, meter_id, power_w, meter_kw, pv_kw, net_kw)
+                if tell:
+                    row = Row(day, meter_id, instant, power_w, meter_kw, pv_kw)
                     for listener in listeners:
-                        listener(row, instant)
-                if keep is not None:
-                    keep((day, meter_id, instant, power_w, meter_kw, pv_kw))
+                        listener(row, len(line))
+                    if keep is not None:
+                        keep(row)
         finally:
             self.rows_total += outcome.written
-            self.duplicates_total += outcome.duplicates
             if batch:  # the rows written, also when the sink failed part way
                 for batch_listener in self.batch_listeners:
                     batch_listener(batch)

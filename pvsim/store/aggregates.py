@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance, EnergyIntegrator, Peak, split_net
 from pvsim.model.localtime import DAY_SECONDS, LocalTime
-from pvsim.pipeline.pvservice import Written
+from pvsim.pipeline.csvformat import Row
 from pvsim.pipeline.rangeset import RangeSet
 
 Sample = tuple[int, float, float]  # (epoch seconds, meter kW, PV kW)
@@ -232,7 +232,7 @@ class DayAggregator:
         self.tz, self.max_gap = tz, max_gap_seconds
         self.days: dict[dt.date, dict[str, MeterDay]] = {}
 
-    def on_rows(self, rows: list[Written]) -> None:
+    def on_rows(self, rows: list[Row]) -> None:
         """The PV service's batch listener: a message's rows, each (day, meter)'s integrated in
         one loop (MeterDay.add_many)."""
         groups: dict[tuple[dt.date, str], list[Sample]] = {}
@@ -308,7 +308,7 @@ class ProfileAggregator:
         self._month = ""
         self._current: dict[str, list[float]] = {}  # meter -> its sums of self._month
 
-    def on_rows(self, rows: list[Written]) -> None:
+    def on_rows(self, rows: list[Row]) -> None:
         """The PV service's batch listener: a message's rows, in one loop."""
         lo, hi, base, current = self._lo, self._hi, self._base, self._current
         bins, width = self.bins, self.bin_seconds

@@ -12,12 +12,13 @@ this module adds an index over them, one `aggregates.MeterDay` per (local day, m
   CSV's size and mtime; it is used only while both still match (otherwise the day is rebuilt from
   the CSV and the file rewritten), so a month of past days loads from 30 small JSON files after a
   restart.
-- New rows arrive through `on_row(row, instant)`, the PvService listener. It only queues them (no
-  I/O, never blocks the pipeline for long); every query first applies the queue to the days in
-  memory. A row that arrives out of order for its (day, meter) marks the day for a rebuild.
-  The last rows seen are kept in a journal and merged whenever a day is read from its CSV, so a
-  row that the sink has appended but not yet flushed is never missed; an instant already in the
-  day is never counted twice (duplicates in a CSV are ignored too).
+- New rows arrive through `on_row(row, nbytes)`, the PvService listener (the row and the length
+  of its line, from the writer). It only queues them (no I/O, never blocks the pipeline for
+  long); every query first applies the queue to the days in memory. A row that arrives out of
+  order for its (day, meter) marks the day for a rebuild. The last rows seen are kept in a
+  journal and merged whenever a day is read from its CSV, so a row that the sink has appended but
+  not yet flushed is never missed; an instant already in the day is never counted twice
+  (duplicates in a CSV are ignored too).
 - Other processes may append to the same files (a fleet's pvsim-pv processes, possibly on other
   hosts, each write some shards and answer for every meter). A day in memory knows the bytes of
   its CSV it has read (`read_to`) and the bytes it accounts for (`nbytes`: those, plus this
@@ -39,6 +40,10 @@ this module adds an index over them, one `aggregates.MeterDay` per (local day, m
   that is not a regular file is ignored and never replaced.
 
 Windows are half-open, [start, end) in epoch seconds; None is unbounded.
+
+Over 350 lines (a third of them this docstring) because it is one class, `ReadingStore`, whose
+methods all share the days in memory, the journal and one lock: split, each part would need
+the others' private state.
 """
 
 from __future__ import annotations
@@ -58,21 +63,16 @@ from zoneinfo import ZoneInfo
 
 from pvsim.model.clock import local_midnight
 from pvsim.model.energy import EnergyBalance
-from pvsim.pipeline.csvsink import (HEADER, NotRegularFile, Row, check_regular, day_files,
-                                    file_name, open_regular)
+from pvsim.pipeline.csvformat import HEADER_LINE, Row, agg_name, day_files, file_name, parse_sample
+from pvsim.pipeline.csvsink import NotRegularFile, check_regular, open_regular
 from pvsim.store.aggregates import DayPart, MeterDay, NEVER_AFTER, NEVER_BEFORE, Sample, combine
 
 log = logging.getLogger(__name__)
 
 AGG_VERSION = 2  # 2: peaks included
-_HEADER_LEN = len(HEADER) + 1
 DRAIN_AT = 5_000          # queued rows that make on_row apply the queue itself (if the store is free)
 PENDING_CAP = 500_000     # queued rows beyond which the oldest are dropped and their day rebuilt
-
-
-def agg_name(day: dt.date, shard: int | None = None) -> str:
-    """The aggregate file beside a day's CSV (of a shard): the CSV's name, hidden, .agg.json."""
-    return "." + file_name(day, shard).removesuffix(".csv") + ".agg.json"
+_Journaled = tuple[Row, int]  # a row as on_row heard of it, and the length of its line
 
 
 @dataclass
@@ -83,7 +83,6 @@ class _Day:
     meters: dict[str, MeterDay] = field(default_factory=dict)
     nbytes: int = 0
     read_to: int = 0
-    persisted: tuple[int, int] | None = None  # (size, mtime_ns) of the CSV the agg file matches
     dirty: bool = True  # changed since it was loaded or persisted
 
 
@@ -99,26 +98,23 @@ class ReadingStore:
         self._today = today or (lambda: dt.datetime.now(self.tz).date())
         self._lock = threading.RLock()      # the store's state; held by queries
         self._in_lock = threading.Lock()    # the queue only; held by on_row for microseconds
-        self._pending: deque[tuple] = deque()
+        self._pending: deque[_Journaled] = deque()
         self._overflowed: set[dt.date] = set()
-        self._recent: deque[tuple] = deque(maxlen=max(1, journal_rows))
+        self._recent: deque[_Journaled] = deque(maxlen=max(1, journal_rows))
         # The journal's rows by day, so a day's are found without a scan of the whole journal
         # (per day read, that was quadratic: 18,300 days posted made one query take 10 s).
-        self._recent_by_day: dict[dt.date, deque[tuple]] = {}
+        self._recent_by_day: dict[dt.date, deque[_Journaled]] = {}
         self._days: dict[dt.date, _Day] = {}
         self._stale: set[dt.date] = set()
-        self.rebuilds = 0  # days built from their CSV (for tests and the benchmark)
 
     # -- input --
 
-    def on_row(self, row: Row, instant: int) -> None:
-        """PvService listener: queue a new row; never does I/O."""
-        item = (row.timestamp.date(), row.meter_id, instant, row.meter_kw, row.pv_kw,
-                len(row.to_line()))
+    def on_row(self, row: Row, nbytes: int) -> None:
+        """PvService listener: queue a new row (and the length of its line); never does I/O."""
         with self._in_lock:
-            self._pending.append(item)
+            self._pending.append((row, nbytes))
             if len(self._pending) > PENDING_CAP:
-                self._overflowed.add(self._pending.popleft()[0])
+                self._overflowed.add(self._pending.popleft()[0].day)
             big = len(self._pending) >= DRAIN_AT
         if big and self._lock.acquire(blocking=False):
             try:
@@ -133,16 +129,17 @@ class ReadingStore:
         self._stale |= overflowed
         for item in items:
             self._remember(item)
-            day, meter, instant, meter_kw, pv_kw, nbytes = item
+            row, nbytes = item
+            day = row.day
             loaded = self._days.get(day)
             if loaded is None or day in self._stale:
                 continue
-            md = loaded.meters.get(meter)
+            md = loaded.meters.get(row.meter_id)
             if md is None:
-                md = loaded.meters[meter] = MeterDay(self.max_gap)
-            if instant in md.instants:
+                md = loaded.meters[row.meter_id] = MeterDay(self.max_gap)
+            if row.instant in md.instants:
                 continue  # read from the CSV already
-            if md.add(instant, meter_kw, pv_kw):
+            if md.add(row.instant, row.meter_kw, row.pv_kw):
                 loaded.nbytes += nbytes
                 loaded.dirty = True
             else:
@@ -194,17 +191,19 @@ class ReadingStore:
                 if (loaded := self._day_in(day, start, end)) is None:
                     continue
                 md = loaded.meters.get(meter_id)
-                if md is None or md.first is None:
+                if md is None or md.first is None or md.last is None:
                     continue
-                d_start, d_end = local_midnight(day, self.tz), local_midnight(day + dt.timedelta(days=1), self.tz)
-                s, e = start if start is not None else NEVER_BEFORE, end if end is not None else NEVER_AFTER
-                if s <= md.first[0] and md.last[0] < e and s <= d_start and d_end <= e:
-                    parts.append(DayPart(day, md.first, md.last, md=md))
-                elif md.last[0] < s or md.first[0] >= e:
-                    parts.append(DayPart(day, md.first, md.last, inside=False))
+                first, last = md.first, md.last
+                d_start = local_midnight(day, self.tz)
+                d_end = local_midnight(day + dt.timedelta(days=1), self.tz)
+                s = start if start is not None else NEVER_BEFORE
+                e = end if end is not None else NEVER_AFTER
+                if s <= first[0] and last[0] < e and s <= d_start and d_end <= e:
+                    parts.append(DayPart(day, first, last, md=md))
+                elif last[0] < s or first[0] >= e:
+                    parts.append(DayPart(day, first, last, inside=False))
                 else:
-                    parts.append(DayPart(day, md.first, md.last,
-                                       samples=self._samples(day, meter_id)))
+                    parts.append(DayPart(day, first, last, samples=self._samples(day, meter_id)))
             result = combine(parts, self.tz, self.max_gap, start, end)
             self._persist_ready()
             return result
@@ -226,7 +225,7 @@ class ReadingStore:
                 if (loaded := self._day_in(day, start, end)) is None:
                     continue
                 md = loaded.meters.get(meter_id)
-                if md is None or md.first is None or md.last[0] < s or md.first[0] >= e:
+                if md is None or md.first is None or md.last is None or md.last[0] < s or md.first[0] >= e:
                     continue
                 out.extend((t, m) for t, m, _ in self._samples(day, meter_id) if s <= t < e)
             self._persist_ready()
@@ -239,7 +238,7 @@ class ReadingStore:
             self._days.pop(day, None)
             self._stale.discard(day)
             if self._recent_by_day.pop(day, None) is not None:
-                self._recent = deque((r for r in self._recent if r[0] != day), maxlen=self._recent.maxlen)
+                self._recent = deque((r for r in self._recent if r[0].day != day), maxlen=self._recent.maxlen)
 
     # -- days --
 
@@ -327,7 +326,7 @@ class ReadingStore:
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("ignoring unreadable aggregate %s: %s", self._agg(day), exc)
             return None
-        return _Day(meters, st.st_size, st.st_size, (st.st_size, st.st_mtime_ns), dirty=False)
+        return _Day(meters, st.st_size, st.st_size, dirty=False)
 
     def _read_csv(self, day: dt.date, meter_id: str | None = None,
                   offset: int = 0) -> tuple[dict[str, list[Sample]], int]:
@@ -341,40 +340,34 @@ class ReadingStore:
         except FileNotFoundError:
             return per_meter, offset
         end = data.rfind(b"\n") + 1  # a torn last line is not a row (yet)
-        fromiso = dt.datetime.fromisoformat
         for line in data[:end].decode("utf-8", errors="replace").splitlines():
-            parts = line.split(",")
-            if len(parts) != 6 or parts[0] == "timestamp":
+            parsed = parse_sample(line, meter_id)
+            if parsed is None:
                 continue
-            meter = parts[1]
-            if meter_id is not None and meter != meter_id:
-                continue
-            try:
-                sample = (int(fromiso(parts[0]).timestamp()), float(parts[3]), float(parts[4]))
-            except ValueError:
-                continue
+            meter, instant, meter_kw, pv_kw = parsed
             samples = per_meter.get(meter)
             if samples is None:
                 samples = per_meter[meter] = []
-            samples.append(sample)
+            samples.append((instant, meter_kw, pv_kw))
         return per_meter, offset + end
 
-    def _journal(self, day: dt.date, meter_id: str | None = None) -> list[tuple]:
-        return [r for r in self._recent_by_day.get(day, ()) if meter_id is None or r[1] == meter_id]
+    def _journal(self, day: dt.date, meter_id: str | None = None) -> list[_Journaled]:
+        return [r for r in self._recent_by_day.get(day, ()) if meter_id is None or r[0].meter_id == meter_id]
 
-    def _remember(self, item: tuple) -> None:
+    def _remember(self, item: _Journaled) -> None:
         """Journal a row; the oldest goes when the journal is full (first of its day too)."""
         recent = self._recent
         if len(recent) == recent.maxlen:
-            old = recent[0]
-            of_day = self._recent_by_day[old[0]]
-            of_day.popleft()
-            if not of_day:
-                del self._recent_by_day[old[0]]
+            old_day = recent[0][0].day
+            of_old_day = self._recent_by_day[old_day]
+            of_old_day.popleft()
+            if not of_old_day:
+                del self._recent_by_day[old_day]
         recent.append(item)
-        of_day = self._recent_by_day.get(item[0])
+        day = item[0].day
+        of_day = self._recent_by_day.get(day)
         if of_day is None:
-            of_day = self._recent_by_day[item[0]] = deque()
+            of_day = self._recent_by_day[day] = deque()
         of_day.append(item)
 
     def _samples(self, day: dt.date, meter_id: str) -> list[Sample]:
@@ -383,26 +376,26 @@ class ReadingStore:
         by_instant: dict[int, Sample] = {}
         for s in per_meter.get(meter_id, ()):
             by_instant.setdefault(s[0], s)
-        for _, _, instant, meter_kw, pv_kw, _ in self._journal(day, meter_id):
-            by_instant.setdefault(instant, (instant, meter_kw, pv_kw))
+        for row, _ in self._journal(day, meter_id):
+            by_instant.setdefault(row.instant, (row.instant, row.meter_kw, row.pv_kw))
         return sorted(by_instant.values())
 
     def _build(self, day: dt.date) -> _Day:
         """A day from its CSV (plus journal rows not flushed yet); persisted when complete."""
-        self.rebuilds += 1
         path = self._csv(day)
         before = _stat(path)
         per_meter, nbytes = self._read_csv(day)
         after = _stat(path)
         if before is None and nbytes == 0:
-            nbytes = _HEADER_LEN  # the sink writes the header when it creates the file
+            nbytes = len(HEADER_LINE)  # the sink writes the header when it creates the file
         meters = {m: MeterDay.build(s, self.max_gap) for m, s in per_meter.items()}
         late: dict[str, dict[int, tuple[Sample, int]]] = {}
-        for _, meter, instant, meter_kw, pv_kw, size in self._journal(day):
-            md = meters.get(meter)
-            if md is not None and instant in md.instants:
+        for row, size in self._journal(day):
+            md = meters.get(row.meter_id)
+            if md is not None and row.instant in md.instants:
                 continue  # in the CSV already
-            late.setdefault(meter, {}).setdefault(instant, ((instant, meter_kw, pv_kw), size))
+            sample = (row.instant, row.meter_kw, row.pv_kw)
+            late.setdefault(row.meter_id, {}).setdefault(row.instant, (sample, size))
         extra = sum(size for rows in late.values() for _, size in rows.values())
         for meter, rows in late.items():
             md = meters.get(meter) or MeterDay(self.max_gap)
@@ -453,7 +446,7 @@ class ReadingStore:
         except OSError as exc:
             log.warning("cannot write %s (the day is rebuilt from its CSV next time): %s", path, exc)
             return
-        loaded.persisted, loaded.dirty = st, False
+        loaded.dirty = False
 
 
 def _stat(path: Path) -> tuple[int, int] | None:

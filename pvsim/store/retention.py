@@ -1,18 +1,18 @@
 """Old days removed: months unattended must not fill the disk.
 
 A day older than output.retention_days (counted back from today, in the plant's time zone) loses
-its CSVs (every shard's, `csvsink.all_day_files`), their aggregate files, and what the services
+its CSVs (every shard's, `csvformat.all_day_files`), their aggregate files, and what the services
 (their exactly-once memory and sinks) and the store hold of it in memory, once nothing was
 written to its files for as long either: the cutoff applies to the day and to its files'
 modification times. So live readings go retention_days after their day, and readings a client
 posted for a long-past day are kept retention_days from when they were posted: an accepted
 reading is never removed behind the client's back at the next start (the JOI spec's own example
 is from 2020). What a client can create in all is bounded by the API (`api.joi`: a horizon for
-the future, a cap on the days with data), not here. 0 keeps everything. pvsim-pv runs this at start and then hourly,
-under the lock it writes with, so no row is being appended to a file while it is removed. The
-sinks are asked for each run (`sinks`): a fleet's pvsim-pv writes the shards it holds at the
-time, and that set changes. Another pvsim-pv sharing the directory may remove the same files
-first: a file already gone is no error, and its store forgets the day when it finds it gone.
+the future, a cap on the days with data), not here. 0 keeps everything. pvsim-pv runs this at
+start and then hourly, under the lock it writes with, so no row is being appended to a file while
+it is removed. The sinks are asked for each run (`sinks`): a fleet's pvsim-pv writes the shards
+it holds at the time, and that set changes. Another pvsim-pv sharing the directory may remove the
+same files first: a file already gone is no error, and its store forgets the day when it finds it gone.
 Only regular files are removed: anything else named like a day's file (a symbolic link, a
 directory, a FIFO) is left where it is, its path logged once (csvsink.NotRegularFile), and
 nothing is ever removed through a link.
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from pvsim.model.clock import local_midnight
-from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, all_day_files, check_regular
-from pvsim.store.readingstore import agg_name
+from pvsim.pipeline.csvformat import agg_name, all_day_files
+from pvsim.pipeline.csvsink import CsvSink, NotRegularFile, check_regular
 from pvsim.store.shardedstore import Store
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class Retention:
         cutoff, days, files, size, kept = self.cutoff(), 0, 0, 0, 0
         since = local_midnight(cutoff, self.tz)  # a file written after this is kept
         old = itertools.takewhile(lambda f: f[0] < cutoff, all_day_files(self.directory))  # oldest first
-        for day, group in itertools.groupby(old, key=lambda f: f[0]):
-            group = list(group)
+        for day, of_day in itertools.groupby(old, key=lambda f: f[0]):
+            group = list(of_day)
             if any(_mtime(path) >= since for _, _, path in group):
                 kept += 1  # posted (or written late) within the window: kept as long again
                 continue

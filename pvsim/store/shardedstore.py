@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from pvsim.config import Config
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.shard import shard_of
-from pvsim.pipeline.csvsink import Row
+from pvsim.pipeline.csvformat import Row
 from pvsim.store.readingstore import ReadingStore
 
 
@@ -35,13 +35,9 @@ class ShardedStore:
         """The store of a meter's shard."""
         return self.stores[shard_of(meter_id, len(self.stores))]
 
-    @property
-    def rebuilds(self) -> int:
-        return sum(store.rebuilds for store in self.stores)
-
-    def on_row(self, row: Row, instant: int) -> None:
+    def on_row(self, row: Row, nbytes: int) -> None:
         """PvService listener: the row goes to its meter's shard."""
-        self.of(row.meter_id).on_row(row, instant)
+        self.of(row.meter_id).on_row(row, nbytes)
 
     def meters(self) -> set[str]:
         return set().union(*(store.meters() for store in self.stores))

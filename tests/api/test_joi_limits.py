@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from pvsim import config
 
 from pvsim.daemons.httpserver import HttpServer
-from pvsim.pipeline.csvsink import all_day_files
+from pvsim.pipeline.csvformat import all_day_files
 from pvsim.store.retention import Retention
 from test_joi import NOW, Pipeline, assert_problem, limited
 

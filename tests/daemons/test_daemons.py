@@ -29,7 +29,8 @@ from pvsim.daemons.meter import MeterDaemon
 from pvsim.daemons.pv import PvDaemon
 from pvsim.model.clock import RealClock
 from pvsim.model.pvcurve import PvCurve
-from pvsim.pipeline.csvsink import CsvSink, SinkError, day_files
+from pvsim.pipeline.csvformat import day_files
+from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.pipeline.messages import Reading, encode
 from pvsim.pipeline.pvservice import PvService
 

@@ -53,12 +53,12 @@ def test_a_large_post_lets_the_consumer_in_after_one_chunk(tmp_path):
     posted_before_consumer: list[int] = []
     consumer = threading.Thread(target=lambda: pv.process(message))
 
-    def on_row(row, instant) -> None:
+    def on_row(row, nbytes) -> None:
         if row.meter_id == "posted":
             if not posted_rows:
                 consumer.start()  # the consumer asks for the lock while the first chunk holds it
                 queued(pv.lock, 1)
-            posted_rows.append(instant)
+            posted_rows.append(row.instant)
         else:
             posted_before_consumer.append(len(posted_rows))
 

@@ -13,7 +13,7 @@ import pika
 
 from conftest import csv_instants, http_get, wait_for
 from pvsim.model.shard import shard_of
-from pvsim.pipeline.csvsink import all_day_files
+from pvsim.pipeline.csvformat import all_day_files
 from pvsim.pipeline.messages import encode_columns
 
 SHARDS = 4

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pvsim.model.pvcurve import PvCurve
-from pvsim.pipeline.csvsink import CsvSink, HEADER, Row, SinkError, day_files, parse_line
+from pvsim.pipeline.csvformat import HEADER, Row, day_files, format_line, parse_line, parse_sample
+from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.model.reading import Reading
 from pvsim.pipeline.pvservice import PvService
 
@@ -61,7 +62,7 @@ def test_dst_days_have_23_or_25_hours_and_no_instant_twice(tmp_path, date, rows)
     svc.sync()
     data = lines(tmp_path / f"pvsim-{date}.csv")[1:]
     assert len(data) == rows
-    instants = [int(dt.datetime.fromisoformat(x.split(",")[0]).timestamp()) for x in data]
+    instants = [parse_line(x)[1].instant for x in data]
     assert instants == list(range(instants[0], instants[0] + rows))
     offsets = {x[19:25] for x in data}
     assert offsets == {"+01:00", "+02:00"}
@@ -179,8 +180,23 @@ def test_day_files_lists_only_pvsim_days(tmp_path):
 
 
 def test_negative_zero_is_not_written(tmp_path):
-    row = Row(dt.datetime(2026, 6, 21, tzinfo=TZ), "m", 0.0, 0.0, 0.0, -0.0)
-    assert b",-0.0000" not in row.to_line()
+    midnight = dt.datetime(2026, 6, 21, tzinfo=TZ).isoformat()
+    assert b",-0.0000" not in format_line(midnight, "m", 0.0, 0.0, 0.0, -0.0)
+
+
+def test_a_line_parses_back_into_its_local_time_and_row():
+    local = dt.datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=TZ)  # the second 02:30, at +01:00
+    row = Row(local.date(), "m-1", int(local.timestamp()), 1234.5, 1.2345, 0.5)
+    line = format_line(local.isoformat(), row.meter_id, row.meter_w, row.meter_kw, row.pv_kw, row.net_kw)
+    assert line == b"2026-10-25T02:30:00+01:00,m-1,1234.5,1.2345,0.5000,0.7345\n"
+    back_local, back = parse_line(line.decode())
+    assert back == row and back.net_kw == 0.7345 and back_local.utcoffset() == dt.timedelta(hours=1)
+    sample = ("m-1", row.instant, 1.2345, 0.5)
+    assert parse_sample(line.decode()) == sample == parse_sample(line.decode(), "m-1")
+    for parse in (parse_line, parse_sample):
+        assert parse(line.decode(), "other") is None  # another meter's row is passed over
+        assert parse(HEADER) is None and parse("2026-10-25T02:30:00,m,1,2,3") is None
+        assert parse("not a time,m,1,2,3,4") is None and parse("2026-10-25T02:30:00,m,1,x,3,4") is None
 
 
 def test_a_restarted_service_skips_rows_of_any_day_already_written(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
-from pvsim.pipeline.csvsink import CsvSink, SinkError, day_files
+from pvsim.pipeline.csvformat import day_files, parse_line
+from pvsim.pipeline.csvsink import CsvSink, SinkError
 from pvsim.pipeline.pvservice import PvService
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -30,7 +31,7 @@ def instants_in(directory) -> list[int]:
     out = []
     for _, path in day_files(directory):
         for line in path.read_text().splitlines()[1:]:
-            out.append(int(dt.datetime.fromisoformat(line.split(",")[0]).timestamp()))
+            out.append(parse_line(line)[1].instant)
     return out
 
 

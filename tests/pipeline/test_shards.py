@@ -16,7 +16,8 @@ import pytest
 
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.shard import shard_of
-from pvsim.pipeline.csvsink import CsvSink, all_day_files, day_files, file_name
+from pvsim.pipeline.csvformat import all_day_files, day_files, file_name
+from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.messages import InvalidMessage, encode_columns
 from pvsim.pipeline.pvservice import PvService
 from pvsim.pipeline.shardlock import ShardLock

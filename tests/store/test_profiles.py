@@ -10,27 +10,26 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import written
 from pvsim.model.clock import day_bounds
-from pvsim.pipeline.csvsink import Row
+from pvsim.pipeline.csvformat import Row
 from pvsim.store.aggregates import AverageDay, ProfileAggregator
 
 MADRID = ZoneInfo("Europe/Madrid")
 
 
 def row(instant: int, tz: ZoneInfo, meter_kw: float = 1.0, pv_kw: float = 0.0,
-        meter: str = "m") -> tuple[Row, int]:
-    ts = dt.datetime.fromtimestamp(instant, tz)
-    return Row(ts, meter, meter_kw * 1000, meter_kw, pv_kw, meter_kw - pv_kw), instant
+        meter: str = "m") -> Row:
+    day = dt.datetime.fromtimestamp(instant, tz).date()
+    return Row(day, meter, instant, meter_kw * 1000, meter_kw, pv_kw)
 
 
 def feed(agg: ProfileAggregator, rows) -> ProfileAggregator:
-    for r, instant in rows:
-        agg.on_rows([written(r, instant)])
+    for r in rows:
+        agg.on_rows([r])
     return agg
 
 
-def day_rows(day: dt.date, tz: ZoneInfo, step: int = 900, **kw) -> list[tuple[Row, int]]:
+def day_rows(day: dt.date, tz: ZoneInfo, step: int = 900, **kw) -> list[Row]:
     start, end = day_bounds(day, tz)
     return [row(t, tz, **kw) for t in range(start, end, step)]
 

@@ -10,13 +10,13 @@ import pytest
 
 from pvsim.model.energy import integrate
 from pvsim.model.pvcurve import PvCurve
-from pvsim.pipeline.csvsink import CsvSink, Row
+from pvsim.pipeline.csvformat import Row, agg_name
+from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.messages import Reading
 from pvsim.pipeline.pvservice import PvService
 from pvsim.store.aggregates import DayAggregator, MeterDay
-from pvsim.store.readingstore import ReadingStore, agg_name
-from tests.pipeline.test_pvservice import row_for
-from conftest import written
+from pvsim.store.readingstore import ReadingStore
+from tests.pipeline.test_pvservice import line_of, row_for
 
 UTC = ZoneInfo("UTC")
 MADRID = ZoneInfo("Europe/Madrid")
@@ -29,28 +29,47 @@ def at(text: str, tz=UTC) -> dt.datetime:
 
 
 def row(text: str, meter_kw: float, pv_kw: float = 0.0, meter: str = "m", tz=UTC) -> Row:
-    return Row(at(text, tz), meter, meter_kw * 1000, meter_kw, pv_kw, round(meter_kw - pv_kw, 4))
+    local = at(text, tz)
+    return Row(local.date(), meter, int(local.timestamp()), meter_kw * 1000, meter_kw, pv_kw)
 
 
-def write(directory, rows, sink=None, store=None) -> CsvSink:
+def append(sink: CsvSink, r: Row, tz=UTC) -> int:
+    """Append a row's line (at its local time in `tz`) as the PV service does; the line's length."""
+    line = line_of(dt.datetime.fromtimestamp(r.instant, tz), r)
+    sink.append_line(r.day, line)
+    return len(line)
+
+
+def write(directory, rows, sink=None, store=None, tz=UTC) -> CsvSink:
     sink = sink or CsvSink(directory)
     for r in rows:
-        sink.append(r)
+        nbytes = append(sink, r, tz)
         if store is not None:
-            store.on_row(r, int(r.timestamp.timestamp()))
+            store.on_row(r, nbytes)
     sink.sync()
     return sink
 
 
-def store(directory, tz=UTC, max_gap=3600.0, **kw) -> ReadingStore:
-    return ReadingStore(directory, tz, max_gap, today=lambda: TODAY, **kw)
+class CountingStore(ReadingStore):
+    """A store that counts the days it builds from their CSV: what the aggregate files and the
+    incremental reading save."""
+
+    rebuilds = 0
+
+    def _build(self, day: dt.date):
+        self.rebuilds += 1
+        return super()._build(day)
+
+
+def store(directory, tz=UTC, max_gap=3600.0, **kw) -> CountingStore:
+    return CountingStore(directory, tz, max_gap, today=lambda: TODAY, **kw)
 
 
 def test_one_day_equals_energy_integrate(tmp_path):
     rows = [row(f"2020-11-29T12:{m:02d}:00", 1.0 + m / 10, 0.5 + (m % 3) / 2) for m in range(30)]
     write(tmp_path, rows)
     days = store(tmp_path).energy_by_day("m")
-    expect = integrate([(int(r.timestamp.timestamp()), r.meter_kw, r.pv_kw) for r in rows])
+    expect = integrate([(r.instant, r.meter_kw, r.pv_kw) for r in rows])
     assert list(days) == [SUN]
     got = days[SUN]
     for name in ("consumed_kwh", "pv_kwh", "import_kwh", "export_kwh"):
@@ -69,7 +88,8 @@ def test_segment_across_midnight_is_cut_at_midnight(tmp_path):
 
 def test_midnight_is_local_midnight(tmp_path):
     """Europe/Madrid in November is UTC+1: local midnight is 23:00 UTC."""
-    write(tmp_path, [row("2020-11-28T23:30:00", 2.0, tz=MADRID), row("2020-11-29T00:30:00", 2.0, tz=MADRID)])
+    write(tmp_path, [row("2020-11-28T23:30:00", 2.0, tz=MADRID), row("2020-11-29T00:30:00", 2.0, tz=MADRID)],
+          tz=MADRID)
     days = store(tmp_path, MADRID).energy_by_day("m")
     assert days[SAT].consumed_kwh == pytest.approx(1.0)
     assert days[SUN].consumed_kwh == pytest.approx(1.0)
@@ -85,7 +105,8 @@ def test_gap_longer_than_the_limit_is_not_bridged(tmp_path):
 
 
 def test_windows_clip_segments_and_add_up(tmp_path):
-    rows = [row(f"2020-11-{d}T{h:02d}:00:00", float(h % 5), float(h % 3)) for d in (28, 29) for h in range(24)]
+    rows = [row(f"2020-11-{d}T{h:02d}:00:00", float(h % 5), float(h % 3))
+            for d in (28, 29) for h in range(24)]
     write(tmp_path, rows)
     s = store(tmp_path)
     whole = s.energy_by_day("m")
@@ -158,8 +179,7 @@ def test_rows_not_yet_flushed_are_counted(tmp_path):
     s = store(tmp_path)
     sink = write(tmp_path, [row("2020-11-29T12:00:00", 1.0)], store=s)
     late = row("2020-11-29T13:00:00", 1.0)
-    sink.append(late)  # no sync: not in the file
-    s.on_row(late, int(late.timestamp.timestamp()))
+    s.on_row(late, append(sink, late))  # no sync: not in the file
     assert s.energy_by_day("m")[SUN].consumed_kwh == pytest.approx(1.0)
     assert [t for t, _ in s.readings("m")] == [int(at(f"2020-11-29T{h}:00:00").timestamp()) for h in (12, 13)]
     sink.sync()
@@ -202,7 +222,7 @@ def test_dst_day_has_23_hours(tmp_path):
     start = int(dt.datetime(2024, 3, 31, tzinfo=MADRID).timestamp())
     sink = CsvSink(tmp_path)
     for t in range(start - 1800, start + 24 * 3600, 1800):
-        sink.append(Row(dt.datetime.fromtimestamp(t, MADRID), "m", 1000.0, 1.0, 0.0, 1.0))
+        append(sink, Row(dt.datetime.fromtimestamp(t, MADRID).date(), "m", t, 1000.0, 1.0, 0.0), MADRID)
     sink.sync()
     days = store(tmp_path, MADRID).energy_by_day("m")
     assert days[day].consumed_kwh == pytest.approx(23.0)
@@ -214,7 +234,7 @@ def test_day_aggregator_matches_the_store(tmp_path):
     write(tmp_path, rows)
     agg = DayAggregator(UTC)
     for r in rows:
-        agg.on_rows([written(r, int(r.timestamp.timestamp()))])
+        agg.on_rows([r])
     assert agg.energy_by_day("m") == store(tmp_path).energy_by_day("m")
 
 
@@ -222,10 +242,10 @@ def test_day_aggregator_refuses_a_row_earlier_than_the_last():
     """A run's rows come in time order; a late one would be miscounted, so it is an error."""
     agg = DayAggregator(UTC)
     for r in (row("2020-11-29T10:00:00", 1.0), row("2020-11-29T11:00:00", 2.0)):
-        agg.on_rows([written(r, int(r.timestamp.timestamp()))])
+        agg.on_rows([r])
     late = row("2020-11-29T10:30:00", 1.5)
     with pytest.raises(ValueError, match="earlier than the last one aggregated"):
-        agg.on_rows([written(late, int(late.timestamp.timestamp()))])
+        agg.on_rows([late])
 
 
 def test_queries_while_rows_stream_in(tmp_path):
@@ -271,7 +291,7 @@ def test_queries_while_rows_stream_in(tmp_path):
     assert sum(b.consumed_kwh for b in fresh.values()) == pytest.approx(expect.consumed_kwh)
 
 
-def day_rows(meters=("m", "n"), step=600) -> list[tuple[Row, int]]:
+def day_rows(meters=("m", "n"), step=600) -> list[Row]:
     """Two meters, interleaved, over three Madrid days with a DST change (readings every step)."""
     start = int(dt.datetime(2026, 10, 24, tzinfo=MADRID).timestamp())
     out = []
@@ -279,17 +299,17 @@ def day_rows(meters=("m", "n"), step=600) -> list[tuple[Row, int]]:
         for k, m in enumerate(meters):
             kw = round((i * 7 + k * 3) % 11 * 0.37, 4)
             local = dt.datetime.fromtimestamp(t, MADRID)
-            out.append((Row(local, m, kw * 1000, kw, round(i % 5 * 0.2, 4), 0.0), t))
+            out.append(Row(local.date(), m, t, kw * 1000, kw, round(i % 5 * 0.2, 4)))
     return out
 
 
 def test_day_aggregator_takes_a_batch_as_it_takes_its_rows_one_by_one():
     rows = day_rows()
     one, batched = DayAggregator(MADRID), DayAggregator(MADRID)
-    for r, t in rows:
-        one.on_rows([written(r, t)])
+    for r in rows:
+        one.on_rows([r])
     for i in range(0, len(rows), 77):  # batches across midnights and the DST change
-        batched.on_rows([written(r, t) for r, t in rows[i:i + 77]])
+        batched.on_rows(rows[i:i + 77])
     for meter in ("m", "n"):
         assert batched.energy_by_day(meter) == one.energy_by_day(meter)
 
@@ -299,10 +319,10 @@ def test_day_aggregators_of_consecutive_days_merge_into_the_whole_run():
     midnights between them is the one a single aggregator of every row has."""
     rows = day_rows()
     whole, first, second = DayAggregator(MADRID), DayAggregator(MADRID), DayAggregator(MADRID)
-    whole.on_rows([written(r, t) for r, t in rows])
-    cut = next(i for i, (r, _) in enumerate(rows) if r.timestamp.date() == dt.date(2026, 10, 25))
-    first.on_rows([written(r, t) for r, t in rows[:cut]])
-    second.on_rows([written(r, t) for r, t in rows[cut:]])
+    whole.on_rows(rows)
+    cut = next(i for i, r in enumerate(rows) if r.day == dt.date(2026, 10, 25))
+    first.on_rows(rows[:cut])
+    second.on_rows(rows[cut:])
     first.merge(second)
     for meter in ("m", "n"):
         assert first.energy_by_day(meter) == whole.energy_by_day(meter)
@@ -375,8 +395,7 @@ def test_own_unflushed_rows_do_not_hide_another_processes_rows(tmp_path):
     assert kwh_and_count(s) == (0.0, 1, 1)
     for h in (11, 12, 13):  # three own rows, in the buffer: more bytes than the other's row
         r = row(f"2020-11-29T{h}:00:00", 1.0)
-        mine.append(r)
-        s.on_row(r, int(r.timestamp.timestamp()))
+        s.on_row(r, append(mine, r))
     write(tmp_path, [row("2020-11-29T12:00:00", 2.0, meter="n")])  # another writer, synced
     assert kwh_and_count(s) == (3.0, 4, 4)
     mine.sync()
@@ -392,10 +411,10 @@ def test_an_own_row_flushed_before_the_store_hears_of_it_counts_once(tmp_path):
     sink = write(tmp_path, [row("2020-11-29T12:00:00", 1.0)], store=s)
     assert kwh_and_count(s) == (0.0, 1, 1)
     r = row("2020-11-29T13:00:00", 1.0)
-    sink.append(r)
+    nbytes = append(sink, r)
     sink.sync()
     assert kwh_and_count(s) == (1.0, 2, 2)  # read from the file
-    s.on_row(r, int(r.timestamp.timestamp()))  # the listener, late
+    s.on_row(r, nbytes)  # the listener, late
     assert kwh_and_count(s) == (1.0, 2, 2)
     write(tmp_path, [row("2020-11-29T14:00:00", 1.0)], sink, s)
     assert kwh_and_count(s) == (2.0, 3, 3)
@@ -424,7 +443,8 @@ def test_a_shard_store_reads_its_shards_files_only(tmp_path):
     s = store(tmp_path, shard=3)
     assert kwh_and_count(s) == (1.0, 2, 2) and s.meters() == {"m"}
     assert (tmp_path / ".pvsim-2020-11-29.s03.agg.json").exists()
-    assert agg_name(SUN, 3) == ".pvsim-2020-11-29.s03.agg.json" and agg_name(SUN) == ".pvsim-2020-11-29.agg.json"
+    assert agg_name(SUN, 3) == ".pvsim-2020-11-29.s03.agg.json"
+    assert agg_name(SUN) == ".pvsim-2020-11-29.agg.json"
     assert store(tmp_path).meters() == {"y"}  # without shard: the plain files
     again = store(tmp_path, shard=3)
     assert kwh_and_count(again) == (1.0, 2, 2) and again.rebuilds == 0

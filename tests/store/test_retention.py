@@ -14,9 +14,10 @@ from pvsim.api.joi import JoiApi
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
 from pvsim.model.shard import shard_of
-from pvsim.pipeline.csvsink import CsvSink, all_day_files, day_files
+from pvsim.pipeline.csvformat import agg_name, all_day_files, day_files
+from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.pvservice import PvService
-from pvsim.store.readingstore import ReadingStore, agg_name
+from pvsim.store.readingstore import ReadingStore
 from pvsim.store.retention import Retention
 from pvsim.store.shardedstore import ShardedStore
 
@@ -40,7 +41,8 @@ def ten_days(directory) -> tuple[CsvSink, ReadingStore]:
     for d in range(10, 0, -1):
         day = TODAY - dt.timedelta(days=d)
         t0 = int(dt.datetime.combine(day, dt.time(12), TZ).timestamp())
-        service.process([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0) for t in range(t0, t0 + 60)])
+        service.process([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
+                         for t in range(t0, t0 + 60)])
     service.sync()
     written_on_their_day(directory)
     store.energy_by_day("m")  # loads every day, persists the aggregates of past days
@@ -169,7 +171,8 @@ def test_a_live_day_goes_when_its_day_and_its_last_write_are_both_past_the_windo
     os.utime(path, (written, written))  # a late row appended to it two days ago
     removed = Retention(tmp_path, 3, TZ, sinks=lambda: [sink], store=store, today=lambda: TODAY).run()
     assert (removed.days, removed.kept) == (6, 1)
-    assert [day for day, _ in day_files(tmp_path)] == [late] + [TODAY - dt.timedelta(days=d) for d in (3, 2, 1)]
+    kept = [TODAY - dt.timedelta(days=d) for d in (3, 2, 1)]
+    assert [day for day, _ in day_files(tmp_path)] == [late] + kept
 
 
 def test_a_day_another_process_removed_is_forgotten_too(tmp_path):

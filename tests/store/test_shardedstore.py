@@ -11,7 +11,8 @@ from pvsim import config
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.reading import Reading
 from pvsim.model.shard import shard_of
-from pvsim.pipeline.csvsink import CsvSink, all_day_files
+from pvsim.pipeline.csvformat import all_day_files
+from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.pvservice import PvService
 from pvsim.store.readingstore import ReadingStore
 from pvsim.store.shardedstore import ShardedStore, store_for
