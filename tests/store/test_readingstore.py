@@ -8,12 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pvsim.model.energy import integrate
+from conftest import integrate
 from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline.csvsink import CsvSink, Row
 from pvsim.pipeline.messages import Reading
 from pvsim.pipeline.pvservice import PvService
-from pvsim.store.aggregates import DayAggregator, MeterDay
+from pvsim.run.aggregators import DayAggregator
+from pvsim.store.aggregates import MeterDay
 from pvsim.store.readingstore import ReadingStore, agg_name
 from tests.pipeline.test_pvservice import row_for
 from conftest import written

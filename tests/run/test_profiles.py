@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from conftest import written
 from pvsim.model.clock import day_bounds
 from pvsim.pipeline.csvsink import Row
-from pvsim.store.aggregates import AverageDay, ProfileAggregator
+from pvsim.run.aggregators import AverageDay, ProfileAggregator
 
 MADRID = ZoneInfo("Europe/Madrid")
 
