@@ -9,7 +9,6 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pvsim.model import energy
 from pvsim.model.energy import EnergyBalance
 from pvsim.model.plans import PlanCost, rank
 from pvsim.run.summary import RunSummary, Savings
@@ -62,10 +61,6 @@ def format_summary(s: RunSummary) -> str:
     """The summary as text: the run, the models, then each meter's energy, months, plans and
     savings (a fleet's sums only, past SUMMARY_METERS meters), and the CSVs written."""
     tz = ZoneInfo(s.timezone)
-
-    def at(instant: int | None) -> str:
-        return "-" if instant is None else dt.datetime.fromtimestamp(instant, tz).strftime("%H:%M:%S")
-
     days = f"{s.days} days from " if s.days > 1 else ""
     lines = [f"pvsim-run: {days}{s.date} ({s.timezone}), {s.readings:,} readings at {s.step} s steps "
              f"via {s.transport} in {s.elapsed_seconds:.2f} s "
@@ -76,35 +71,44 @@ def format_summary(s: RunSummary) -> str:
         lines += _format_fleet(s)
         lines.append(_format_files(s.files))
         return "\n".join(lines)
-    for meter, b in s.meters.items():
-        lines += [
-            f"meter {meter}:",
-            f"  consumed      {b.consumed_kwh:9.2f} kWh   peak {b.peak_meter.kw:6.2f} kW at "
-            f"{at(b.peak_meter.instant)}",
-            f"  PV produced   {b.pv_kwh:9.2f} kWh   peak {b.peak_pv.kw:6.2f} kW at "
-            f"{at(b.peak_pv.instant)}",
-            f"  grid import   {b.import_kwh:9.2f} kWh   peak {max(b.peak_import.kw, 0):6.2f} kW at "
-            f"{at(b.peak_import.instant)}",
-            f"  grid export   {b.export_kwh:9.2f} kWh",
-            f"  self-consumption {_share(b.self_consumption)} of PV used on site, "
-            f"self-sufficiency {_share(b.self_sufficiency)} of consumption",
-        ]
-        if s.clipped.get(meter):
-            lines.append(f"  the model was clipped to meter.max_w ({s.max_w:g} W) at "
-                         f"{s.clipped[meter]:,} of its readings")
-        if len(s.months.get(meter, {})) > 1:
-            lines += _format_months(s.months[meter])
-        lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff,
-                               s.currency)
-        lines += _format_savings(s.savings(meter), s.plans.get(meter), s.days, s.currency)
+    for meter, balance in s.meters.items():
+        lines += _format_meter(s, meter, balance, tz)
     lines.append(_format_files(s.files))
     return "\n".join(lines)
+
+
+def _format_meter(s: RunSummary, meter: str, b: EnergyBalance, tz: ZoneInfo) -> list[str]:
+    """One meter's energy and peaks, its clipped readings, months, plans and savings."""
+    def at(instant: int | None) -> str:
+        return "-" if instant is None else dt.datetime.fromtimestamp(instant, tz).strftime("%H:%M:%S")
+
+    lines = [
+        f"meter {meter}:",
+        f"  consumed      {b.consumed_kwh:9.2f} kWh   peak {b.peak_meter.kw:6.2f} kW at "
+        f"{at(b.peak_meter.instant)}",
+        f"  PV produced   {b.pv_kwh:9.2f} kWh   peak {b.peak_pv.kw:6.2f} kW at "
+        f"{at(b.peak_pv.instant)}",
+        f"  grid import   {b.import_kwh:9.2f} kWh   peak {max(b.peak_import.kw, 0):6.2f} kW at "
+        f"{at(b.peak_import.instant)}",
+        f"  grid export   {b.export_kwh:9.2f} kWh",
+        f"  self-consumption {_share(b.self_consumption)} of PV used on site, "
+        f"self-sufficiency {_share(b.self_sufficiency)} of consumption",
+    ]
+    if s.clipped.get(meter):
+        lines.append(f"  the model was clipped to meter.max_w ({s.max_w:g} W) at "
+                     f"{s.clipped[meter]:,} of its readings")
+    if len(s.months.get(meter, {})) > 1:
+        lines += _format_months(s.months[meter])
+    lines += _format_costs(s.costs.get(meter, []), s.plans.get(meter), s.feed_in_tariff,
+                           s.currency)
+    lines += _format_savings(s.savings(meter), s.plans.get(meter), s.days, s.currency)
+    return lines
 
 
 def _format_fleet(s: RunSummary) -> list[str]:
     """A fleet's energy as one: the sums over its meters (their peaks fall at different
     instants, so none is shown), and where each meter's figures are."""
-    b = energy.total(s.meters.values())
+    b = s.fleet()
     clipped = sum(s.clipped.values())
     lines = [
         f"fleet of {len(s.meters):,} meters (each meter's figures and costs: --json):",

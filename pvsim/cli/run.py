@@ -109,17 +109,9 @@ def apply_overrides(cfg: configmod.Config, args: argparse.Namespace) -> configmo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """pvsim-run: 0 once the summary is printed; else one line on stderr and its exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.accelerated and args.speed is not None:
-        parser.error("--accelerated and --speed exclude each other")
-    if args.year is not None:
-        if args.date is not None or args.days != 1:
-            parser.error("--year excludes --date and --days")
-        args.date = dt.date(args.year, 1, 1)
-        args.days = (dt.date(args.year + 1, 1, 1) - args.date).days
-    if args.jobs is not None and args.jobs > 1 and not args.accelerated:
-        parser.error("--jobs applies to --accelerated runs (a paced run is one process)")
+    args = parse_args(parser, argv)
     logsetup.setup("INFO" if args.verbose else "WARNING")
     if args.plot is not None:
         from pvsim.cli import plot
@@ -132,13 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         date = args.date or dt.datetime.now(cfg.tz).date()
         if (problem := _outside_messages(date, args.days, cfg.tz)) is not None:
             parser.error(problem)
-        opts = RunOptions(
-            date=date, days=args.days, step=args.step,
-            speed=None if args.accelerated else (args.speed or 1.0),
-            output=args.output or Path(DEFAULT_OUTPUT), broker=args.broker,
-            progress=sys.stderr.isatty() and not args.json,
-            jobs=args.jobs or (min(available_cpus(), args.days) if args.accelerated else 1))
-        summary = simulate(cfg, opts)
+        summary = simulate(cfg, run_options(args, date))
     except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected,
             RunFailed) as exc:
         print(configmod.one_line(f"pvsim-run: {exc}", ERROR_CHARS), file=sys.stderr)
@@ -146,13 +132,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pvsim-run: interrupted; the CSV holds the rows written so far", file=sys.stderr)
         return 130
+    return _show(summary, args, cfg.tz)
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Sequence[str] | None) -> argparse.Namespace:
+    """The flags, checked together (argparse checks each alone); --year becomes its days.
+    A wrong combination exits with status 2 and the usage, as argparse does."""
+    args = parser.parse_args(argv)
+    if args.accelerated and args.speed is not None:
+        parser.error("--accelerated and --speed exclude each other")
+    if args.year is not None:
+        if args.date is not None or args.days != 1:
+            parser.error("--year excludes --date and --days")
+        args.date = dt.date(args.year, 1, 1)
+        args.days = (dt.date(args.year + 1, 1, 1) - args.date).days
+    if args.jobs is not None and args.jobs > 1 and not args.accelerated:
+        parser.error("--jobs applies to --accelerated runs (a paced run is one process)")
+    return args
+
+
+def run_options(args: argparse.Namespace, date: dt.date) -> RunOptions:
+    """The run's options from the flags: the progress bar on a terminal only (never under
+    --json), and an accelerated run's days shared among one worker per CPU unless --jobs."""
+    return RunOptions(
+        date=date, days=args.days, step=args.step,
+        speed=None if args.accelerated else (args.speed or 1.0),
+        output=args.output or Path(DEFAULT_OUTPUT), broker=args.broker,
+        progress=sys.stderr.isatty() and not args.json,
+        jobs=args.jobs or (min(available_cpus(), args.days) if args.accelerated else 1))
+
+
+def _show(summary: RunSummary, args: argparse.Namespace, tz: ZoneInfo) -> int:
+    """Print the summary (text, or JSON with --json) and draw --plot: 0, or 73 when the plot
+    cannot be written."""
     if args.json:
         print(json.dumps(summary_json(summary), indent=2))
     else:
         print(format_summary(summary))
     if args.plot is not None:
         try:
-            _plot(summary, args.plot, cfg.tz)
+            _plot(summary, args.plot, tz)
         except (OSError, ValueError) as exc:
             print(f"pvsim-run: cannot draw {args.plot}: {exc}", file=sys.stderr)
             return os.EX_CANTCREAT

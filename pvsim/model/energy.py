@@ -5,6 +5,10 @@ between consecutive samples of one meter, except across a gap longer than `max_g
 which is not bridged (a meter that was off for hours did not draw its last value all that time).
 Net power (meter - PV) is split into grid import (net > 0) and export (net < 0); where net changes
 sign within a segment, the segment is cut at the linear zero crossing so neither side is blurred.
+
+`segment_kwh` is that computation for one segment, the only one: `EnergyIntegrator` runs it over
+a meter's samples in time order (a day of the store or of a run), and the store's windows over
+the pieces of a segment they cut (pvsim.store.aggregates).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ from pvsim.run.aggregators import AverageDay, PartialSummary
 
 @dataclass
 class RunSummary:
+    """A run's summary: what was run, and per meter (keyed by meter id, in the config's order)
+    its energy, costs and average days."""
+
     date: dt.date
     days: int
     step: int
@@ -45,6 +48,10 @@ class RunSummary:
     # December day of the chart model has midsummer's PV: the summary says it is the chart)
     models: dict[str, str] = field(default_factory=lambda: {"pv": "chart", "load": "building"})
     about_models: dict[str, str] = field(default_factory=dict)
+
+    def fleet(self) -> EnergyBalance:
+        """The sums over every meter (their peaks, at different instants, mean little)."""
+        return energy.total(self.meters.values())
 
     def savings(self, meter: str) -> Savings:
         """What the PV plant saves the meter (see `Savings`)."""

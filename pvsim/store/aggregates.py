@@ -1,5 +1,5 @@
-"""Per-day energy aggregates of one meter's readings, and the integrator that prices a window
-from them. Pure: fed samples, never reads a file.
+"""Per-day energy aggregates of one meter's readings, and a window's energy per day from them
+(`combine`). Pure: fed samples, never reads a file.
 
 - A `MeterDay` holds one meter's readings on one local day: the energy of the trapezoid segments
   with both ends on that day (via energy.EnergyIntegrator), the day's first and last sample and
@@ -129,8 +129,9 @@ class DayPart:
     inside: bool = True  # False: a day outside the window, there for its boundary samples
 
 
-class _Integrator:
-    """Adds linear segments, clipped to [start, end) and cut at local midnights, into per-day
+class _Window:
+    """A window [start, end)'s energy per local day: linear segments clipped to it and cut at
+    local midnights, whole days' balances and the readings it holds, added into per-day
     balances."""
 
     def __init__(self, tz: ZoneInfo, max_gap: float, start: int, end: int) -> None:
@@ -199,8 +200,8 @@ class _Integrator:
 def combine(parts: list[DayPart], tz: ZoneInfo, max_gap: float, start: int | None = None,
             end: int | None = None) -> dict[dt.date, EnergyBalance]:
     """Per-day energy of one meter in [start, end) from its days, in date order."""
-    acc = _Integrator(tz, max_gap, NEVER_BEFORE if start is None else start,
-                      NEVER_AFTER if end is None else end)
+    acc = _Window(tz, max_gap, NEVER_BEFORE if start is None else start,
+                  NEVER_AFTER if end is None else end)
     previous: Sample | None = None
     for part in parts:
         if part.inside and part.md is not None:
