@@ -202,15 +202,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def integrate(samples: list[tuple[int, float, float]], max_gap_seconds: float = 3600.0):
-    """The EnergyBalance of (instant, meter kW, PV kW) samples sorted by instant: what the
-    product's integrator (energy.EnergyIntegrator) makes of them, for a test's expected figures."""
-    from pvsim.model.energy import EnergyIntegrator
-    acc = EnergyIntegrator(max_gap_seconds)
-    acc.add_many(samples)
-    return acc.balance
-
-
 def _merge(base: dict, changes: dict) -> dict:
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

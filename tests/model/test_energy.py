@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import integrate
+from tests.support.energy import integrate
 from pvsim.model.energy import EnergyIntegrator, segment_kwh, total
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import integrate
+from tests.support.energy import integrate
 from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline.csvsink import CsvSink, Row
 from pvsim.pipeline.messages import Reading
