@@ -9,10 +9,9 @@ import is checked against the importing module's layer:
     pipeline           config, logsetup, model
     store              + pipeline
     api                + store
-    run                config, logsetup, model, inputs, pipeline, store (pvsim-run without its
-                       command line: no api, no programs)
+    run                inputs, store and all below them (pvsim-run without its command line)
     cli                + api, run (pvsim-run's command line)
-    daemons            + api; neither program layer imports the other, nor daemons run
+    daemons            + api, not run; cli and daemons never import each other
 
 A break names the file, the line, the import and the rule. The model layer must also stay free
 of I/O and threads: it may not import the standard library's or third parties' I/O modules.
