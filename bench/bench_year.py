@@ -33,8 +33,8 @@ from pathlib import Path
 import pika
 
 from pvsim import config as configmod
-from pvsim.cli.run import RunOptions, simulate
-from pvsim.cli.workers import available_cpus
+from pvsim.run.simulation import RunOptions, simulate
+from pvsim.run.workers import available_cpus
 from pvsim.pipeline.messages import encode_columns
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"

@@ -9,8 +9,10 @@ tests/test_layers.py, keeps this rule):
     pipeline/          readings on their way: messages, RabbitMQ, transports, PV service, CSV sink
     store/             the readings written, read back from the CSVs, and their daily aggregates
     api/               the JOI Energy API over the store and the PV service
-    cli/, daemons/     the programs: pvsim-run (cli), pvsim-meter and pvsim-pv (daemons); neither
-                       imports the other
+    run/               pvsim-run's simulation, worker processes, aggregates and summary (imports
+                       neither api nor the programs)
+    cli/, daemons/     the programs: pvsim-run (cli, with run/), pvsim-meter and pvsim-pv
+                       (daemons); neither imports the other
 """
 
 __version__ = "0.1.0"

@@ -9,7 +9,9 @@ import is checked against the importing module's layer:
     pipeline           config, logsetup, model
     store              + pipeline
     api                + store
-    cli, daemons       + api; neither imports the other
+    run                inputs, store and all below them (pvsim-run without its command line)
+    cli                + api, run (pvsim-run's command line)
+    daemons            + api, not run; cli and daemons never import each other
 
 A break names the file, the line, the import and the rule. The model layer must also stay free
 of I/O and threads: it may not import the standard library's or third parties' I/O modules.
@@ -35,7 +37,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "pipeline": BASE | {"model", "pipeline"},
     "store": BASE | {"model", "pipeline", "store"},
     "api": BASE | {"model", "pipeline", "store", "api"},
-    "cli": BASE | {"model", "inputs", "pipeline", "store", "api", "cli"},
+    "run": BASE | {"model", "inputs", "pipeline", "store", "run"},
+    "cli": BASE | {"model", "inputs", "pipeline", "store", "api", "run", "cli"},
     "daemons": BASE | {"model", "inputs", "pipeline", "store", "api", "daemons"},
 }
 # I/O, threads and processes: none of it in the pure model.
@@ -140,10 +143,16 @@ def test_every_subpackage_says_what_lives_there_and_what_it_may_import() -> None
      "pipeline, pvsim, store, not cli"),
     ("pvsim.cli.x", "from pvsim.daemons.lifecycle import main\n",
      "pvsim/cli/x.py:1: imports pvsim.daemons.lifecycle: the cli layer may import api, config, "
-     "inputs, logsetup, model, pipeline, pvsim, store, not daemons"),
+     "inputs, logsetup, model, pipeline, pvsim, run, store, not daemons"),
     ("pvsim.daemons.x", "from pvsim.cli import run\n",
      "pvsim/daemons/x.py:1: imports pvsim.cli: the daemons layer may import api, config, "
      "inputs, logsetup, model, pipeline, pvsim, store, not cli"),
+    ("pvsim.run.x", "from pvsim.api.joi import JoiApi\n",
+     "pvsim/run/x.py:1: imports pvsim.api.joi: the run layer may import config, inputs, "
+     "logsetup, model, pipeline, pvsim, store, not api"),
+    ("pvsim.daemons.x", "from pvsim.run.simulation import simulate\n",
+     "pvsim/daemons/x.py:1: imports pvsim.run.simulation: the daemons layer may import api, "
+     "config, inputs, logsetup, model, pipeline, pvsim, store, not run"),
     ("pvsim.config", "from pvsim.model import clock\n",
      "pvsim/config.py:1: imports pvsim.model: the config layer may import nothing of pvsim, not model"),
     ("pvsim.daemons.x", "from pvsim import broker\n",
@@ -162,6 +171,8 @@ def test_a_break_names_the_file_the_import_and_the_rule(module, source, expected
     ("pvsim.pipeline.x", "from pvsim import __version__, config\nfrom . import messages\n"),
     ("pvsim.daemons.x", "from pvsim.api.joi import JoiApi\nfrom pvsim.store import readingstore\n"),
     ("pvsim.cli.x", "from pvsim.api.problem import problem\n"),
+    ("pvsim.cli.x", "from pvsim.run.summary import RunSummary\n"),
+    ("pvsim.run.x", "from pvsim.store.aggregates import MeterDay\nfrom pvsim.inputs import models\n"),
 ])
 def test_imports_down_the_layers_pass(module, source) -> None:
     assert violations("x.py", module, source) == []

@@ -26,7 +26,7 @@ from pathlib import Path
 from pvsim.model import energy
 from pvsim.model.energy import EnergyBalance
 from pvsim.pipeline.csvformat import parse_line
-from pvsim.store.aggregates import AverageDay
+from pvsim.run.aggregators import AverageDay
 
 MISSING = "--plot needs matplotlib: apt install python3-matplotlib"
 ANNUAL_DAYS = 31  # longer runs get the months and average days: a month's power curve is a blur

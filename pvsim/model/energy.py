@@ -5,6 +5,10 @@ between consecutive samples of one meter, except across a gap longer than `max_g
 which is not bridged (a meter that was off for hours did not draw its last value all that time).
 Net power (meter - PV) is split into grid import (net > 0) and export (net < 0); where net changes
 sign within a segment, the segment is cut at the linear zero crossing so neither side is blurred.
+
+`segment_kwh` is that computation for one segment, the only one: `EnergyIntegrator` runs it over
+a meter's samples in time order (a day of the store or of a run), and the store's windows over
+the pieces of a segment they cut (pvsim.store.aggregates).
 """
 
 from __future__ import annotations
@@ -76,16 +80,27 @@ class EnergyBalance:
         return d
 
 
-def split_net(dt_h: float, n0: float, n1: float) -> tuple[float, float]:
-    """(import kWh, export kWh) of a linear net-power segment of `dt_h` hours."""
+def segment_kwh(hours: float, m0: float, p0: float, m1: float,
+                p1: float) -> tuple[float, float, float, float]:
+    """(consumed, PV, import, export) kWh of one linear segment of `hours` hours, from meter and
+    PV power `m0` and `p0` kW at its start to `m1` and `p1` kW at its end.
+
+    The one trapezoid behind every energy figure: the run's and the store's days
+    (`EnergyIntegrator.add_many`) and the pieces of a window cut at its ends and at local
+    midnights (`store.aggregates`). Net power (meter - PV) is split into grid import (net > 0)
+    and export (net < 0); where it changes sign, the segment is cut at the linear zero crossing.
+    It runs once per sample of a run, so the split is written out here rather than called."""
+    n0, n1 = m0 - p0, m1 - p1
     if n0 >= 0 and n1 >= 0:
-        return (n0 + n1) / 2 * dt_h, 0.0
-    if n0 <= 0 and n1 <= 0:
-        return 0.0, -(n0 + n1) / 2 * dt_h
-    cross = n0 / (n0 - n1)  # fraction of the segment before net crosses zero
-    pos, neg = (n0, n1) if n0 > 0 else (n1, n0)
-    pos_frac = cross if n0 > 0 else 1.0 - cross
-    return pos / 2 * dt_h * pos_frac, -neg / 2 * dt_h * (1.0 - pos_frac)
+        imported, exported = (n0 + n1) / 2 * hours, 0.0
+    elif n0 <= 0 and n1 <= 0:
+        imported, exported = 0.0, -(n0 + n1) / 2 * hours
+    else:
+        cross = n0 / (n0 - n1)  # fraction of the segment before net crosses zero
+        pos, neg = (n0, n1) if n0 > 0 else (n1, n0)
+        pos_frac = cross if n0 > 0 else 1.0 - cross
+        imported, exported = pos / 2 * hours * pos_frac, -neg / 2 * hours * (1.0 - pos_frac)
+    return (m0 + m1) / 2 * hours, (p0 + p1) / 2 * hours, imported, exported
 
 
 class EnergyIntegrator:
@@ -102,9 +117,9 @@ class EnergyIntegrator:
     def add_many(self, samples: Iterable[tuple[int, float, float]]) -> None:
         """Take samples in time order; one not later than the previous one is skipped.
 
-        The one loop behind every energy figure, and it runs for every row of a run (31.5
-        million in a year at 1-second steps): the sums and peaks are kept in local variables
-        and written back once."""
+        The one loop behind every day's energy (each segment's is `segment_kwh`'s), and it runs
+        for every row of a run (31.5 million in a year at 1-second steps): the sums and peaks are
+        kept in local variables and written back once."""
         b = self.balance
         consumed, pv, imported, exported = b.consumed_kwh, b.pv_kwh, b.import_kwh, b.export_kwh
         readings, first, last = b.readings, b.first, b.last
@@ -113,6 +128,7 @@ class EnergyIntegrator:
         pv_top, pv_at = peak_pv.kw, peak_pv.instant
         import_top, import_at = peak_import.kw, peak_import.instant
         max_gap, prev = self.max_gap, self._prev
+        kwh = segment_kwh  # a local name: one dictionary lookup less a sample
         for sample in samples:
             instant, meter_kw, pv_kw = sample
             net = meter_kw - pv_kw
@@ -122,12 +138,11 @@ class EnergyIntegrator:
                 if span <= 0:
                     continue  # not later than the previous sample: nothing to integrate
                 if span <= max_gap:
-                    h = span / 3600.0
-                    consumed += (m0 + meter_kw) / 2 * h
-                    pv += (p0 + pv_kw) / 2 * h
-                    imp, exp = split_net(h, m0 - p0, net)
-                    imported += imp
-                    exported += exp
+                    c, p, i, e = kwh(span / 3600.0, m0, p0, meter_kw, pv_kw)
+                    consumed += c
+                    pv += p
+                    imported += i
+                    exported += e
             else:
                 first = instant
             last = instant
@@ -153,14 +168,6 @@ def total(balances: Iterable[EnergyBalance]) -> EnergyBalance:
     for b in balances:
         out.absorb(b)
     return out
-
-
-def integrate(samples: list[tuple[int, float, float]], max_gap_seconds: float = 3600.0) -> EnergyBalance:
-    """EnergyBalance of (instant, meter kW, PV kW) samples, sorted by instant."""
-    acc = EnergyIntegrator(max_gap_seconds)
-    for instant, meter_kw, pv_kw in samples:
-        acc.add(instant, meter_kw, pv_kw)
-    return acc.balance
 
 
 def by_month(days: Mapping[dt.date, EnergyBalance]) -> dict[str, EnergyBalance]:

@@ -1,21 +1,19 @@
-"""Per-day energy aggregates of one meter's readings, and the integrator that prices a window
-from them. Pure: fed samples and rows, never reads a file.
+"""Per-day energy aggregates of one meter's readings, and a window's energy per day from them
+(`combine`). Pure: fed samples, never reads a file.
 
 - A `MeterDay` holds one meter's readings on one local day: the energy of the trapezoid segments
   with both ends on that day (via energy.EnergyIntegrator), the day's first and last sample and
   the set of instants it holds. The segment from one day's last sample to the next day's first is
   *not* in either day: `combine` computes it when a window is priced, clipped to the window and
-  cut at local midnight (values interpolated linearly), each part counting for its own day. A
-  day's figures therefore depend on that day's readings only, and a window is always the exact
-  sum of its parts, whichever way it is cut.
+  cut at local midnight (values interpolated linearly, each piece's energy
+  `energy.segment_kwh`'s, as a day's), each part counting for its own day. A day's figures
+  therefore depend on that day's readings only, and a window is always the exact sum of its
+  parts, whichever way it is cut.
 - `MeterDay.to_json` / `from_json` are the persisted form the store writes beside a CSV.
-- `DayAggregator` keeps MeterDays in memory from the PV service's batch listener: pvsim-run's
-  summary.
-- `ProfileAggregator` keeps, per meter and local month, the sums behind an average day (mean
-  meter and PV power per 15 minutes of local time) from the same listener: pvsim-run's annual plot,
-  which could not afford to read a year's CSVs back.
 
-Windows are half-open, [start, end) in epoch seconds; None is unbounded.
+The store (`readingstore`) keeps MeterDays of the CSVs; pvsim-run keeps them of its rows
+(`pvsim.run.aggregators.DayAggregator`). Windows are half-open, [start, end) in epoch seconds;
+None is unbounded.
 """
 
 from __future__ import annotations
@@ -28,9 +26,7 @@ from itertools import islice
 from zoneinfo import ZoneInfo
 
 from pvsim.model.clock import local_midnight
-from pvsim.model.energy import EnergyBalance, EnergyIntegrator, Peak, split_net
-from pvsim.model.localtime import DAY_SECONDS, LocalTime
-from pvsim.pipeline.csvformat import Row
+from pvsim.model.energy import EnergyBalance, EnergyIntegrator, Peak, segment_kwh
 from pvsim.pipeline.rangeset import RangeSet
 
 Sample = tuple[int, float, float]  # (epoch seconds, meter kW, PV kW)
@@ -133,8 +129,9 @@ class DayPart:
     inside: bool = True  # False: a day outside the window, there for its boundary samples
 
 
-class _Integrator:
-    """Adds linear segments, clipped to [start, end) and cut at local midnights, into per-day
+class _Window:
+    """A window [start, end)'s energy per local day: linear segments clipped to it and cut at
+    local midnights, whole days' balances and the readings it holds, added into per-day
     balances."""
 
     def __init__(self, tz: ZoneInfo, max_gap: float, start: int, end: int) -> None:
@@ -170,6 +167,7 @@ class _Integrator:
             cur = nxt
 
     def _piece(self, day: dt.date, s0: Sample, s1: Sample, a: int, b: int) -> None:
+        """The part [a, b) of the segment from s0 to s1 (its ends interpolated), into `day`."""
         t0, m0, p0 = s0
         t1, m1, p1 = s1
         if a == t0 and b == t1:
@@ -179,13 +177,12 @@ class _Integrator:
             fa, fb = (a - t0) / span, (b - t0) / span
             ma, pa = m0 + (m1 - m0) * fa, p0 + (p1 - p0) * fa
             mb, pb = m0 + (m1 - m0) * fb, p0 + (p1 - p0) * fb
-        h = (b - a) / 3600.0
+        consumed, pv, imported, exported = segment_kwh((b - a) / 3600.0, ma, pa, mb, pb)
         out = self.day(day)
-        out.consumed_kwh += (ma + mb) / 2 * h
-        out.pv_kwh += (pa + pb) / 2 * h
-        imp, exp = split_net(h, ma - pa, mb - pb)
-        out.import_kwh += imp
-        out.export_kwh += exp
+        out.consumed_kwh += consumed
+        out.pv_kwh += pv
+        out.import_kwh += imported
+        out.export_kwh += exported
 
     def count(self, day: dt.date, instants: Iterable[int]) -> None:
         out = None
@@ -203,8 +200,8 @@ class _Integrator:
 def combine(parts: list[DayPart], tz: ZoneInfo, max_gap: float, start: int | None = None,
             end: int | None = None) -> dict[dt.date, EnergyBalance]:
     """Per-day energy of one meter in [start, end) from its days, in date order."""
-    acc = _Integrator(tz, max_gap, NEVER_BEFORE if start is None else start,
-                      NEVER_AFTER if end is None else end)
+    acc = _Window(tz, max_gap, NEVER_BEFORE if start is None else start,
+                  NEVER_AFTER if end is None else end)
     previous: Sample | None = None
     for part in parts:
         if part.inside and part.md is not None:
@@ -218,142 +215,3 @@ def combine(parts: list[DayPart], tz: ZoneInfo, max_gap: float, start: int | Non
             acc.segment(previous, part.first)  # across midnight(s): clipped and cut per day
         previous = part.last
     return dict(sorted(acc.days.items()))
-
-
-class DayAggregator:
-    """In-memory per-(day, meter) aggregates fed by a batch listener (pvsim-run's summary).
-
-    A run's rows of one meter come in time order (one queue, one publisher, duplicates dropped
-    before the listeners), so a late row would be a bug in the pipeline: it raises rather than
-    miscount the energy. The store (`readingstore`), which takes rows in any order, rebuilds a
-    day from its CSV instead."""
-
-    def __init__(self, tz: ZoneInfo, max_gap_seconds: float = 3600.0) -> None:
-        self.tz, self.max_gap = tz, max_gap_seconds
-        self.days: dict[dt.date, dict[str, MeterDay]] = {}
-
-    def on_rows(self, rows: list[Row]) -> None:
-        """The PV service's batch listener: a message's rows, each (day, meter)'s integrated in
-        one loop (MeterDay.add_many)."""
-        groups: dict[tuple[dt.date, str], list[Sample]] = {}
-        for day, meter_id, instant, _, meter_kw, pv_kw in rows:
-            samples = groups.get((day, meter_id))
-            if samples is None:
-                samples = groups[day, meter_id] = []
-            samples.append((instant, meter_kw, pv_kw))
-        for (day, meter_id), samples in groups.items():
-            meters = self.days.get(day)
-            if meters is None:
-                meters = self.days[day] = {}
-            md = meters.get(meter_id)
-            if md is None:
-                md = meters[meter_id] = MeterDay(self.max_gap)
-            if not md.add_many(samples):
-                raise ValueError(f"a row of {meter_id} from {samples[0][0]} on is earlier than the "
-                                 f"last one aggregated ({md.last[0]}): a run's rows must come in "
-                                 "time order")
-
-    def merge(self, other: "DayAggregator") -> None:
-        """Take the days of another aggregator, fed the rows of other whole days (a worker's
-        share of a run): `energy_by_day` then adds the segments between the two sets of days
-        from their first and last samples, as if one aggregator had had every row."""
-        if overlap := self.days.keys() & other.days.keys():
-            raise ValueError(f"both aggregators hold {min(overlap)}: only whole days merge")
-        self.days.update(other.days)
-
-    def energy_by_day(self, meter_id: str) -> dict[dt.date, EnergyBalance]:
-        parts = [DayPart(day, md.first, md.last, md=md) for day, meters in sorted(self.days.items())
-                 if (md := meters.get(meter_id)) is not None and md.first is not None]
-        return combine(parts, self.tz, self.max_gap)
-
-
-PROFILE_BIN_SECONDS = 900  # an average day's resolution: 96 bins of 15 minutes of local time
-
-
-@dataclass(frozen=True)
-class AverageDay:
-    """One meter's mean power by local time of day over one month.
-
-    `meter_kw[i]` and `pv_kw[i]` are the means of the readings whose local time of day lies in
-    [i, i + 1) x `bin_seconds` after midnight; None where no reading fell (steps longer than a
-    bin, the hour a spring DST change skips). The hour a fall change repeats counts twice."""
-
-    bin_seconds: int
-    meter_kw: list[float | None]
-    pv_kw: list[float | None]
-
-    def hours(self) -> list[float]:
-        """Each bin's middle, in hours after local midnight: where its mean is drawn."""
-        return [(i + 0.5) * self.bin_seconds / 3600 for i in range(len(self.meter_kw))]
-
-
-class ProfileAggregator:
-    """Per meter and local month ('YYYY-MM'), per bin of local time of day, the sums of meter
-    kW, PV kW and the count of readings, fed by a batch listener; `average_days` gives the means.
-
-    It runs for every reading of a run (31.5 million in a year at 1-second steps), so a row is
-    three list additions: its bin comes from the instant's wall-clock seconds in the LocalTime
-    span it falls in (one local date at one UTC offset), never from a datetime. Rows may come
-    in any order (an instant outside the current span finds its own). The sums are plain dicts and lists of floats: aggregators of
-    worker processes pickle, and `merge` adds them up."""
-
-    def __init__(self, tz: ZoneInfo, bin_seconds: int = PROFILE_BIN_SECONDS) -> None:
-        if bin_seconds < 1 or DAY_SECONDS % bin_seconds:
-            raise ValueError(f"bin_seconds must divide a day, got {bin_seconds}")
-        self.tz, self.bin_seconds, self.bins = tz, bin_seconds, DAY_SECONDS // bin_seconds
-        # meter -> month -> [meter kW sum per bin..., PV kW sum per bin..., readings per bin...]
-        self.sums: dict[str, dict[str, list[float]]] = {}
-        self._local = LocalTime(tz)
-        self._lo = self._hi = self._base = 0  # the current span's [lo, hi) and wall-clock base
-        self._month = ""
-        self._current: dict[str, list[float]] = {}  # meter -> its sums of self._month
-
-    def on_rows(self, rows: list[Row]) -> None:
-        """The PV service's batch listener: a message's rows, in one loop."""
-        lo, hi, base, current = self._lo, self._hi, self._base, self._current
-        bins, width = self.bins, self.bin_seconds
-        for _, meter_id, instant, _, meter_kw, pv_kw in rows:
-            if not lo <= instant < hi:
-                self._enter(instant)
-                lo, hi, base, current = self._lo, self._hi, self._base, self._current
-            sums = current.get(meter_id)
-            if sums is None:
-                sums = current[meter_id] = (
-                    self.sums.setdefault(meter_id, {}).setdefault(self._month, [0.0] * (3 * bins)))
-            i = (instant - base) // width
-            sums[i] += meter_kw
-            sums[i + bins] += pv_kw
-            sums[i + 2 * bins] += 1.0
-
-    def _enter(self, instant: int) -> None:
-        """Take the LocalTime span of `instant`, and its month's sums."""
-        span = self._local.span(instant)
-        self._lo, self._hi, self._base = span.start, span.end, span.base
-        month = f"{span.day:%Y-%m}"
-        if month != self._month:
-            self._month, self._current = month, {}
-
-    def merge(self, other: "ProfileAggregator") -> None:
-        """Add another aggregator's sums (of other days, or other meters) into this one."""
-        if other.bin_seconds != self.bin_seconds:
-            raise ValueError(f"cannot merge {other.bin_seconds} s bins into {self.bin_seconds} s bins")
-        for meter, months in other.sums.items():
-            mine = self.sums.setdefault(meter, {})
-            for month, sums in months.items():
-                if month in mine:
-                    acc = mine[month]
-                    for i, value in enumerate(sums):
-                        acc[i] += value
-                else:
-                    mine[month] = list(sums)
-
-    def average_days(self, meter_id: str) -> dict[str, AverageDay]:
-        """The meter's average day of each month, in month order."""
-        n = self.bins
-        out = {}
-        for month, sums in sorted(self.sums.get(meter_id, {}).items()):
-            counts = sums[2 * n:]
-            out[month] = AverageDay(self.bin_seconds,
-                                    [s / c if c else None for s, c in zip(sums[:n], counts)],
-                                    [s / c if c else None for s, c in zip(sums[n:2 * n], counts)])
-        return out

@@ -7,7 +7,7 @@ import pytest
 
 from pvsim.cli import plot, run
 from pvsim.model.energy import EnergyBalance
-from pvsim.store.aggregates import AverageDay
+from pvsim.run.aggregators import AverageDay
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUN = ["--accelerated", "--broker", "none", "--date", "2024-06-21", "--step", "300",

@@ -17,7 +17,9 @@ import pytest
 
 from conftest import ROOT, delete_topology
 from pvsim.cli import run as run_module
+from pvsim.config import Config
 from pvsim.pipeline.broker import Topology
+from pvsim.run import simulation
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -140,8 +142,8 @@ def test_paced_run_at_a_speed_factor(tmp_path, names):
 
 
 def test_unreachable_broker_is_one_clear_line_without_the_password(tmp_path, names):
-    cfg = config(tmp_path, names, broker="  url: amqp://pvsim:s3cret@127.0.0.1:1/%2F\n"
-                                          "  connect_attempts: 2\n  retry_initial_seconds: 0.05\n")
+    cfg = config(tmp_path, names, broker=("  url: amqp://pvsim:s3cret@127.0.0.1:1/%2F\n"
+                                          "  connect_attempts: 2\n  retry_initial_seconds: 0.05\n"))
     proc = run("--accelerated", "--config", str(cfg), "--output", str(tmp_path), check=False)
     assert proc.returncode == 69
     assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
@@ -298,7 +300,7 @@ def same_summary(a: dict, b: dict) -> None:
     ("none", "2026-12-30", 3, 3600, 2),    # a year's end, a month's table
 ])
 def test_workers_write_the_same_bytes_and_summary_as_one_process(tmp_path, names, broker, date,
-                                                                  days, step, jobs):
+                                                                 days, step, jobs):
     cfg = config(tmp_path, names, "meter: {id: [a, b]}\npv: {noise: 0.3}\n")
     out = {}
     for n in (1, jobs):
@@ -344,14 +346,14 @@ def test_a_rejected_message_in_a_worker_ends_the_run_with_exit_70(tmp_path, monk
     """A worker whose PV service rejects a message (a pvsim bug, made here on purpose for the
     later days) ends the run as MessageRejected does in one process."""
     later = int(dt.datetime(2026, 6, 23, tzinfo=dt.timezone.utc).timestamp())
-    encode = run_module.encode_columns
+    encode = simulation.encode_columns
 
     def spoiled(meter_ids, instants, powers, **kw):
         if instants[0] >= later:
             yield b'{"v": 2, "meter_ids": ["a"]}'
         else:
             yield from encode(meter_ids, instants, powers, **kw)
-    monkeypatch.setattr(run_module, "encode_columns", spoiled)
+    monkeypatch.setattr(simulation, "encode_columns", spoiled)
     code = run_module.main(["--accelerated", "--broker", "none", "--date", "2026-06-21", "--days",
                             "4", "--jobs", "2", "--step", "600", "--timezone", "UTC",
                             "--config", plain_config(tmp_path), "--output", str(tmp_path / "out")])
@@ -361,13 +363,13 @@ def test_a_rejected_message_in_a_worker_ends_the_run_with_exit_70(tmp_path, monk
 
 
 def test_a_worker_that_dies_ends_the_run_and_the_others_are_stopped(tmp_path, monkeypatch, capsys):
-    simulate_days = run_module._simulate_days
+    simulate_days = simulation._simulate_days
 
-    def dying(cfg, opts, models, curve, part, report):
+    def dying(cfg, opts, models, pv, part, report):
         if part.first_day > opts.date:
             os._exit(9)  # as if killed: no word to the parent
-        return simulate_days(cfg, opts, models, curve, part, report)
-    monkeypatch.setattr(run_module, "_simulate_days", dying)
+        return simulate_days(cfg, opts, models, pv, part, report)
+    monkeypatch.setattr(simulation, "_simulate_days", dying)
     code = run_module.main(["--accelerated", "--broker", "none", "--date", "2026-06-21", "--days",
                             "2", "--jobs", "2", "--step", "60", "--config",
                             plain_config(tmp_path), "--output", str(tmp_path / "out")])
@@ -412,10 +414,10 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path):
 
 
 def test_the_progress_bar_adds_up_every_worker(tmp_path, capfd):
-    cfg = run_module.configmod.Config(timezone="Europe/Madrid")
-    opts = run_module.RunOptions(date=dt.date(2026, 6, 21), days=3, step=300, output=tmp_path,
+    cfg = Config(timezone="Europe/Madrid")
+    opts = simulation.RunOptions(date=dt.date(2026, 6, 21), days=3, step=300, output=tmp_path,
                                  broker="none", progress=True, jobs=2)
-    summary = run_module.simulate(cfg, opts)
+    summary = simulation.simulate(cfg, opts)
     bar = capfd.readouterr().err.split("\r")[-1]
     assert summary.readings == 3 * 288 and "100.0%" in bar
     assert bar.count("2026-06-2") == 2  # where each of the two workers ended

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from pvsim import config as configmod
-from pvsim.cli.run import RunOptions, simulate
+from pvsim.run.simulation import RunOptions, simulate
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 

@@ -278,7 +278,7 @@ def test_a_fleet_run_through_the_cluster_writes_the_same_bytes_as_without_a_brok
     import dataclasses
 
     from pvsim import config as configmod
-    from pvsim.cli.run import RunOptions, simulate
+    from pvsim.run.simulation import RunOptions, simulate
 
     cluster.kill(0)
     cfg = configmod.with_meter_count(configmod.Config(), 300)

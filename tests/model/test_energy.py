@@ -1,6 +1,7 @@
 import pytest
 
-from pvsim.model.energy import EnergyIntegrator, integrate, split_net, total
+from tests.support.energy import integrate
+from pvsim.model.energy import EnergyIntegrator, segment_kwh, total
 
 
 def test_trapezoid_of_constant_and_ramp():
@@ -20,7 +21,16 @@ def test_gap_longer_than_limit_is_not_bridged():
     (2, 2, 2, 0), (-2, -2, 0, 2), (2, -2, 0.5, 0.5), (-1, 3, 1.125, 0.125), (0, -4, 0, 2),
 ])
 def test_net_split_at_the_zero_crossing(n0, n1, imp, exp):
-    assert split_net(1.0, n0, n1) == (pytest.approx(imp), pytest.approx(exp))
+    assert segment_kwh(1.0, n0, 0.0, n1, 0.0)[2:] == (pytest.approx(imp), pytest.approx(exp))
+    assert segment_kwh(1.0, n0 + 5, 5.0, n1 + 5, 5.0)[2:] == (pytest.approx(imp), pytest.approx(exp))
+
+
+def test_a_segment_is_the_trapezoid_of_meter_and_pv_power():
+    consumed, pv, imported, exported = segment_kwh(0.5, 2.0, 1.0, 4.0, 3.0)
+    assert (consumed, pv) == (1.5, 1.0)  # (2 + 4) / 2 * 0.5 and (1 + 3) / 2 * 0.5 kWh
+    assert (imported, exported) == (0.5, 0.0)
+    # net from -2 to +1 kW: export for the first two thirds, import for the last third
+    assert segment_kwh(0.25, 1.0, 3.0, 1.0, 0.0) == pytest.approx((0.25, 0.375, 1 / 24, 1 / 6))
 
 
 def test_import_minus_export_equals_consumed_minus_pv():

@@ -8,13 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pvsim.model.energy import integrate
+from tests.support.energy import integrate
 from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline.csvformat import Row, agg_name
 from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.messages import Reading
 from pvsim.pipeline.pvservice import PvService
-from pvsim.store.aggregates import DayAggregator, MeterDay
+from pvsim.run.aggregators import DayAggregator
+from pvsim.store.aggregates import MeterDay
 from pvsim.store.readingstore import ReadingStore
 from tests.pipeline.test_pvservice import line_of, row_for
 

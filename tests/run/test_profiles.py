@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from pvsim.model.clock import day_bounds
 from pvsim.pipeline.csvformat import Row
-from pvsim.store.aggregates import AverageDay, ProfileAggregator
+from pvsim.run.aggregators import AverageDay, ProfileAggregator
 
 MADRID = ZoneInfo("Europe/Madrid")
 

@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,12 @@ class Workers(Generic[S, R]):
     expected failures) become RunFailed with the same message and code; any other is a bug,
     and its traceback is shown."""
 
-    def __init__(self, task: Task, shares: Sequence[S]) -> None:
+    def __init__(self, task: Task[S, R], shares: Sequence[S]) -> None:
         self.task, self.shares = task, list(shares)
         self._context = multiprocessing.get_context("fork")
         # rows done and last instant of each worker, written by the worker, read by the parent
         self._progress = self._context.Array("q", 2 * len(self.shares), lock=False)
-        self._procs: list[multiprocessing.Process] = []
+        self._procs: list[BaseProcess] = []  # the fork context's processes
 
     def results(self, draw: Callable[[list[int], list[int]], None] | None = None) -> list[R]:
         pending: dict[multiprocessing.connection.Connection, int] = {}
@@ -88,7 +89,8 @@ class Workers(Generic[S, R]):
                 self._procs.append(proc)
                 pending[reader] = index
             while pending:
-                for reader in multiprocessing.connection.wait(list(pending), POLL_SECONDS):
+                ready = multiprocessing.connection.wait(list(pending), POLL_SECONDS)
+                for reader in [r for r in pending if r in ready]:  # typed as the pipe ends
                     index = pending.pop(reader)
                     results[index] = self._receive(reader, index)
                 if draw is not None:
