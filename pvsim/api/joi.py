@@ -169,7 +169,7 @@ class JoiApi:
         end (each costs memory and metric series), or scatter one request over years of files."""
         if not readings:
             return
-        newest = max(r.seq for r in readings)
+        newest = max(r.instant for r in readings)
         if meter_id in self.live_meters and newest > self.now() + FUTURE_SLACK_SECONDS:
             raise ClientError(400, f"{meter_id} is a meter pvsim-meter reads (meter.id): its "
                                    f"readings cannot be in the future (time {newest})")
@@ -236,7 +236,7 @@ class JoiApi:
         except OverflowError:  # a whole number too large for a float (400 digits)
             raise ClientError(400, f"{where}.reading is not a number of kW a float can hold, "
                                    f"got {str(kw)[:40]}...") from None
-        reading = Reading(meter_id, time, dt.datetime.fromtimestamp(time, self.tz), watts)
+        reading = Reading(meter_id, time, watts, self.tz)
         try:
             validate(reading, where, self.cfg.limits.max_power_w)
         except InvalidMessage as exc:

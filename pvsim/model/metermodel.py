@@ -146,4 +146,4 @@ def read(models: Sequence[MeterModel], instants: Iterable[int], tz: ZoneInfo) ->
     for instant in instants:
         local = dt.datetime.fromtimestamp(instant, tz)
         for model in models:
-            yield Reading(model.meter_id, instant, local, model.power_w(instant, local))
+            yield Reading(model.meter_id, instant, model.power_w(instant, local), tz)

@@ -127,7 +127,7 @@ class PvService:
 
         A reading counts as written only once its row is appended: when the sink fails
         (SinkError), that reading and the rest are not marked, so a retry writes them."""
-        return self.write_values([(r.meter_id, int(r.timestamp.timestamp()), r.power_w)
+        return self.write_values([(r.meter_id, r.instant, r.power_w)
                                   for r in readings])
 
     def handle(self, body: bytes, redelivered: bool = False) -> Outcome:

@@ -217,7 +217,7 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_its_second_rede
     to handle: 2,500 readings on 2,500 days, each a new file; the files a killed process wrote
     are removed before the next start, so that each handling lasts seconds.)"""
     ch = pvsim_config.channel()
-    slow = encode([Reading("m-slow", t, dt.datetime.fromtimestamp(t, MADRID), 1.0)
+    slow = encode([Reading("m-slow", t, 1.0, MADRID)
                    for t in range(T0, T0 + 2500 * 2 * 86400, 2 * 86400)])
     out, record = pvsim_config.output, pvsim_config.output / ".pvsim-poison"
     publish(ch, pvsim_config, slow)

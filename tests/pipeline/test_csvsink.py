@@ -15,7 +15,7 @@ TZ = ZoneInfo("Europe/Madrid")
 def readings(start: dt.datetime, seconds: int, meter: str = "m", step: int = 1):
     t0 = int(start.timestamp())
     for t in range(t0, t0 + seconds, step):
-        yield Reading(meter, t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
+        yield Reading(meter, t, 1000.0, TZ)
 
 
 def service(tmp_path, **kw) -> PvService:
@@ -48,7 +48,7 @@ def test_rotation_at_local_midnight(tmp_path):
 def test_utc_readings_land_in_the_local_day(tmp_path):
     svc = service(tmp_path)
     utc = dt.datetime(2026, 6, 21, 22, 30, tzinfo=dt.timezone.utc)  # 00:30 on the 22nd in Madrid
-    svc.process([Reading("m", int(utc.timestamp()), utc, 5.0)])
+    svc.process([Reading("m", int(utc.timestamp()), 5.0, utc.tzinfo)])
     svc.sync()
     assert lines(tmp_path / "pvsim-2026-06-22.csv")[1].startswith("2026-06-22T00:30:00+02:00")
 

@@ -35,7 +35,7 @@ def row_for(svc: PvService, reading: Reading) -> tuple[Row, int]:
 def readings(tz: ZoneInfo, day: dt.date, hours: int, step: int, meters: list[str]) -> list[Reading]:
     rng = random.Random(7)
     start = int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp())
-    return [Reading(m, t, dt.datetime.fromtimestamp(t, tz), round(rng.uniform(0, 9000), 1))
+    return [Reading(m, t, round(rng.uniform(0, 9000), 1), tz)
             for t in range(start, start + hours * 3600, step) for m in meters]
 
 
@@ -76,7 +76,7 @@ def test_the_row_loop_writes_what_row_for_defines(tmp_path, zone, day, form):
             if form == "version 1":
                 svc.handle(encode(part))
             else:  # the same readings as columns: each instant has a's then b's reading
-                for body in encode_columns(["a", "b"], [r.seq for r in part[::2]],
+                for body in encode_columns(["a", "b"], [r.instant for r in part[::2]],
                                            [[r.power_w for r in part[::2]],
                                             [r.power_w for r in part[1::2]]]):
                     svc.handle(body)
@@ -87,7 +87,7 @@ def test_the_row_loop_writes_what_row_for_defines(tmp_path, zone, day, form):
         assert row == want and instant == want_instant
         assert row.timestamp.fold == want.timestamp.fold
         assert row.timestamp.utcoffset() == want.timestamp.utcoffset()
-    assert len(seen) == svc.rows_total == len({(r.meter_id, r.seq) for r in batch})
+    assert len(seen) == svc.rows_total == len({(r.meter_id, r.instant) for r in batch})
 
 
 def test_a_late_reading_is_written_in_its_own_day(tmp_path):
@@ -113,7 +113,7 @@ def sparse_descending(tz: ZoneInfo, first: dt.date, days: int, per_day: int) -> 
     out = []
     for d in range(days):
         start = int(dt.datetime.combine(first + dt.timedelta(days=d), dt.time(1), tz).timestamp())
-        out += [Reading("m", t, dt.datetime.fromtimestamp(t, tz), 100.0)
+        out += [Reading("m", t, 100.0, tz)
                 for t in range(start, start + per_day * 60, 60)]
     return out[::-1]
 
@@ -139,7 +139,7 @@ def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
     again = svc.process(posted[::7])
     assert (again.written, again.duplicates) == (0, len(posted[::7]))
     old = posted[-1]
-    late = Reading("m", old.seq + 30, dt.datetime.fromtimestamp(old.seq + 30, tz), 5.0)
+    late = Reading("m", old.instant + 30, 5.0, tz)
     assert svc.process([late, late]).written == 1
     svc.sync()
     assert sum(len(p.read_text().splitlines()) - 1 for _, p in day_files(tmp_path)) == len(posted) + 1
@@ -171,7 +171,7 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
     tz = ZoneInfo("Europe/Berlin")
     directory = tmp_path_factory.mktemp("once")
     first = int(dt.datetime(2026, 3, 20, tzinfo=tz).timestamp())
-    sent = [Reading(f"m{x % 2}", t, dt.datetime.fromtimestamp(t, tz), 1.0)
+    sent = [Reading(f"m{x % 2}", t, 1.0, tz)
             for d, x in slots for t in [first + d * 86_400 + x * 37]]
     svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
     for attempt in range(2):
@@ -185,7 +185,7 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
     svc.sync()
     rows = [tuple(line.split(",")[:2]) for _, p in day_files(directory)
             for line in p.read_text().splitlines()[1:]]
-    assert len(rows) == len(set(rows)) == len({(r.meter_id, r.seq) for r in sent})
+    assert len(rows) == len(set(rows)) == len({(r.meter_id, r.instant) for r in sent})
 
 
 def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_path):
@@ -196,8 +196,8 @@ def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_pat
     first = sparse_descending(tz, dt.date(2026, 5, 1), 1, 10)
     assert svc.process(first).written == 10
     assert svc.process(sparse_descending(tz, dt.date(2026, 5, 2), 1, 10)).written == 10  # lets go of May 1
-    new = first[0].seq + 1
-    assert svc.process(first + [Reading("m", new, dt.datetime.fromtimestamp(new, tz), 1.0)]).written == 1
+    new = first[0].instant + 1
+    assert svc.process(first + [Reading("m", new, 1.0, tz)]).written == 1
     svc.sync()
     assert len((tmp_path / "pvsim-2026-05-01.csv").read_text().splitlines()) == 1 + 11
 

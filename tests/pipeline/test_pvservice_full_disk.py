@@ -22,7 +22,7 @@ START = int(dt.datetime(2026, 6, 21, 10, 0, tzinfo=MADRID).timestamp())
 
 
 def batch(n: int) -> list[Reading]:
-    return [Reading("smart-meter-0", START + i, dt.datetime.fromtimestamp(START + i, MADRID), 1000.0 + i % 50)
+    return [Reading("smart-meter-0", START + i, 1000.0 + i % 50, MADRID)
             for i in range(n)]
 
 

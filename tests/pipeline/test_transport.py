@@ -22,7 +22,7 @@ T0 = 1_782_043_200
 
 
 def bodies_with_a_bad_one() -> list[bytes]:
-    good = [encode([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)]) for t in (T0, T0 + 1)]
+    good = [encode([Reading("m", t, 1000.0, TZ)]) for t in (T0, T0 + 1)]
     return [good[0], b'{"v": 1, "readings": "not a list"}', good[1]]
 
 
@@ -61,7 +61,7 @@ def test_through_rabbitmq_a_rejected_message_ends_the_run_at_once(pvsim_config, 
 
 
 def many_bodies(count: int) -> list[bytes]:
-    return [encode([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)])
+    return [encode([Reading("m", t, 1000.0, TZ)])
             for t in range(T0, T0 + count)]
 
 
