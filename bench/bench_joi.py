@@ -36,7 +36,7 @@ METER = "smart-meter-0"
 
 def generate(directory: Path, first: dt.date, days: int, tz) -> int:
     """One meter's readings every second of `days` local days, as pvsim-pv writes them."""
-    curve = PvCurve()
+    chart = PvCurve(tz)
     rnd = random.Random(1)
     rows = 0
     for n in range(days):
@@ -48,7 +48,7 @@ def generate(directory: Path, first: dt.date, days: int, tz) -> int:
         for t in range(start, end):
             local = moment + dt.timedelta(seconds=t - start)
             sec = (t - start) % 86400
-            pv = round(curve.clear_sky_kw(sec), 4)
+            pv = round(chart.clear_sky_kw(sec), 4)
             kw = round(max(0.0, 1.5 + 2.5 * math.sin(math.pi * sec / 86400) + rnd.uniform(-0.3, 0.3)), 4)
             lines.append(f"{local.isoformat()},{METER},{kw * 1000:.1f},{kw:.4f},{pv:.4f},{kw - pv + 0.0:.4f}\n")
         (directory / file_name(day)).write_text("".join(lines))

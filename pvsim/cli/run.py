@@ -146,7 +146,7 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
     days were shared."""
     tz = cfg.tz
     models = meter_models(cfg)
-    curve = pv_model(cfg)
+    pv = pv_model(cfg)
     meter_ids = [m.meter_id for m in models]
     _check_outputs(cfg, opts)
     parts = _day_ranges(opts, tz)
@@ -156,7 +156,7 @@ def simulate(cfg: configmod.Config, opts: RunOptions) -> RunSummary:
         bar = _ProgressBar(sum(len(part.clock(opts)) for part in parts) * len(models), tz)
 
     def run(part: _DayRange, report: Report | None) -> _Partial:
-        return _simulate_days(cfg, opts, models, curve, part, report)
+        return _simulate_days(cfg, opts, models, pv, part, report)
 
     began = time.monotonic()
     try:
@@ -288,7 +288,7 @@ class _Partial:
 
 
 def _simulate_days(cfg: configmod.Config, opts: RunOptions, models: Sequence[MeterModel],
-                   curve: PvModel, part: _DayRange, report: Report | None) -> _Partial:
+                   pv: PvModel, part: _DayRange, report: Report | None) -> _Partial:
     """The pipeline over a range of the run's days: meter model, messages, transport, PV
     service, CSV. A single-process run runs it over all the days, a worker over its range."""
     tz, shards = cfg.tz, cfg.fleet.shards
@@ -302,7 +302,7 @@ def _simulate_days(cfg: configmod.Config, opts: RunOptions, models: Sequence[Met
         listeners.append(_progress(expected, report))
 
     def service(shard: int | None) -> PvService:
-        made = PvService(curve, CsvSink(opts.output, truncate=True, shard=shard,
+        made = PvService(pv, CsvSink(opts.output, truncate=True, shard=shard,
                                          log_refusals=False), tz,  # the exit line names it
                          max_power_w=cfg.limits.max_power_w, shards=shards)
         made.batch_listeners.extend(listeners)

@@ -32,7 +32,7 @@ def pv_model(cfg: configmod.Config) -> PvModel:
     pv = cfg.pv
     model: PvModel
     if pv.model == "chart":
-        model = PvCurve(peak_kw=pv.peak_kw)
+        model = PvCurve(cfg.tz, peak_kw=pv.peak_kw)
     elif pv.model == "clearsky":
         altitude = pv.altitude_m or 0.0
         sun = SunPosition(pv.latitude, pv.longitude, altitude, pv.temperature_c)  # type: ignore[arg-type]

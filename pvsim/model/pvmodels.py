@@ -1,8 +1,9 @@
 """The PV plant's output at any instant, by any of pvsim's models: pure computation, no I/O.
 
-Every model answers `power_kw(seconds_of_day, instant)`: kW AC at epoch second `instant`, whose
-local wall-clock time of day is `seconds_of_day` (the chart reads the clock; the others read the
-sun). Config chooses one (`pv.model`) through pvsim.inputs.models:
+Every model answers `power_kw(instant)`: kW AC at epoch second `instant`. The instant is all any
+of them needs: the sun's position, the weather's hour and a series' sample are functions of it,
+and the chart, which is read by the wall clock, knows the plant's zone. Config chooses one
+(`pv.model`) through pvsim.inputs.models:
 
 - `chart`    the challenge's reference curve (pvsim.model.pvcurve), the same every day;
 - `clearsky` the sun over a site through an array (solar, irradiance, pvarray), by season;
@@ -36,9 +37,29 @@ _UTC = dt.timezone.utc
 
 
 class PvModel(Protocol):
+    """What the pipeline asks of a PV plant.
+
+    Attributes
+    ----------
+    peak_kw : float
+        The plant's largest output [kW] (AC): the scale of charts and checks.
+    """
+
     peak_kw: float
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float: ...
+    def power_kw(self, instant: int) -> float:
+        """The plant's output at an instant.
+
+        Parameters
+        ----------
+        instant : int
+            Epoch seconds [s].
+
+        Returns
+        -------
+        power_kw : float
+            Power [kW] (AC), >= 0.
+        """
 
 
 class _Gridded(ABC):
@@ -61,7 +82,8 @@ class _Gridded(ABC):
             value = self._cache[k] = self.exact(k * self.grid)
         return value
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
+    def power_kw(self, instant: int) -> float:
+        """Power [kW] (AC) at epoch second `instant` [s]: linear between grid points."""
         k, r = divmod(instant, self.grid)
         a = self._point(k)
         if r == 0:
@@ -135,7 +157,8 @@ class SeriesPv:
         self.series = series
         self.peak_kw = series.peak
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
+    def power_kw(self, instant: int) -> float:
+        """Power [kW] at epoch second `instant` [s]; a negative sample counts as 0."""
         return max(0.0, self.series.at(instant))
 
 
@@ -148,8 +171,9 @@ class Clouds:
         self.model, self.depth, self.seed = model, depth, seed
         self.peak_kw = model.peak_kw
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
-        kw = self.model.power_kw(seconds_of_day, instant)
+    def power_kw(self, instant: int) -> float:
+        """The model's power [kW] at epoch second `instant` [s], less the clouds' share."""
+        kw = self.model.power_kw(instant)
         if kw:
             kw *= 1.0 - self.depth * noise.cloud_cover(self.seed, instant)
         return kw

@@ -33,7 +33,7 @@ class Pipeline:
         self.cfg = cfg or config.Config()
         self.directory = directory
         self.sink = CsvSink(directory)
-        self.service = PvService(PvCurve(), self.sink, self.cfg.tz)
+        self.service = PvService(PvCurve(self.cfg.tz), self.sink, self.cfg.tz)
         self.lock = threading.Lock()
         self.api = JoiApi(self.cfg, directory, self.ingest)
         self.service.listeners.append(self.api.on_row)

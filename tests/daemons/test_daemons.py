@@ -413,7 +413,7 @@ def test_rows_written_before_a_crash_are_not_written_again(pvsim_config, daemons
     t0 = T("2026-06-21T10:00:00+02:00")
     # a previous run wrote these rows and crashed before acknowledging them
     sink = CsvSink(pvsim_config.output)
-    PvService(PvCurve(), sink, MADRID).process(readings("m-1", range(t0, t0 + 5)))
+    PvService(PvCurve(MADRID), sink, MADRID).process(readings("m-1", range(t0, t0 + 5)))
     sink.close()
     ch = pvsim_config.channel()
     publish(ch, pvsim_config, encode(readings("m-1", range(t0, t0 + 7))))  # the redelivery
@@ -552,7 +552,7 @@ def test_whole_local_days_land_in_one_file_each(tmp_path, day, hours):
     start = int(dt.datetime.combine(date, dt.time(), MADRID).timestamp())
     end = int(dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), MADRID).timestamp())
     sink = CsvSink(tmp_path)
-    service = PvService(PvCurve(), sink, MADRID)
+    service = PvService(PvCurve(MADRID), sink, MADRID)
     step = 5
     service.process(readings("m-1", range(start - 3600, end + 3600, step), tz=dt.timezone.utc))
     sink.close()

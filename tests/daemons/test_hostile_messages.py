@@ -126,10 +126,10 @@ class BrokenModel:
     def __init__(self, model, bad_instant: int) -> None:
         self.model, self.bad_instant, self.peak_kw = model, bad_instant, model.peak_kw
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
+    def power_kw(self, instant: int) -> float:
         if instant == self.bad_instant:
             raise ZeroDivisionError("a bug in the model")
-        return self.model.power_kw(seconds_of_day, instant)
+        return self.model.power_kw(instant)
 
 
 def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
@@ -140,7 +140,7 @@ def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
     ch = pvsim_config.channel()
     life = lifecycle.Lifecycle("test-pv")
     pv = PvDaemon(cfg, life, with_api=False)
-    pv.service.curve = BrokenModel(pv.service.curve, T0 + 5)
+    pv.service.pv_model = BrokenModel(pv.service.pv_model, T0 + 5)
     run = InProcess(pv, life, cfg.pv.listen)
     try:
         publish(ch, pvsim_config, v1(reading(T0 + 5)))

@@ -15,7 +15,6 @@ from hypothesis import given, settings, strategies as st
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.pvmodels import Clouds
 from pvsim.model.reading import Reading
-from pvsim.model.pvcurve import local_seconds
 from pvsim.pipeline.csvsink import HEADER, CsvSink, Row, day_files
 from pvsim.pipeline.messages import encode, encode_columns
 from pvsim.pipeline.pvservice import PvService
@@ -27,7 +26,7 @@ def row_for(svc: PvService, reading: Reading) -> tuple[Row, int]:
     local = reading.timestamp.astimezone(svc.tz)
     instant = int(local.timestamp())
     meter_kw = round(reading.power_w / 1000.0, 4)
-    pv_kw = round(svc.curve.power_kw(local_seconds(local), instant), 4)
+    pv_kw = round(svc.pv_model.power_kw(instant), 4)
     return Row(local, reading.meter_id, reading.power_w, meter_kw, pv_kw,
                round(meter_kw - pv_kw, 4)), instant
 
@@ -40,7 +39,7 @@ def readings(tz: ZoneInfo, day: dt.date, hours: int, step: int, meters: list[str
 
 
 def service(tmp_path, tz: ZoneInfo) -> tuple[PvService, list]:
-    svc = PvService(Clouds(PvCurve(), 0.3, 7), CsvSink(tmp_path, truncate=True), tz)
+    svc = PvService(Clouds(PvCurve(tz), 0.3, 7), CsvSink(tmp_path, truncate=True), tz)
     seen: list = []
     svc.listeners.append(lambda row, instant: seen.append((row, instant)))
     return svc, seen
@@ -125,7 +124,7 @@ def ranges_held(svc: PvService) -> int:
 @pytest.mark.parametrize("recover", [True, False])
 def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
     tz = ZoneInfo("Europe/Berlin")
-    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=not recover), tz, recover=recover,
+    svc = PvService(PvCurve(tz), CsvSink(tmp_path, truncate=not recover), tz, recover=recover,
                     days_in_memory=4)
     posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 200)
     for start in range(0, len(posted), 1000):  # POSTs of 1,000 readings
@@ -147,7 +146,7 @@ def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
 
 def test_forget_drops_a_removed_days_memory_so_it_is_written_again(tmp_path):
     tz = ZoneInfo("Europe/Berlin")
-    svc = PvService.recovering(PvCurve(), CsvSink(tmp_path), tz)
+    svc = PvService.recovering(PvCurve(tz), CsvSink(tmp_path), tz)
     day = sparse_descending(tz, dt.date(2020, 11, 29), 1, 50)
     assert svc.process(day).written == 50
     svc.sync()
@@ -173,11 +172,11 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
     first = int(dt.datetime(2026, 3, 20, tzinfo=tz).timestamp())
     sent = [Reading(f"m{x % 2}", t, 1.0, tz)
             for d, x in slots for t in [first + d * 86_400 + x * 37]]
-    svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+    svc = PvService.recovering(PvCurve(tz), CsvSink(directory), tz, days_in_memory=days_in_memory)
     for attempt in range(2):
         if attempt and restart:
             svc.sync()
-            svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+            svc = PvService.recovering(PvCurve(tz), CsvSink(directory), tz, days_in_memory=days_in_memory)
         for start in range(0, len(sent), chunk):
             svc.process(sent[start:start + chunk])
         svc.sync()  # the daemon's: before every ack, after every POST
@@ -192,7 +191,7 @@ def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_pat
     """pvsim-run's sink starts each day's file afresh once; a day dropped from memory and
     written again is read back, never started afresh a second time."""
     tz = ZoneInfo("Europe/Berlin")
-    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=True), tz, days_in_memory=1)
+    svc = PvService(PvCurve(tz), CsvSink(tmp_path, truncate=True), tz, days_in_memory=1)
     first = sparse_descending(tz, dt.date(2026, 5, 1), 1, 10)
     assert svc.process(first).written == 10
     assert svc.process(sparse_descending(tz, dt.date(2026, 5, 2), 1, 10)).written == 10  # lets go of May 1
@@ -220,7 +219,7 @@ def test_a_posts_chunks_over_many_days_read_each_day_back_once(tmp_path):
     back from their files chunk after chunk (that would cost chunks x the days' rows)."""
     tz = ZoneInfo("Europe/Berlin")
     sink = CountingSink(tmp_path)
-    svc = PvService.recovering(PvCurve(), sink, tz, days_in_memory=4)
+    svc = PvService.recovering(PvCurve(tz), sink, tz, days_in_memory=4)
     posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 100)
     round_robin = [posted[d * 100 + i] for i in range(100) for d in range(30)]
     for start in range(0, len(round_robin), 300):  # 10 chunks, each touching all 30 days

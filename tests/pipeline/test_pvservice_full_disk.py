@@ -36,7 +36,7 @@ def instants_in(directory) -> list[int]:
 
 def test_a_full_disk_leaves_unwritten_readings_unmarked_and_a_retry_writes_them(tiny_fs):
     sink = CsvSink(tiny_fs.path / "out")
-    service = PvService(PvCurve(), sink, MADRID)
+    service = PvService(PvCurve(MADRID), sink, MADRID)
     tiny_fs.fill(leave=20_000)  # room for about 280 rows of the 2,000
     readings = batch(2000)
     with pytest.raises(SinkError, match="No space left on device"):

@@ -39,7 +39,7 @@ def lines(directory: Path) -> collections.Counter:
 
 
 def shard_set(directory: Path, shards: int) -> ShardSet:
-    return ShardSet(lambda shard: PvService(PvCurve(), CsvSink(directory, shard=shard), TZ,
+    return ShardSet(lambda shard: PvService(PvCurve(TZ), CsvSink(directory, shard=shard), TZ,
                                             shards=shards), shards)
 
 
@@ -73,7 +73,7 @@ def test_a_run_writes_each_meter_to_its_shard_and_the_same_rows_as_without_shard
 
 
 def test_a_shard_refuses_another_shards_meter_before_writing_any_row(tmp_path):
-    service = PvService(PvCurve(), CsvSink(tmp_path, shard=1), TZ, shards=4)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path, shard=1), TZ, shards=4)
     mine = [m for m in METERS if shard_of(m, 4) == 1]
     other = next(m for m in METERS if shard_of(m, 4) != 1)
     service.handle(body(mine[:2], [START]))

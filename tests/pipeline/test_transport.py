@@ -27,7 +27,7 @@ def bodies_with_a_bad_one() -> list[bytes]:
 
 
 def test_in_process_a_rejected_message_ends_the_run(tmp_path):
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(MessageRejected, match="missing_field"):
         InProcess().deliver(bodies_with_a_bad_one(), service, expected=2)
     assert service.rows_total == 1  # what came before the reject is written
@@ -36,7 +36,7 @@ def test_in_process_a_rejected_message_ends_the_run(tmp_path):
 def test_through_rabbitmq_a_rejected_message_ends_the_run_at_once(pvsim_config, tmp_path):
     cfg = pvsim_config.load().broker
     transport = RabbitRun(cfg)
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     done = threading.Event()
     errors: list[BaseException] = []
 
@@ -66,7 +66,7 @@ def many_bodies(count: int) -> list[bytes]:
 
 
 def test_in_process_a_stop_request_ends_the_run_between_messages(tmp_path):
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(KeyboardInterrupt):
         InProcess().deliver(many_bodies(10), service, expected=10,
                             should_stop=lambda: service.rows_total >= 4)
@@ -77,7 +77,7 @@ def test_through_rabbitmq_a_stop_request_ends_the_run_and_removes_its_queues(pvs
     """A worker asked to stop (SIGTERM) leaves the consume loop at its next turn, then cleans up
     as at the end of a run: the publisher stops, the run's queues are deleted."""
     transport = RabbitRun(pvsim_config.load().broker)
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(KeyboardInterrupt):
         transport.deliver(iter(many_bodies(20_000)), service, expected=20_000,
                           should_stop=lambda: service.rows_total >= 100)

@@ -183,7 +183,7 @@ def test_one_reading_or_one_instant_is_no_energy(tmp_path):
 def test_pvservice_rows_and_meters(tmp_path):
     tz = MADRID
     sink = CsvSink(tmp_path)
-    svc = PvService(PvCurve(), sink, tz)
+    svc = PvService(PvCurve(tz), sink, tz)
     s = store(tmp_path, tz)
     svc.listeners.append(s.on_row)
     start = int(dt.datetime(2024, 6, 21, 12, 0, tzinfo=tz).timestamp())
@@ -235,7 +235,7 @@ def test_queries_while_rows_stream_in(tmp_path):
 
     tz = UTC
     sink = CsvSink(tmp_path)
-    svc = PvService(PvCurve(), sink, tz)
+    svc = PvService(PvCurve(tz), sink, tz)
     s = store(tmp_path, tz)
     svc.listeners.append(s.on_row)
     start = int(dt.datetime(2020, 11, 28, 23, 0, tzinfo=tz).timestamp())

@@ -30,7 +30,7 @@ def services(directory, listener=None, shards=4):
     """Each shard's PvService and sink, as a fleet's writers have them; rows heard by `listener`."""
     made = {}
     for k in range(shards):
-        made[k] = PvService(PvCurve(), CsvSink(directory, shard=k), UTC, shards=shards)
+        made[k] = PvService(PvCurve(UTC), CsvSink(directory, shard=k), UTC, shards=shards)
         if listener is not None:
             made[k].listeners.append(listener)
     return made

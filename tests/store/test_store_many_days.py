@@ -34,7 +34,7 @@ class CountingDeque(deque):
 def test_a_query_over_many_posted_days_examines_each_journal_row_a_bounded_number_of_times(tmp_path):
     store = ReadingStore(tmp_path, TZ, today=lambda: TODAY, journal_rows=20_000)
     store._recent = CountingDeque(maxlen=20_000)
-    service = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     service.listeners.append(store.on_row)
     noon = int(dt.datetime.combine(TODAY, dt.time(12), TZ).timestamp())
     days = 400
