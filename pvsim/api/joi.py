@@ -40,6 +40,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import overload
 
 from pvsim.api.problem import problem
 from pvsim.config import Config
@@ -56,6 +57,8 @@ from pvsim.store.shardedstore import Store, store_for
 log = logging.getLogger(__name__)
 
 Ingest = Callable[[list[Reading]], Outcome]
+# An endpoint: (query, body, path arguments...) -> (status, JSON document).
+Handler = Callable[..., tuple[int, object]]
 
 READ_PAGE = 10_000
 READ_PAGE_MAX = 100_000
@@ -91,7 +94,7 @@ class JoiApi:
         # The journal must hold every row the sink may not have flushed yet (see readingstore).
         journal = max(20_000, 2 * cfg.output.sync_rows + 2 * MAX_READINGS)
         self.store = store or store_for(output_dir, cfg, journal_rows=journal)
-        self.routes = {
+        self.routes: dict[tuple[str, ...], tuple[tuple[str, ...], Handler]] = {
             ("readings", "store"): (("POST",), self._store),
             ("readings", "read"): (("GET", "HEAD"), self._read),
             ("price-plans", "compare-all"): (("GET", "HEAD"), self._compare_all),
@@ -390,6 +393,14 @@ def _one(query: dict, name: str) -> str | None:
     if len(values) > 1:
         raise ClientError(400, f"give {name} once, not {len(values)} times")
     return values[0]
+
+
+@overload
+def _limit(query: dict, *, default: int, maximum: int | None = None) -> int: ...
+
+
+@overload
+def _limit(query: dict, *, default: None, maximum: int | None = None) -> int | None: ...
 
 
 def _limit(query: dict, *, default: int | None, maximum: int | None = None) -> int | None:

@@ -68,15 +68,11 @@ class StandardLoadProfile:
         self._day: dt.date | None = None
         self._around: list[float] = []
 
-    def quarters_w(self, day: dt.date) -> tuple[float, ...]:
-        """The 96 quarter-hours' mean power (W) of a local day, scaled to its year."""
-        return self._quarters(day)
-
     def power_w(self, local: dt.datetime) -> float:
         """The power at a local time: linear between the middles of the quarter-hours."""
         day = local.date()
         if day != self._day:
-            before, this, after = (self._quarters(day + dt.timedelta(days=d)) for d in (-1, 0, 1))
+            before, this, after = (self.quarters_w(day + dt.timedelta(days=d)) for d in (-1, 0, 1))
             self._around = [before[-1], *this, after[0]]  # quarter -1 .. 96
             self._day = day
         x = (local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
@@ -87,7 +83,8 @@ class StandardLoadProfile:
         return a[i] + (a[i + 1] - a[i]) * frac
 
     @functools.lru_cache(maxsize=8)
-    def _quarters(self, day: dt.date) -> tuple[float, ...]:
+    def quarters_w(self, day: dt.date) -> tuple[float, ...]:
+        """The 96 quarter-hours' mean power (W) of a local day, scaled to its year."""
         values = self.table[self.profile, season(day), day_type(day, self.holidays)]
         factor = self._scale(day.year) * (dynamisation(day) if self.profile == "H0" else 1.0)
         return tuple(v * factor for v in values)

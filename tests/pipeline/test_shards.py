@@ -100,16 +100,19 @@ def test_one_process_at_a_time_holds_a_shard_and_a_killed_holder_frees_it(tmp_pa
     try:
         assert holder.stdout.readline() == "held\n"
         lock = ShardLock(tmp_path, 5)
-        assert not lock.try_take() and not lock.held
+        assert not lock.try_take()
         assert ShardLock(tmp_path, 6).try_take()  # another shard is free
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
-        assert lock.try_take() and lock.held
+        assert lock.try_take() and lock.try_take()  # held, also when asked again
+        assert not ShardLock(tmp_path, 5).try_take()  # by this one only
         lock.release()
-        assert not lock.held
     finally:
         holder.kill()
         holder.wait(10)
     events = [line.split()[1::2] for line in (tmp_path / ".pvsim-s05.owners").read_text().splitlines()]
     assert events == [["taken", str(holder.pid)], ["taken", str(os.getpid())],
                       ["released", str(os.getpid())]]
+    other = ShardLock(tmp_path, 5)
+    assert other.try_take()  # released
+    other.release()
