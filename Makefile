@@ -5,7 +5,7 @@ RUNTIME_DEPS = rabbitmq-server python3-pika python3-yaml python3-tenacity python
                python3-waitress
 TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-hypothesis python3-matplotlib curl \
                debhelper dh-python pybuild-plugin-pyproject lintian systemd-container debootstrap \
-               dpkg-dev python3-all python3-setuptools mypy flake8
+               dpkg-dev python3-all python3-setuptools mypy python3-typeshed flake8
 # Wanted for their programs only (promtool, and a prometheus the tests run as their own process):
 # installed with their services stopped and disabled, so that make check leaves none running.
 TEST_TOOLS   = prometheus
