@@ -117,7 +117,7 @@ class Access:
             return True
         scheme, _, given = authorization.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                                 self.token.encode())
+                                                                  self.token.encode())
 
 
 def _host_name(host: str) -> str:

@@ -60,7 +60,8 @@ class Smooth:
         k, frac = divmod(t / self.period, 1.0)
         if k != self._k:
             self._k = k
-            self._a, self._b = _knot(self.seed, int(k), self.stream), _knot(self.seed, int(k) + 1, self.stream)
+            self._a = _knot(self.seed, int(k), self.stream)
+            self._b = _knot(self.seed, int(k) + 1, self.stream)
         w = frac * frac * (3.0 - 2.0 * frac)  # smoothstep: no kinks at the knots
         return self._a + (self._b - self._a) * w
 

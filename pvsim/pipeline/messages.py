@@ -302,7 +302,7 @@ def _check_columns(ids: object, seq: object, columns: object, max_power_w: float
     for j, column in enumerate(columns):
         if type(column) is not list or len(column) != len(seq):
             raise InvalidMessage(Reason.BAD_SCHEMA, f"power_w[{j}] must be a list of {len(seq)} "
-                                               "numbers, one per seq")
+                                                    "numbers, one per seq")
         if not set(map(type, column)) <= {int, float}:
             raise InvalidMessage(Reason.BAD_TYPE, f"power_w[{j}] must hold numbers")
         if not (0.0 <= min(column) and max(column) <= max_power_w):

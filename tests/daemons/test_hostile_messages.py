@@ -155,8 +155,8 @@ def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
     assert csv_instants(pvsim_config.output) == {"m-1": [T0 + 6]}
 
 
-def test_a_message_that_crashed_the_process_twice_is_dead_lettered_on_redelivery(pvsim_config,
-                                                                                  daemons):
+def test_a_message_that_crashed_the_process_twice_is_dead_lettered_on_redelivery(
+        pvsim_config, daemons):
     """The crash record as a process that died handling the message twice leaves it (the same
     file the real kill below produces): the redelivered message is dead-lettered, unhandled."""
     ch = pvsim_config.channel()
@@ -241,8 +241,8 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_its_second_rede
     assert pv.running() and pv.stop() == 0
 
 
-def test_the_dead_letter_queue_is_bounded_by_bytes_and_oversized_bodies_are_cut(pvsim_config,
-                                                                                 daemons):
+def test_the_dead_letter_queue_is_bounded_by_bytes_and_oversized_bodies_are_cut(
+        pvsim_config, daemons):
     """broker.dead_letter_max_bytes: the oldest dead letters make room (x-max-length-bytes);
     a body over the 1 MiB limit (on main: a 30 MiB body copied whole) is kept cut to 64 KiB,
     its size in a header."""

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pvsim.pipeline.messages import (MAX_BODY_BYTES, MAX_INSTANT, InvalidMessage, Reading, decode,
-                                    decode_values, encode, encode_batches, encode_columns)
+                                     decode_values, encode, encode_batches, encode_columns)
 
 TZ = ZoneInfo("Europe/Madrid")
 TS = dt.datetime(2026, 6, 21, 14, 10, tzinfo=TZ)
@@ -56,7 +56,8 @@ def test_a_batch_too_large_for_one_message_is_split_into_messages_the_decoder_ac
 @pytest.mark.parametrize("raw,reason", [
     (b"not json at all", "not_json"),
     (b"\xff\xfe", "not_json"),
-    (b'{"v": 1, "readings": [{"meter_id": "m", "seq": 1, "ts": "2026-06-21T14:10:00+02:00", "power_w": NaN}]}', "not_json"),
+    (b'{"v": 1, "readings": [{"meter_id": "m", "seq": 1, "ts": "2026-06-21T14:10:00+02:00", '
+     b'"power_w": NaN}]}', "not_json"),
     (b"[1, 2]", "bad_schema"),
     (b'{"v": 3, "readings": []}', "bad_version"),
     (b'{"v": true, "readings": []}', "bad_version"),

@@ -129,8 +129,7 @@ def with_value(doc: dict, path: tuple, value_text: str) -> bytes:
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = MARK
-    return json.dumps(doc).replace(json.dumps(MARK), value_text, 1).encode("utf-8",
-                                                                            "surrogatepass")
+    return json.dumps(doc).replace(json.dumps(MARK), value_text, 1).encode("utf-8", "surrogatepass")
 
 
 @st.composite
