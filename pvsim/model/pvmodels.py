@@ -72,7 +72,18 @@ class _Gridded(ABC):
 
     @abstractmethod
     def exact(self, instant: int) -> float:
-        """The model's power at an instant, computed through its whole chain."""
+        """The model's power at an instant, computed through its whole chain.
+
+        Parameters
+        ----------
+        instant : int
+            Epoch seconds [s].
+
+        Returns
+        -------
+        power_kw : float
+            Power [kW] (AC).
+        """
 
     def _point(self, k: int) -> float:
         value = self._cache.get(k)
@@ -92,7 +103,28 @@ class _Gridded(ABC):
 
 
 class ClearSkyPv(_Gridded):
-    """An array at a site under a clear sky: sun position, Ineichen-Perez, PVWatts."""
+    """An array at a site under a clear sky: sun position, Ineichen-Perez, PVWatts.
+
+    Parameters
+    ----------
+    array : Array
+        The array (orientation, nameplate [kWp], losses, inverter [kW]).
+    sun : SunPosition
+        The sun over the site.
+    altitude_m : float
+        Site altitude [m].
+    linke_turbidity : sequence of float
+        Linke turbidity [unitless]: one value, or one per month.
+    temperature_c : float, default 20.0
+        Air temperature [C].
+    wind_m_s : float, default 1.0
+        Wind speed [m/s].
+
+    Raises
+    ------
+    ValueError
+        For a Linke turbidity of neither 1 nor 12 values.
+    """
 
     def __init__(self, array: Array, sun: SunPosition, altitude_m: float,
                  linke_turbidity: Sequence[float], temperature_c: float = 20.0,
@@ -120,6 +152,7 @@ class ClearSkyPv(_Gridded):
         return found
 
     def exact(self, instant: int) -> float:
+        """Power [kW] (AC) at epoch second `instant` [s], through the whole chain."""
         sun = self.sun.at(instant)
         airmass = irradiance.relative_airmass(sun.apparent_zenith)
         if airmass is None:
@@ -131,7 +164,17 @@ class ClearSkyPv(_Gridded):
 
 
 class WeatherPv(_Gridded):
-    """An array under a typical year's weather: irradiance and temperature from the file."""
+    """An array under a typical year's weather: irradiance and temperature from the file.
+
+    Parameters
+    ----------
+    array : Array
+        The array (orientation, nameplate [kWp], losses, inverter [kW]).
+    sun : SunPosition
+        The sun over the site.
+    weather : WeatherYear
+        Irradiance [W/m^2], temperature [C] and wind [m/s] by the hour.
+    """
 
     def __init__(self, array: Array, sun: SunPosition, weather: WeatherYear) -> None:
         super().__init__()
@@ -139,6 +182,7 @@ class WeatherPv(_Gridded):
         self.peak_kw = array.peak_kw
 
     def exact(self, instant: int) -> float:
+        """Power [kW] (AC) at epoch second `instant` [s], through the whole chain."""
         hour = self.weather.at(instant)
         if hour.ghi <= 0.0:
             return 0.0
@@ -151,7 +195,13 @@ class WeatherPv(_Gridded):
 
 
 class SeriesPv:
-    """A recorded PV output series in kW, used as it is (linear between samples)."""
+    """A recorded PV output series used as it is (linear between samples).
+
+    Parameters
+    ----------
+    series : Series
+        PV power [kW] by instant.
+    """
 
     def __init__(self, series: Series) -> None:
         self.series = series
@@ -163,7 +213,22 @@ class SeriesPv:
 
 
 class Clouds:
-    """Passing clouds over any model: its power times 1 - depth * cover(seed, instant)."""
+    """Passing clouds over any model: its power times 1 - depth * cover(seed, instant).
+
+    Parameters
+    ----------
+    model : PvModel
+        The clear model.
+    depth : float
+        The most the clouds take [unitless], within [0, 1] (`pv.noise`).
+    seed : int
+        The clouds' seed (`pv.seed`).
+
+    Raises
+    ------
+    ValueError
+        For a depth outside [0, 1].
+    """
 
     def __init__(self, model: PvModel, depth: float, seed: int) -> None:
         if not 0.0 <= depth <= 1.0:
