@@ -126,18 +126,8 @@ class StandardLoadProfile:
 
     @functools.lru_cache(maxsize=8)
     def quarters_w(self, day: dt.date) -> tuple[float, ...]:
-        """The quarter-hours of a local day, scaled to its year.
-
-        Parameters
-        ----------
-        day : datetime.date
-            The local date.
-
-        Returns
-        -------
-        quarters_w : tuple of float
-            The 96 quarter-hours' mean power [W], from 00:00.
-        """
+        """The 96 quarter-hours' mean power [W] of local date `day`, from 00:00, scaled to its
+        year."""
         values = self.table[self.profile, season(day), day_type(day, self.holidays)]
         factor = self._scale(day.year) * (dynamisation(day) if self.profile == "H0" else 1.0)
         return tuple(v * factor for v in values)

@@ -95,18 +95,8 @@ class PvCurve:
         return y0 + (y1 - y0) * (s - x0) / (x1 - x0)
 
     def power_kw(self, instant: int) -> float:
-        """Power at an instant: the chart at its wall-clock time in the plant's zone.
-
-        Parameters
-        ----------
-        instant : int
-            Epoch seconds [s].
-
-        Returns
-        -------
-        power_kw : float
-            Power [kW] (AC).
-        """
+        """`PvModel.power_kw`: power [kW] at epoch second `instant` [s], the chart read at its
+        wall-clock time in the plant's zone."""
         if not self._start <= instant < self._end:
             span = self.local_time.span(instant)
             self._start, self._end, self._base = span.start, span.end, span.base

@@ -72,18 +72,8 @@ class _Gridded(ABC):
 
     @abstractmethod
     def exact(self, instant: int) -> float:
-        """The model's power at an instant, computed through its whole chain.
-
-        Parameters
-        ----------
-        instant : int
-            Epoch seconds [s].
-
-        Returns
-        -------
-        power_kw : float
-            Power [kW] (AC).
-        """
+        """`PvModel.power_kw` exactly: power [kW] (AC) at epoch second `instant` [s], computed
+        through the model's whole chain."""
 
     def _point(self, k: int) -> float:
         value = self._cache.get(k)
@@ -168,10 +158,8 @@ class WeatherPv(_Gridded):
 
     Parameters
     ----------
-    array : Array
-        The array (orientation, nameplate [kWp], losses, inverter [kW]).
-    sun : SunPosition
-        The sun over the site.
+    array, sun
+        As ClearSkyPv's.
     weather : WeatherYear
         Irradiance [W/m^2], temperature [C] and wind [m/s] by the hour.
     """

@@ -163,18 +163,7 @@ class SunPosition:
         return self._slow
 
     def at(self, instant: float) -> Sun:
-        """The sun at an instant.
-
-        Parameters
-        ----------
-        instant : float
-            Epoch seconds [s] (UTC).
-
-        Returns
-        -------
-        sun : Sun
-            Apparent zenith, azimuth and zenith [degrees].
-        """
+        """The sun at epoch second `instant` [s]: apparent zenith, azimuth and zenith [degrees]."""
         decl0, ddecl, eot0, deot = self._terms(instant)
         frac = (instant % 3600.0) / 3600.0
         decl = (decl0 + ddecl * frac) * _RAD
