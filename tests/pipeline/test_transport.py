@@ -4,7 +4,6 @@ lands in the run's own dead-letter queue, deleted with the run, never in the dae
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from zoneinfo import ZoneInfo
 
