@@ -5,22 +5,28 @@ RUNTIME_DEPS = rabbitmq-server python3-pika python3-yaml python3-tenacity python
                python3-waitress
 TEST_DEPS    = $(RUNTIME_DEPS) python3-pytest python3-freezegun python3-hypothesis python3-matplotlib curl \
                debhelper dh-python pybuild-plugin-pyproject lintian systemd-container debootstrap \
-               dpkg-dev python3-all python3-setuptools
+               dpkg-dev python3-all python3-setuptools mypy python3-typeshed flake8
 # Wanted for their programs only (promtool, and a prometheus the tests run as their own process):
 # installed with their services stopped and disabled, so that make check leaves none running.
 TEST_TOOLS   = prometheus
 DEMO_OUT    ?= $(CURDIR)/out
 PYTEST_ARGS ?=
 
-.PHONY: demo check test bench deps test-deps rabbitmq deb clean help
+.PHONY: demo check lint test bench deps test-deps rabbitmq deb clean help
 
 ## demo: install what is missing, start RabbitMQ, simulate today in seconds, print the summary
 demo: deps rabbitmq
 	bin/pvsim-run --accelerated --config config/pvsim.yaml --output $(DEMO_OUT)
 
-## check: install the test dependencies and run the whole test suite
+## check: install the test dependencies, run the lint gate, then the whole test suite
 check: test-deps rabbitmq
+	$(MAKE) --no-print-directory lint
 	$(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
+
+## lint: the type checker (mypy: pvsim/, settings in setup.cfg) and flake8, from zero findings
+lint:
+	mypy
+	flake8 pvsim tests bench
 
 test: check
 

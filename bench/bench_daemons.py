@@ -209,8 +209,7 @@ def throughput_step(rig: Rig, rate: int, seconds: int, shape: str, offset: int) 
         while time.time() < second:
             time.sleep(min(0.01, second - time.time()))
         # Instants are offset per step so each step's readings are new to the PV service.
-        ts = dt.datetime.fromtimestamp(second, tz)
-        readings = [Reading(m, second, ts, 1000.0 + (i % 7)) for i, m in enumerate(meters)]
+        readings = [Reading(m, second, 1000.0 + (i % 7), tz) for i, m in enumerate(meters)]
         if shape == "tick":
             for i in range(0, len(readings), 10_000):
                 ch.basic_publish(rig.names["exchange"], rig.names["queue"],

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, traced: bool) -> None:
     directory = Path(tempfile.mkdtemp(prefix="pvsim-bench-"))
     try:
         cfg = config.Config()
-        service = PvService.recovering(PvCurve(), CsvSink(directory), cfg.tz)
+        service = PvService.recovering(PvCurve(cfg.tz), CsvSink(directory), cfg.tz)
 
         def ingest(readings):
             outcome = Outcome()

@@ -36,7 +36,7 @@ METER = "smart-meter-0"
 
 def generate(directory: Path, first: dt.date, days: int, tz) -> int:
     """One meter's readings every second of `days` local days, as pvsim-pv writes them."""
-    curve = PvCurve()
+    chart = PvCurve(tz)
     rnd = random.Random(1)
     rows = 0
     for n in range(days):
@@ -48,9 +48,11 @@ def generate(directory: Path, first: dt.date, days: int, tz) -> int:
         for t in range(start, end):
             local = moment + dt.timedelta(seconds=t - start)
             sec = (t - start) % 86400
-            pv = round(curve.clear_sky_kw(sec), 4)
-            kw = round(max(0.0, 1.5 + 2.5 * math.sin(math.pi * sec / 86400) + rnd.uniform(-0.3, 0.3)), 4)
-            lines.append(f"{local.isoformat()},{METER},{kw * 1000:.1f},{kw:.4f},{pv:.4f},{kw - pv + 0.0:.4f}\n")
+            pv = round(chart.clear_sky_kw(sec), 4)
+            kw = round(max(0.0, 1.5 + 2.5 * math.sin(math.pi * sec / 86400)
+                           + rnd.uniform(-0.3, 0.3)), 4)
+            lines.append(f"{local.isoformat()},{METER},{kw * 1000:.1f},{kw:.4f},{pv:.4f},"
+                         f"{kw - pv + 0.0:.4f}\n")
         (directory / file_name(day)).write_text("".join(lines))
         rows += end - start
     return rows
@@ -104,11 +106,14 @@ def main() -> int:
         window = {"from": [f"{mid}T12:00:00"], "to": [f"{mid + dt.timedelta(days=3)}T12:00:00"]}
         t_win, _ = timed(lambda: compare(restarted, window), repeat=3)
         print(f"compare-all, window cutting two days (read from their CSVs):         {t_win * 1000:8.1f} ms")
-        t_read, page = timed(lambda: restarted("GET", f"/readings/read/{METER}", {"limit": ["10000"]}, b""), 3)
-        print(f"read, a page of {len(page[1]):,} readings:                                  {t_read * 1000:8.1f} ms")
+        t_read, page = timed(
+            lambda: restarted("GET", f"/readings/read/{METER}", {"limit": ["10000"]}, b""), 3)
+        print(f"read, a page of {len(page[1]):,} readings:"
+              f"                                  {t_read * 1000:8.1f} ms")
         e = body["energyBalance"]
         print(f"month: {e['readings']:,} readings, consumed {e['consumedKwh']:.1f} kWh, "
-              f"PV {e['pvKwh']:.1f} kWh, import {e['gridImportKwh']:.1f} kWh, export {e['gridExportKwh']:.1f} kWh; "
+              f"PV {e['pvKwh']:.1f} kWh, import {e['gridImportKwh']:.1f} kWh, "
+              f"export {e['gridExportKwh']:.1f} kWh; "
               f"costs {body['pricePlanComparisons']}")
         return 0 if t_cold < 0.2 else 1
     finally:

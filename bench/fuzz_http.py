@@ -165,7 +165,7 @@ def split_answers(data: bytes) -> list[tuple[int, dict, bytes]]:
         if not sep or not head.startswith(b"HTTP/1."):
             raise ValueError(f"not an HTTP answer: {data[:200]!r}")
         lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
         length = int(headers.get("content-length", "0"))
         if length and rest[:length].startswith(b"HTTP/1."):  # a HEAD answer has no body
             length = 0
@@ -261,9 +261,9 @@ class Generator:
             if how < 0.25:
                 data = data[:at] + data[at + r.randint(1, 40):]
             elif how < 0.55:
+                noise = bytes(r.randrange(256) for _ in range(8))
                 data = data[:at] + r.choice([b"\r\n", b"\n", b"\r", b"\x00", b" ", b":", b"\r\n\r\n",
-                                             b"\xff\xfe", b"\xed\xa0\x80", bytes(r.randrange(256)
-                                                                                for _ in range(8))]) + data[at:]
+                                             b"\xff\xfe", b"\xed\xa0\x80", noise]) + data[at:]
             elif how < 0.85 and at < len(data):
                 data = data[:at] + bytes([data[at] ^ (1 << r.randint(0, 7))]) + data[at + 1:]
             else:
@@ -284,25 +284,33 @@ class Generator:
                 ["chunked", "gzip", "chunked, gzip", "gzip, chunked", "Chunked", "identity", "chunked\x0b",
                  "deflate"]))], self.chunked(body), length=False),
             lambda: request_bytes("POST", "/readings/store", [json_type, ("Content-Length", r.choice(
-                ["-1", "abc", "1e3", "9" * 5000, "0" * 5000 + "5", str(len(body) + 5), str(max(0, len(body) - 5)),
-                 "0x10", " 10", "10, 10", "\u0663", "99999999999"]))], body, length=False),
-            lambda: request_bytes("POST", "/readings/store", [json_type, ("Content-Length", str(len(body))),
-                                                             ("Content-Length", "3")], body, length=False),
-            lambda: request_bytes("GET", "/healthz", [(r.choice(["X\x00", "Bad Name", "X-A", " Lead", "A_B",
-                                                               "X\xe9"]), r.choice(["\x01", "v\rv", "a" * 9000, "é", ""]))]),
+                ["-1", "abc", "1e3", "9" * 5000, "0" * 5000 + "5", str(len(body) + 5),
+                 str(max(0, len(body) - 5)), "0x10", " 10", "10, 10", "\u0663", "99999999999"]))],
+                body, length=False),
+            lambda: request_bytes("POST", "/readings/store",
+                                  [json_type, ("Content-Length", str(len(body))), ("Content-Length", "3")],
+                                  body, length=False),
+            lambda: request_bytes("GET", "/healthz", [
+                (r.choice(["X\x00", "Bad Name", "X-A", " Lead", "A_B", "X\xe9"]),
+                 r.choice(["\x01", "v\rv", "a" * 9000, "é", ""]))]),
             lambda: b"GET /healthz HTTP/1.1\r\n Folded: first\r\nHost: 127.0.0.1\r\n\r\n",
-            lambda: b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * r.choice([70000, 300000]) + b"\r\n\r\n",
+            lambda: (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+                     + b"a" * r.choice([70000, 300000]) + b"\r\n\r\n"),
             lambda: b"GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n",
             lambda: b"\r\n" * r.randint(1, 5) + get("/healthz"),
             lambda: request_bytes("POST", "/readings/store", [("Content-Type", r.choice(
-                ["text/plain", "application/json; charset=latin-1", "", "application/jsonx", "APPLICATION/JSON"]))], body),
+                ["text/plain", "application/json; charset=latin-1", "", "application/jsonx",
+                 "APPLICATION/JSON"]))], body),
             lambda: request_bytes("POST", "/readings/store", [json_type, ("Expect", "100-continue")], body),
-            lambda: request_bytes(r.choice(["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "FOO", "M" * 300]),
+            lambda: request_bytes(r.choice(["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "FOO",
+                                            "M" * 300]),
                                   r.choice(["/readings/store", "/healthz", "/metrics", "/"]), [], body),
             lambda: request_bytes("POST", "/readings/store", [json_type], body.replace(b'"', b"'")),
             lambda: request_bytes("POST", "/readings/store", [json_type],
-                                  b'{"smartMeterId": "fuzz-00", "electricityReadings": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
-            lambda: request_bytes("POST", "/readings/store", [json_type], json.dumps(self.valid_doc()).encode("utf-16")),
+                                  b'{"smartMeterId": "fuzz-00", "electricityReadings": '
+                                  + b"[" * 5000 + b"]" * 5000 + b"}"),
+            lambda: request_bytes("POST", "/readings/store", [json_type],
+                                  json.dumps(self.valid_doc()).encode("utf-16")),
         ]
         return r.choice(cases)()
 
@@ -310,8 +318,8 @@ class Generator:
         r = self.rnd
         cut = r.randint(0, len(body))
         parts = [p for p in (body[:cut], body[cut:]) if p]
-        out = b"".join(f"{len(p):x}".encode() + r.choice([b"", b";ext=1", b";bad ext"]) + b"\r\n" + p + b"\r\n"
-                       for p in parts)
+        out = b"".join(f"{len(p):x}".encode() + r.choice([b"", b";ext=1", b";bad ext"]) + b"\r\n"
+                       + p + b"\r\n" for p in parts)
         return out + r.choice([b"0\r\n\r\n", b"0\r\nTrailer: x\r\n\r\n", b"zz\r\n", b"", b"0\r\n"])
 
     def next(self) -> tuple[str, bytes]:
@@ -462,10 +470,12 @@ def main() -> int:
             findings.fail(f"CSV holds {len(stored - accepted)} readings never accepted "
                           f"(e.g. {sorted(stored - accepted)[:3]}) and misses {len(accepted - stored)} "
                           f"accepted (e.g. {sorted(accepted - stored)[:3]})")
-        wrong_value = [(m, t, kw) for (m, t, kw) in rows
-                       if (m, t) in findings.accepted and not any(abs(kw - v) <= 5.1e-5 for v in findings.accepted[(m, t)])]  # kW to 4 places
+        wrong_value = [(m, t, kw) for (m, t, kw) in rows  # kW to 4 places
+                       if (m, t) in findings.accepted
+                       and not any(abs(kw - v) <= 5.1e-5 for v in findings.accepted[(m, t)])]
         if wrong_value:
-            findings.fail(f"{len(wrong_value)} readings stored with a value never accepted: {wrong_value[:3]}")
+            findings.fail(f"{len(wrong_value)} readings stored with a value never accepted: "
+                          f"{wrong_value[:3]}")
         for meter in sorted({m for m, _ in accepted} | set(METERS)):
             expected = {t for m, t in accepted if m == meter}
             got = read_back(rig.port, meter)

@@ -127,7 +127,8 @@ def test_every_subpackage_says_what_lives_there_and_what_it_may_import() -> None
 
 @pytest.mark.parametrize("module,source,expected", [
     ("pvsim.model.sun", "from pvsim.pipeline.messages import Reading\n",
-     "pvsim/model/sun.py:1: imports pvsim.pipeline.messages: the model layer may import config, not pipeline"),
+     "pvsim/model/sun.py:1: imports pvsim.pipeline.messages: the model layer may import config, "
+     "not pipeline"),
     ("pvsim.model.sun", "import threading\n",
      "pvsim/model/sun.py:1: imports threading: the model layer is pure (no I/O, no threads)"),
     ("pvsim.model.sun", "from pvsim import logsetup\n",

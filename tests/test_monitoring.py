@@ -19,7 +19,8 @@ MONITORING = ROOT / "monitoring"
 RULES = MONITORING / "pvsim-rules.yml"
 DASHBOARD = MONITORING / "pvsim-dashboard.json"
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus)")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None,
+                                    reason="promtool not installed (Debian package prometheus)")
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
             "gauge": ("",), "info": ("_info",), "summary": ("_count", "_sum", "_created")}
 
@@ -67,7 +68,8 @@ def test_the_rules_pass_their_unit_tests():
 
 def test_every_alert_is_unit_tested():
     alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
-    tested = {t["alertname"] for case in yaml.safe_load((MONITORING / "pvsim-rules.test.yml").read_text())["tests"]
+    cases = yaml.safe_load((MONITORING / "pvsim-rules.test.yml").read_text())["tests"]
+    tested = {t["alertname"] for case in cases
               for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
     assert alerts == tested, f"alerts without a firing test: {sorted(alerts - tested)}"
 

@@ -43,7 +43,7 @@ VICTIM = b"precious data\nlast line without a newline"
 
 
 def readings(meter: str, instants, tz=UTC) -> list[Reading]:
-    return [Reading(meter, t, dt.datetime.fromtimestamp(t, tz), 1000.0) for t in instants]
+    return [Reading(meter, t, 1000.0, tz) for t in instants]
 
 
 def victim(tmp_path: Path) -> Path:
@@ -103,8 +103,8 @@ def test_a_link_named_like_a_day_file_is_never_written_through(tmp_path, caplog,
     link = out / file_name(DAY)
     link.symlink_to(target)
     sink = CsvSink(out, truncate=truncate)  # truncate: as pvsim-run writes
-    service = (PvService(PvCurve(), sink, UTC) if truncate
-               else PvService.recovering(PvCurve(), sink, UTC))
+    service = (PvService(PvCurve(UTC), sink, UTC) if truncate
+               else PvService.recovering(PvCurve(UTC), sink, UTC))
     # a batch over three days, the middle one refused: nothing of it is written
     batch = readings("m", [NOON - 86_400, NOON, NOON + 86_400])
     with caplog.at_level(logging.INFO), pytest.raises(NotRegularFile) as refused:
@@ -137,7 +137,7 @@ def test_a_dangling_link_is_not_created_through(tmp_path):
     target = tmp_path / "elsewhere" / "created-by-pvsim.csv"
     target.parent.mkdir()
     (out / file_name(DAY)).symlink_to(target)
-    service = PvService(PvCurve(), CsvSink(out), UTC)
+    service = PvService(PvCurve(UTC), CsvSink(out), UTC)
     with pytest.raises(NotRegularFile):
         service.process(readings("m", [NOON]))
     assert not target.exists()
@@ -152,7 +152,7 @@ def test_a_shard_file_that_is_a_link_is_refused(tmp_path):
     (out / file_name(DAY, 3)).symlink_to(target)
     sink = CsvSink(out, shard=3)
     with pytest.raises(NotRegularFile):
-        PvService.recovering(PvCurve(), sink, UTC, shards=4).process(readings(meter, [NOON]))
+        PvService.recovering(PvCurve(UTC), sink, UTC, shards=4).process(readings(meter, [NOON]))
     with pytest.raises(NotRegularFile):
         list(sink.written(DAY))  # the read-back of recovery, as well
     assert target.read_bytes() == VICTIM
@@ -164,7 +164,7 @@ def test_a_directory_or_fifo_named_like_a_day_file_is_refused_without_blocking(t
     out.mkdir()
     path = out / file_name(DAY)
     path.mkdir() if kind == "directory" else make_fifo(path)
-    service = PvService.recovering(PvCurve(), CsvSink(out), UTC)
+    service = PvService.recovering(PvCurve(UTC), CsvSink(out), UTC)
     with pytest.raises(NotRegularFile) as refused:
         finishes(lambda: service.process(readings("m", [NOON])), path)
     what = "a directory" if kind == "directory" else "a FIFO"
@@ -179,7 +179,7 @@ class Pipeline:
 
     def __init__(self, directory: Path, cfg: config.Config | None = None) -> None:
         self.cfg = cfg or config.Config()
-        self.service = PvService.recovering(PvCurve(), CsvSink(directory), self.cfg.tz)
+        self.service = PvService.recovering(PvCurve(self.cfg.tz), CsvSink(directory), self.cfg.tz)
         self.api = JoiApi(self.cfg, directory, self.ingest)
         self.service.listeners.append(self.api.on_row)
 
@@ -260,7 +260,7 @@ def test_a_sharded_store_keeps_answering_for_the_other_shards(tmp_path):
     good, bad_meter = meters[0], meters[1]
     for meter in (good, bad_meter):
         sink = CsvSink(out, shard=shard_of(meter, shards))
-        PvService(PvCurve(), sink, UTC, shards=shards).process(readings(meter, [NOON, NOON + 60]))
+        PvService(PvCurve(UTC), sink, UTC, shards=shards).process(readings(meter, [NOON, NOON + 60]))
         sink.close()
     bad = out / file_name(DAY, 1)
     bad.unlink()
@@ -278,7 +278,7 @@ def test_a_sharded_store_keeps_answering_for_the_other_shards(tmp_path):
 def test_an_aggregate_file_that_is_a_link_is_neither_read_nor_written_through(tmp_path):
     out = tmp_path / "out"
     sink = CsvSink(out)
-    PvService(PvCurve(), sink, UTC).process(readings("m", [NOON, NOON + 60]))
+    PvService(PvCurve(UTC), sink, UTC).process(readings("m", [NOON, NOON + 60]))
     sink.close()
     target = victim(tmp_path)
     agg = out / agg_name(DAY)

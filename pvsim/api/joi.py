@@ -40,6 +40,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import overload
 
 from pvsim.api.problem import problem
 from pvsim.config import Config
@@ -57,6 +58,8 @@ from pvsim.store.shardedstore import Store, store_for
 log = logging.getLogger(__name__)
 
 Ingest = Callable[[list[Reading]], Outcome]
+# An endpoint: (query, body, path arguments...) -> (status, JSON document).
+Handler = Callable[..., tuple[int, object]]
 
 READ_PAGE = 10_000
 READ_PAGE_MAX = 100_000
@@ -92,7 +95,7 @@ class JoiApi:
         # The journal must hold every row the sink may not have flushed yet (see readingstore).
         journal = max(20_000, 2 * cfg.output.sync_rows + 2 * MAX_READINGS)
         self.store = store or store_for(output_dir, cfg, journal_rows=journal)
-        self.routes = {
+        self.routes: dict[tuple[str, ...], tuple[tuple[str, ...], Handler]] = {
             ("readings", "store"): (("POST",), self._store),
             ("readings", "read"): (("GET", "HEAD"), self._read),
             ("price-plans", "compare-all"): (("GET", "HEAD"), self._compare_all),
@@ -170,7 +173,7 @@ class JoiApi:
         end (each costs memory and metric series), or scatter one request over years of files."""
         if not readings:
             return
-        newest = max(r.seq for r in readings)
+        newest = max(r.instant for r in readings)
         if meter_id in self.live_meters and newest > self.now() + FUTURE_SLACK_SECONDS:
             raise ClientError(400, f"{meter_id} is a meter pvsim-meter reads (meter.id): its "
                                    f"readings cannot be in the future (time {newest})")
@@ -237,7 +240,7 @@ class JoiApi:
         except OverflowError:  # a whole number too large for a float (400 digits)
             raise ClientError(400, f"{where}.reading is not a number of kW a float can hold, "
                                    f"got {str(kw)[:40]}...") from None
-        reading = Reading(meter_id, time, dt.datetime.fromtimestamp(time, self.tz), watts)
+        reading = Reading(meter_id, time, watts, self.tz)
         try:
             validate(reading, where, self.cfg.limits.max_power_w)
         except InvalidMessage as exc:
@@ -391,6 +394,14 @@ def _one(query: dict, name: str) -> str | None:
     if len(values) > 1:
         raise ClientError(400, f"give {name} once, not {len(values)} times")
     return values[0]
+
+
+@overload
+def _limit(query: dict, *, default: int, maximum: int | None = None) -> int: ...
+
+
+@overload
+def _limit(query: dict, *, default: None, maximum: int | None = None) -> int | None: ...
 
 
 def _limit(query: dict, *, default: int | None, maximum: int | None = None) -> int | None:

@@ -197,7 +197,8 @@ def _average_days(sub, meter: str, days: Mapping[str, AverageDay], rows: int, co
 def _day_curves(ax, day: AverageDay) -> None:
     """The two mean curves, the area under both in the on-site colour and the gaps between them
     in the import or export colour (bins without readings left out)."""
-    kept = [(h, m, p) for h, m, p in zip(day.hours(), day.meter_kw, day.pv_kw) if m is not None]
+    kept = [(h, m, p) for h, m, p in zip(day.hours(), day.meter_kw, day.pv_kw)
+            if m is not None and p is not None]
     hours = [k[0] for k in kept]
     load = [k[1] for k in kept]
     pv = [k[2] for k in kept]

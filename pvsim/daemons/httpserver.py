@@ -117,7 +117,7 @@ class Access:
             return True
         scheme, _, given = authorization.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                                 self.token.encode())
+                                                                  self.token.encode())
 
 
 def _host_name(host: str) -> str:
@@ -344,6 +344,7 @@ class _Server(TcpWSGIServer):
     path and the probe lane (see the module's docstring)."""
 
     channel_class = _Channel
+    next_channel_cleanup: float  # waitress's: when `maintenance` is next due (time.time())
 
     def __init__(self, app: Callable, adj: Adjustments, *, request_deadline: float,
                  per_address_limit: int) -> None:

@@ -189,7 +189,7 @@ class MeterDaemon:
                     self.backfill(instant, last)
                 readings = list(read(self.models, (instant,), self.tz))
                 if instant <= newest:  # the clock went back across a restart: never twice
-                    readings = [r for r in readings if r.seq > last.get(r.meter_id, -1)]
+                    readings = [r for r in readings if r.instant > last.get(r.meter_id, -1)]
                 self._produce(readings)
         except _Stopped:
             pass
@@ -213,7 +213,7 @@ class MeterDaemon:
         for chunk in range(begin, first_tick, 3600):
             instants = range(chunk, min(chunk + 3600, first_tick))
             readings = [r for r in read(self.models, instants, self.tz)
-                        if r.meter_id in starts and r.seq >= starts[r.meter_id]]
+                        if r.meter_id in starts and r.instant >= starts[r.meter_id]]
             self._produce(readings)
             if self.stop.is_set():
                 return
@@ -288,7 +288,7 @@ class MeterDaemon:
             for n, body in enumerate(encode_batches(part, len(part),
                                                     max_power_w=self.cfg.limits.max_power_w)):
                 began = time.monotonic()
-                publisher.publish(body, message_id=f"{first.meter_id}/{first.seq}/{len(part)}/{n}",
+                publisher.publish(body, message_id=f"{first.meter_id}/{first.instant}/{len(part)}/{n}",
                                   shard_index=index)
                 self._last_confirm = now = time.monotonic()
                 self.metrics.confirm_seconds.observe(now - began)
@@ -297,7 +297,7 @@ class MeterDaemon:
         self.published_total += len(items)
         for r in items:
             self._published[r.meter_id].inc()
-            self.last_confirmed[r.meter_id] = r.seq
+            self.last_confirmed[r.meter_id] = r.instant
         for meter_id in {r.meter_id for r in items}:
             self._confirmed_at[meter_id].set(self.last_confirmed[meter_id])
         self.metrics.buffer.set(len(self.buffer))

@@ -70,7 +70,7 @@ class PvDaemon:
         self.topology = broker.Topology.from_config(cfg)
         self.metrics.dead_letter_limit.set(cfg.broker.dead_letter_max_length)
         self.metrics.dead_letter_bytes_limit.set(cfg.broker.dead_letter_max_bytes)
-        self.curve = pv_model(cfg)
+        self.pv_model = pv_model(cfg)
         self.fleet = cfg.fleet.shards > 1
         # The consuming thread and the API's POSTs share the service, a message or a chunk of a
         # POST at a time, in turn: neither stalls the other's broker I/O for long.
@@ -106,7 +106,7 @@ class PvDaemon:
     def new_service(self, shard: int | None) -> PvService:
         """The PV service of a shard (None: of every meter), which recovers what its files hold."""
         sink = CsvSink(self.cfg.output.directory, shard=shard)
-        service = PvService.recovering(self.curve, sink, self.cfg.tz, self.cfg.limits.max_power_w,
+        service = PvService.recovering(self.pv_model, sink, self.cfg.tz, self.cfg.limits.max_power_w,
                                        shards=self.cfg.fleet.shards)
         # A fleet's meters get no series of their own: 100,000 meters would be 400,000 series,
         # about 280 MB and a 23 MB scrape (measured); its rows are still timed for the lag.

@@ -31,10 +31,6 @@ class Notifier:
         self._failed = False
 
     @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
-    @property
     def ping_interval(self) -> float | None:
         """How often to send WATCHDOG=1: half of WatchdogSec=, or None without a watchdog."""
         return self.watchdog_seconds / 2 if self.watchdog_seconds else None

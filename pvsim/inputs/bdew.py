@@ -17,7 +17,7 @@ from pvsim.model.loadprofile import Table
 def table() -> Table:
     """(profile, season, day type) -> 96 mean powers."""
     text = resources.files("pvsim.inputs").joinpath("bdew_slp.csv").read_text(encoding="utf-8")
-    rows: Table = {}
+    rows: dict[tuple[str, str, str], tuple[float, ...]] = {}
     for line in text.splitlines():
         if line.startswith("#") or line.startswith("profile,") or not line.strip():
             continue

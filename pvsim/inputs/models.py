@@ -1,8 +1,9 @@
 """The configured PV and meter models, built once at start: the one place that asks which runs.
 
 Every program (pvsim-meter, pvsim-pv, pvsim-run, the benchmarks) calls `pv_model(cfg)` and
-`meter_models(cfg)`; the pipeline then only calls `power_kw` and `power_w`. Files are read here, so a malformed one stops the program at start with a
-DataFileError (exit 78) naming the file and the line, never later in the middle of a run.
+`meter_models(cfg)`; the pipeline then only calls `power_kw` and `power_w`. Files are read here,
+so a malformed one stops the program at start with a DataFileError (exit 78) naming the file and
+the line, never later in the middle of a run.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def pv_model(cfg: configmod.Config) -> PvModel:
     pv = cfg.pv
     model: PvModel
     if pv.model == "chart":
-        model = PvCurve(peak_kw=pv.peak_kw)
+        model = PvCurve(cfg.tz, peak_kw=pv.peak_kw)
     elif pv.model == "clearsky":
         altitude = pv.altitude_m or 0.0
         sun = SunPosition(pv.latitude, pv.longitude, altitude, pv.temperature_c)  # type: ignore[arg-type]

@@ -52,7 +52,8 @@ def _pvgis(path, numbered, header, max_kw: float) -> Series:
                             f"'{PVGIS_COLUMNS}' (export hourly data with PV power as CSV)")
     n0, text = header
     column = text.split(",").index("P")
-    instants, values = [], []
+    instants: list[int] = []
+    values: list[float] = []
     for n, row in numbered[n0:]:
         if not row.strip() or not row[:1].isdigit():
             break  # the footer: a blank line, then the columns' explanations
@@ -78,7 +79,8 @@ def _plain(path, numbered, header, tz: ZoneInfo, max_kw: float, unit: str,
         said = f"{unit_key} is {unit}" if unit_key else f"a PV series is in {unit}"
         raise DataFileError(path, n0, f"the header's unit {names[1]} contradicts the config "
                             f"({said})")
-    instants, values = [], []
+    instants: list[int] = []
+    values: list[float] = []
     for n, row in numbered[n0:]:
         if not row.strip():
             continue

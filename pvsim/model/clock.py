@@ -18,18 +18,48 @@ log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
+    """Where the meter's instants come from."""
+
     def ticks(self) -> Iterator[int]:
         """Yield the epoch seconds at which the meter reads, in increasing order."""
         ...
 
 
 def local_midnight(day: dt.date, tz: ZoneInfo) -> int:
-    """Epoch seconds of 00:00 local time on `day` (zoneinfo resolves DST for us)."""
+    """The start of a local day (zoneinfo resolves DST for us).
+
+    Parameters
+    ----------
+    day : datetime.date
+        The local date.
+    tz : zoneinfo.ZoneInfo
+        The zone.
+
+    Returns
+    -------
+    instant : int
+        Epoch seconds [s] of 00:00 local time on `day`.
+    """
     return int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp())
 
 
 def day_bounds(day: dt.date, tz: ZoneInfo, days: int = 1) -> tuple[int, int]:
-    """[start, end) in epoch seconds of `days` local calendar days: 23, 24 or 25 hours each."""
+    """The instants of `days` local calendar days: 23, 24 or 25 hours each.
+
+    Parameters
+    ----------
+    day : datetime.date
+        The first local date.
+    tz : zoneinfo.ZoneInfo
+        The zone.
+    days : int, default 1
+        How many days.
+
+    Returns
+    -------
+    start, end : int
+        Epoch seconds [s]: the days are [start, end).
+    """
     return local_midnight(day, tz), local_midnight(day + dt.timedelta(days=days), tz)
 
 
@@ -51,9 +81,11 @@ class SimClock:
         self._sleep, self._monotonic = sleep, monotonic
 
     def __len__(self) -> int:
+        """The number of ticks."""
         return max(0, -(-(self.end - self.start) // self.step))
 
     def ticks(self) -> Iterator[int]:
+        """Epoch seconds [s] from start, `step` apart, before end (paced with a speed)."""
         if self.speed is None:
             yield from range(self.start, self.end, self.step)
             return
@@ -85,6 +117,7 @@ class RealClock:
         self._now, self._sleep, self._on_skip = now, sleep, on_skip
 
     def ticks(self) -> Iterator[int]:
+        """Every whole epoch second [s] from the next one on, each once (the class docstring)."""
         nxt = int(self._now()) + 1
         waiting = catching_up = False  # log each step back and each jump ahead once
         while True:

@@ -23,7 +23,17 @@ SOLAR_CONSTANT = 1366.1
 
 
 class Horizontal(NamedTuple):
-    """Irradiance in W/m2: global horizontal, direct normal, diffuse horizontal."""
+    """Sunlight on the horizontal.
+
+    Attributes
+    ----------
+    ghi : float
+        Global horizontal irradiance [W/m^2].
+    dni : float
+        Direct normal irradiance [W/m^2].
+    dhi : float
+        Diffuse horizontal irradiance [W/m^2].
+    """
 
     ghi: float
     dni: float
@@ -34,14 +44,36 @@ DARK = Horizontal(0.0, 0.0, 0.0)
 
 
 def extraterrestrial(day_of_year: int) -> float:
-    """Normal irradiance above the atmosphere on a day of the year (Spencer 1971)."""
+    """Normal irradiance above the atmosphere on a day of the year (Spencer 1971).
+
+    Parameters
+    ----------
+    day_of_year : int
+        Day of the year, 1 to 366.
+
+    Returns
+    -------
+    dni_extra : float
+        Extraterrestrial normal irradiance [W/m^2].
+    """
     b = 2.0 * math.pi * (day_of_year - 1) / 365.0
     return SOLAR_CONSTANT * (1.00011 + 0.034221 * math.cos(b) + 0.00128 * math.sin(b)
                              + 0.000719 * math.cos(2 * b) + 0.000077 * math.sin(2 * b))
 
 
 def relative_airmass(apparent_zenith: float) -> float | None:
-    """Kasten & Young (1989); None with the sun below the horizon."""
+    """Relative (not pressure-corrected) air mass, Kasten & Young (1989).
+
+    Parameters
+    ----------
+    apparent_zenith : float
+        Refraction-corrected solar zenith angle [degrees].
+
+    Returns
+    -------
+    airmass_relative : float or None
+        Relative air mass [unitless]; None with the sun below the horizon.
+    """
     if apparent_zenith > 90.0:
         return None
     return 1.0 / (math.cos(apparent_zenith * _RAD)
@@ -50,7 +82,26 @@ def relative_airmass(apparent_zenith: float) -> float | None:
 
 def ineichen(apparent_zenith: float, airmass_absolute: float, linke_turbidity: float,
              altitude_m: float, dni_extra: float) -> Horizontal:
-    """Clear-sky irradiance (Ineichen & Perez 2002, without the Perez enhancement)."""
+    """Clear-sky irradiance (Ineichen & Perez 2002, without the Perez enhancement).
+
+    Parameters
+    ----------
+    apparent_zenith : float
+        Refraction-corrected solar zenith angle [degrees].
+    airmass_absolute : float
+        Pressure-corrected air mass [unitless].
+    linke_turbidity : float
+        Linke turbidity of the month [unitless].
+    altitude_m : float
+        Site altitude [m].
+    dni_extra : float
+        Extraterrestrial normal irradiance [W/m^2].
+
+    Returns
+    -------
+    sky : Horizontal
+        Clear-sky GHI, DNI and DHI [W/m^2]; all 0 with the sun below the horizon.
+    """
     cos_z = max(math.cos(apparent_zenith * _RAD), 0.0)
     if cos_z <= 0.0:
         return DARK
@@ -68,25 +119,68 @@ def ineichen(apparent_zenith: float, airmass_absolute: float, linke_turbidity: f
 
 
 def cos_incidence(tilt: float, azimuth: float, apparent_zenith: float, sun_azimuth: float) -> float:
-    """Cosine of the angle between the sun and the plane's normal (may be negative: behind)."""
+    """Cosine of the angle of incidence: between the sun and the plane's normal.
+
+    Parameters
+    ----------
+    tilt : float
+        Plane tilt from the horizontal [degrees].
+    azimuth : float
+        Plane azimuth, clockwise from north [degrees].
+    apparent_zenith : float
+        Refraction-corrected solar zenith angle [degrees].
+    sun_azimuth : float
+        Solar azimuth, clockwise from north [degrees].
+
+    Returns
+    -------
+    cos_aoi : float
+        Cosine of the angle of incidence [unitless]; negative with the sun behind the plane.
+    """
     z, t = apparent_zenith * _RAD, tilt * _RAD
     return (math.cos(t) * math.cos(z)
             + math.sin(t) * math.sin(z) * math.cos((sun_azimuth - azimuth) * _RAD))
 
 
 class PlaneOfArray(NamedTuple):
-    """Irradiance on the array (W/m2): the beam, and the diffuse (sky plus ground)."""
+    """Irradiance on the plane of the array.
+
+    Attributes
+    ----------
+    direct : float
+        The beam on the plane [W/m^2].
+    diffuse : float
+        Sky and ground-reflected diffuse on the plane [W/m^2].
+    """
 
     direct: float
     diffuse: float
 
     @property
     def total(self) -> float:
+        """Direct plus diffuse [W/m^2]."""
         return self.direct + self.diffuse
 
 
 def isotropic(tilt: float, cos_aoi: float, sky: Horizontal, albedo: float) -> PlaneOfArray:
-    """Transposition to the plane: beam by incidence, isotropic sky, reflected ground."""
+    """Transposition to the plane: beam by incidence, isotropic sky, reflected ground.
+
+    Parameters
+    ----------
+    tilt : float
+        Plane tilt from the horizontal [degrees].
+    cos_aoi : float
+        Cosine of the angle of incidence [unitless] (`cos_incidence`).
+    sky : Horizontal
+        Irradiance on the horizontal [W/m^2].
+    albedo : float
+        Ground reflectance [unitless], 0 to 1.
+
+    Returns
+    -------
+    poa : PlaneOfArray
+        Direct and diffuse irradiance on the plane [W/m^2].
+    """
     cos_t = math.cos(tilt * _RAD)
     direct = max(sky.dni * cos_aoi, 0.0)
     diffuse = sky.dhi * (1.0 + cos_t) / 2.0 + sky.ghi * albedo * (1.0 - cos_t) / 2.0
@@ -95,7 +189,24 @@ def isotropic(tilt: float, cos_aoi: float, sky: Horizontal, albedo: float) -> Pl
 
 def iam_physical(cos_aoi: float, n: float = 1.526, k: float = 4.0, thickness: float = 0.002) -> float:
     """Share of the beam the cover glass lets through at an incidence, relative to normal
-    incidence: Fresnel reflection of both polarisations and absorption along the path."""
+    incidence: Fresnel reflection of both polarisations and absorption along the path.
+
+    Parameters
+    ----------
+    cos_aoi : float
+        Cosine of the angle of incidence [unitless].
+    n : float, default 1.526
+        Refractive index of the cover [unitless].
+    k : float, default 4.0
+        Glazing extinction coefficient [1/m].
+    thickness : float, default 0.002
+        Glazing thickness [m].
+
+    Returns
+    -------
+    iam : float
+        Incidence-angle modifier [unitless]: 1 at normal incidence, 0 from behind.
+    """
     if cos_aoi <= 0.0:
         return 0.0
     cos1 = cos_aoi

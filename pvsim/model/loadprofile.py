@@ -34,6 +34,7 @@ Table = Mapping[tuple[str, str, str], tuple[float, ...]]
 
 
 def season(day: dt.date) -> str:
+    """The BDEW season of a date: "winter", "summer" or "transition"."""
     md = (day.month, day.day)
     if md >= (11, 1) or md <= (3, 20):
         return "winter"
@@ -43,6 +44,8 @@ def season(day: dt.date) -> str:
 
 
 def day_type(day: dt.date, holidays: frozenset[dt.date]) -> str:
+    """The BDEW day type of a date: "workday", "saturday" or "sunday" (holidays count as
+    Sundays; 24 and 31 December as Saturdays)."""
     if day in holidays or day.weekday() == 6:
         return "sunday"
     if day.weekday() == 5 or (day.month == 12 and day.day in (24, 31)):
@@ -51,13 +54,41 @@ def day_type(day: dt.date, holidays: frozenset[dt.date]) -> str:
 
 
 def dynamisation(day: dt.date) -> float:
-    """The H0 factor of a day: BDEW's polynomial of the day of the year, to four decimals."""
+    """The H0 factor of a day: BDEW's polynomial of the day of the year, to four decimals.
+
+    Parameters
+    ----------
+    day : datetime.date
+        The local date.
+
+    Returns
+    -------
+    factor : float
+        The dynamisation factor [unitless]: 1.24 in January, about 0.8 in summer.
+    """
     t = day.timetuple().tm_yday
     return round(-3.92e-10 * t**4 + 3.2e-7 * t**3 - 7.02e-5 * t**2 + 2.1e-3 * t + 1.24, 4)
 
 
 class StandardLoadProfile:
-    """A customer's mean power by the BDEW profile `profile`, `annual_kwh` a calendar year."""
+    """A customer's mean power by a BDEW profile, scaled to an energy a calendar year.
+
+    Parameters
+    ----------
+    table : Table
+        (profile, season, day type) -> the 96 quarter-hours' values (pvsim.inputs.bdew).
+    profile : str
+        One of PROFILES: "H0", "G0" ... "L2".
+    annual_kwh : float
+        Energy over each calendar year [kWh].
+    holidays : iterable of datetime.date, default ()
+        Public holidays: they count as Sundays.
+
+    Raises
+    ------
+    ValueError
+        For a profile not in PROFILES.
+    """
 
     def __init__(self, table: Table, profile: str, annual_kwh: float,
                  holidays: Iterable[dt.date] = ()) -> None:
@@ -68,15 +99,22 @@ class StandardLoadProfile:
         self._day: dt.date | None = None
         self._around: list[float] = []
 
-    def quarters_w(self, day: dt.date) -> tuple[float, ...]:
-        """The 96 quarter-hours' mean power (W) of a local day, scaled to its year."""
-        return self._quarters(day)
-
     def power_w(self, local: dt.datetime) -> float:
-        """The power at a local time: linear between the middles of the quarter-hours."""
+        """The power at a local time: linear between the middles of the quarter-hours.
+
+        Parameters
+        ----------
+        local : datetime.datetime
+            The local time.
+
+        Returns
+        -------
+        power_w : float
+            Mean power [W].
+        """
         day = local.date()
         if day != self._day:
-            before, this, after = (self._quarters(day + dt.timedelta(days=d)) for d in (-1, 0, 1))
+            before, this, after = (self.quarters_w(day + dt.timedelta(days=d)) for d in (-1, 0, 1))
             self._around = [before[-1], *this, after[0]]  # quarter -1 .. 96
             self._day = day
         x = (local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
@@ -87,7 +125,9 @@ class StandardLoadProfile:
         return a[i] + (a[i + 1] - a[i]) * frac
 
     @functools.lru_cache(maxsize=8)
-    def _quarters(self, day: dt.date) -> tuple[float, ...]:
+    def quarters_w(self, day: dt.date) -> tuple[float, ...]:
+        """The 96 quarter-hours' mean power [W] of local date `day`, from 00:00, scaled to its
+        year."""
         values = self.table[self.profile, season(day), day_type(day, self.holidays)]
         factor = self._scale(day.year) * (dynamisation(day) if self.profile == "H0" else 1.0)
         return tuple(v * factor for v in values)

@@ -34,29 +34,39 @@ class LocalSpan:
     """Instants [start, end) of one local date at one UTC offset.
 
     `base` is where that date's midnight would be at this offset, so an instant's wall-clock
-    seconds since midnight are `instant - base`, and its ISO text is the prefix, the wall-clock
-    time (HOURS, MINUTES_SECONDS) and the suffix. `repeats` marks a span that starts at a change that turns the clocks back: its
-    first wall times are shown a second time, as `fold=1` datetimes, which `datetime` builds
-    (a span of first occurrences builds them from `midnight` by adding seconds)."""
+    seconds since midnight are `seconds = instant - base`, its ISO text is
+    `prefix + HOURS[seconds // 3600] + MINUTES_SECONDS[seconds % 3600] + suffix`, and its aware
+    local datetime `midnight + timedelta(seconds=seconds)`. Except in a span that `repeats`: one
+    that starts at a change that turns the clocks back, whose first wall times are shown a second
+    time, as `fold=1` datetimes, which `datetime.fromtimestamp(instant, tz)` builds. The PV
+    service computes these inline, in the loop every row goes through.
+
+    Attributes
+    ----------
+    start, end : int
+        The span's instants [start, end), epoch seconds [s].
+    base : int
+        Epoch seconds [s] of the date's midnight at the span's offset.
+    day : datetime.date
+        The local date.
+    midnight : datetime.datetime
+        The date at 00:00 in the zone.
+    prefix : str
+        The date's ISO text, "YYYY-MM-DDT".
+    suffix : str
+        The offset as `isoformat` writes it: "+02:00", "-03:30", "+00:00".
+    repeats : bool
+        Whether the span's first wall times were shown before (the clocks went back at `start`).
+    """
 
     start: int
     end: int
     base: int
     day: dt.date
-    midnight: dt.datetime  # the date at 00:00 in the zone: wall arithmetic starts here
-    prefix: str            # "YYYY-MM-DDT"
-    suffix: str            # the offset as isoformat writes it: "+02:00", "-03:30", "+00:00"
+    midnight: dt.datetime
+    prefix: str
+    suffix: str
     repeats: bool
-
-    def iso(self, instant: int) -> str:
-        hours, rest = divmod(instant - self.base, 3600)
-        return self.prefix + HOURS[hours] + MINUTES_SECONDS[rest] + self.suffix
-
-    def datetime(self, instant: int) -> dt.datetime:
-        """The aware local datetime (in the zone, with the right fold) of an instant of the span."""
-        if self.repeats:
-            return dt.datetime.fromtimestamp(instant, self.midnight.tzinfo)
-        return self.midnight + dt.timedelta(seconds=instant - self.base)
 
 
 class LocalTime:
@@ -73,16 +83,15 @@ class LocalTime:
             span = self.current = self._build(instant)
         return span
 
-    def iso(self, instant: int) -> str:
-        """`datetime.fromtimestamp(instant, tz).isoformat()`, without asking zoneinfo each time."""
-        return self.span(instant).iso(instant)
-
     def _offset(self, instant: int) -> dt.timedelta:
-        return dt.datetime.fromtimestamp(instant, self.tz).utcoffset()
+        offset = dt.datetime.fromtimestamp(instant, self.tz).utcoffset()
+        if offset is None:  # not for a ZoneInfo, which knows every instant's offset
+            raise ValueError(f"{self.tz} gives no UTC offset at {instant}")
+        return offset
 
     def _build(self, instant: int) -> LocalSpan:
         local = dt.datetime.fromtimestamp(instant, self.tz)
-        offset = local.utcoffset()
+        offset = self._offset(instant)
         base = instant - (local.hour * 3600 + local.minute * 60 + local.second)
         start, end = base, base + DAY_SECONDS  # the date at this offset, if it held all day
         if self._offset(start) != offset:      # it began today (at most one change a day)

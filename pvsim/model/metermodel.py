@@ -55,10 +55,12 @@ class Fluctuation:
         self._uniform, self._jitter = noise.Stream(key, 0), noise.Stream(key, 3)
 
     def at(self, instant: int) -> tuple[float, float, float]:
+        """(slow, mid, jitter) at epoch second `instant` [s], each in [-0.5, 0.5) [unitless]."""
         return (self._slow.at(instant) - 0.5, self._mid.at(instant) - 0.5,
                 self._jitter.unit(instant) - 0.5)
 
     def uniform(self, instant: int) -> float:
+        """A uniform draw in [0, 1) [unitless] at epoch second `instant` [s]."""
         return self._uniform.unit(instant)
 
 
@@ -67,13 +69,30 @@ class Load(Protocol):
     MeterModel bounds it to [0, max_w], varied by the meter's own `fluctuation`. One load
     serves every meter of a run."""
 
-    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float: ...
+    def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        """The power the building draws at an instant.
+
+        Parameters
+        ----------
+        fluctuation : Fluctuation
+            The meter's own randomness.
+        instant : int
+            Epoch seconds [s].
+        local : datetime.datetime
+            The instant's aware local time in the meters' zone.
+
+        Returns
+        -------
+        power_w : float
+            Power drawn [W], before MeterModel bounds it.
+        """
 
 
 class Building:
     """The default: a plausible commercial building (the module's docstring)."""
 
     def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        """The working-day curve (less at weekends) with the fluctuations: `Load.watts` [W]."""
         s = local.hour * 3600 + local.minute * 60 + local.second
         i = bisect.bisect_right(_X, s) - 1
         base = _Y[i] + (_Y[i + 1] - _Y[i]) * (s - _X[i]) / (_X[i + 1] - _X[i])
@@ -87,9 +106,10 @@ class Uniform:
     """The challenge's original: any value in [0, max_w), independently each second."""
 
     def __init__(self, max_w: float) -> None:
-        self.max_w = max_w
+        self.max_w = max_w  # [W]
 
     def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        """A uniform draw in [0, max_w) [W]: `Load.watts`."""
         return fluctuation.uniform(instant) * self.max_w
 
 
@@ -102,6 +122,7 @@ class Profiled:
         self.profile = profile
 
     def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        """The profile's power at `local` times the fluctuation [W]: `Load.watts`."""
         slow, mid, jitter = fluctuation.at(instant)
         return self.profile.power_w(local) * (1.0 + 0.35 * slow + 0.15 * mid + 0.1 * jitter)
 
@@ -114,11 +135,24 @@ class Recorded:
         self.series = series
 
     def watts(self, fluctuation: Fluctuation, instant: int, local: dt.datetime) -> float:
+        """The series at `instant` [kW], in W: `Load.watts`."""
         return self.series.at(instant) * 1000.0
 
 
 class MeterModel:
-    """Power in W drawn by the building at an instant; 0 <= W <= max_w (clipped there)."""
+    """One meter: the power its building draws at an instant, bounded to [0, max_w].
+
+    Parameters
+    ----------
+    meter_id : str
+        The meter's id: with the seed, the key of its randomness.
+    seed : int
+        The run's seed (`meter.seed`).
+    load : Load or None, default None
+        The building's consumption model; None: `Building`.
+    max_w : float, default MAX_W
+        The most the meter reads [W] (`meter.max_w`); more is clipped.
+    """
 
     def __init__(self, meter_id: str, seed: int, load: Load | None = None,
                  max_w: float = MAX_W) -> None:
@@ -129,21 +163,64 @@ class MeterModel:
                                         & ((1 << 63) - 1))
 
     def power_w(self, instant: int, local: dt.datetime) -> float:
-        """The reading at epoch second `instant`, whose local time is `local`."""
+        """The reading at an instant.
+
+        Parameters
+        ----------
+        instant : int
+            Epoch seconds [s].
+        local : datetime.datetime
+            The instant's aware local time.
+
+        Returns
+        -------
+        power_w : float
+            Meter power [W], 0 to max_w, to 0.1 W.
+        """
         watts = self.load.watts(self._fluctuation, instant, local)
         return round(min(self.max_w, max(0.0, watts)), 1)
 
 
 def columns(models: Sequence[MeterModel], instants: Sequence[int], tz: ZoneInfo) -> list[list[float]]:
-    """The meters' readings at `instants` as columns, one list of W per meter: what `read` gives,
-    without a Reading per value (an accelerated run's 31.5 million a year, sent as columns)."""
+    """The meters' readings at `instants` as columns: what `read` gives, without a Reading per
+    value (an accelerated run's 31.5 million a year, sent as columns).
+
+    Parameters
+    ----------
+    models : sequence of MeterModel
+        The meters.
+    instants : sequence of int
+        Epoch seconds [s].
+    tz : zoneinfo.ZoneInfo
+        The meters' time zone.
+
+    Returns
+    -------
+    columns : list of list of float
+        Per meter, its power [W] at each instant.
+    """
     local = [dt.datetime.fromtimestamp(instant, tz) for instant in instants]
     return [[model.power_w(t, at) for t, at in zip(instants, local)] for model in models]
 
 
 def read(models: Sequence[MeterModel], instants: Iterable[int], tz: ZoneInfo) -> Iterator[Reading]:
-    """The meters' readings at each instant, timestamped in local time: what a meter publishes."""
+    """The meters' readings at each instant, told in local time: what a meter publishes.
+
+    Parameters
+    ----------
+    models : sequence of MeterModel
+        The meters.
+    instants : iterable of int
+        Epoch seconds [s].
+    tz : zoneinfo.ZoneInfo
+        The meters' time zone: the readings' `tz`.
+
+    Yields
+    ------
+    reading : Reading
+        Instant by instant, meter by meter; power in W.
+    """
     for instant in instants:
         local = dt.datetime.fromtimestamp(instant, tz)
         for model in models:
-            yield Reading(model.meter_id, instant, local, model.power_w(instant, local))
+            yield Reading(model.meter_id, instant, model.power_w(instant, local), tz)

@@ -36,6 +36,7 @@ class Stream:
         self._base = _mix((seed * 0x100000001B3 + stream) & _MASK)
 
     def unit(self, key: int) -> float:
+        """A uniform number in [0, 1) for `key` (an instant, a knot's index)."""
         return (_mix((self._base + key) & _MASK) >> 11) * (1.0 / (1 << 53))
 
 
@@ -57,17 +58,32 @@ class Smooth:
         self._k = self._a = self._b = math.nan
 
     def at(self, t: float) -> float:
+        """The noise at `t` [s], in [0, 1)."""
         k, frac = divmod(t / self.period, 1.0)
         if k != self._k:
             self._k = k
-            self._a, self._b = _knot(self.seed, int(k), self.stream), _knot(self.seed, int(k) + 1, self.stream)
+            self._a = _knot(self.seed, int(k), self.stream)
+            self._b = _knot(self.seed, int(k) + 1, self.stream)
         w = frac * frac * (3.0 - 2.0 * frac)  # smoothstep: no kinks at the knots
         return self._a + (self._b - self._a) * w
 
 
 def cloud_cover(seed: int, instant: float) -> float:
-    """How much of the sky's light passing clouds take away, in [0, 1): a slow drift over ten
-    minutes and faster gusts over tens of seconds, the same for a seed whatever the PV model."""
+    """How much of the sky's light passing clouds take away: a slow drift over ten minutes and
+    faster gusts over tens of seconds, the same for a seed whatever the PV model.
+
+    Parameters
+    ----------
+    seed : int
+        The PV noise seed (`pv.seed`).
+    instant : float
+        Epoch seconds [s].
+
+    Returns
+    -------
+    cover : float
+        The share of the light taken [unitless], in [0, 1).
+    """
     return 0.7 * smooth(seed, instant, 600.0, stream=1) + 0.3 * smooth(seed, instant, 45.0, stream=2)
 
 

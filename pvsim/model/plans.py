@@ -26,50 +26,94 @@ COST_DECIMALS = 4
 
 
 def round_cost(value: float) -> float:
-    """A cost as presented (4 decimals; -0.0 becomes 0.0)."""
+    """A cost as presented: 4 decimals, -0.0 becomes 0.0 [currency]."""
     return round(value, COST_DECIMALS) + 0.0
 
 
 @dataclass(frozen=True)
 class Plan:
+    """A supplier's price plan (`pricing.plans`).
+
+    Parameters
+    ----------
+    id : str
+        The plan's id, as the JOI API names it.
+    supplier : str
+        The supplier's name.
+    unit_rate : float
+        Price of a kWh [currency/kWh].
+    multipliers : tuple of float, default 1.0 each day
+        Monday to Sunday, the factor on the unit rate [unitless].
+    """
+
     id: str
     supplier: str
     unit_rate: float
-    multipliers: tuple[float, ...] = (1.0,) * 7  # Monday .. Sunday
+    multipliers: tuple[float, ...] = (1.0,) * 7
 
     @classmethod
     def from_config(cls, plan) -> "Plan":
+        """The plan of a `pricing.plans` entry (config.PlanConfig)."""
         mult = tuple(float(plan.peak_multipliers.get(day, 1.0)) for day in WEEKDAYS)
         return cls(plan.id, plan.supplier, float(plan.unit_rate), mult)
 
     def rate_on(self, day: dt.date) -> float:
-        """Price of a kWh used on local date `day`."""
+        """Price of a kWh used on local date `day` [currency/kWh]."""
         return self.unit_rate * self.multipliers[day.weekday()]
 
     def energy_cost(self, kwh_by_day: Iterable[tuple[dt.date, float]]) -> float:
+        """The cost of energy used by local day.
+
+        Parameters
+        ----------
+        kwh_by_day : iterable of (datetime.date, float)
+            (local date, energy [kWh]).
+
+        Returns
+        -------
+        cost : float
+            [currency], unrounded.
+        """
         return sum(kwh * self.rate_on(day) for day, kwh in kwh_by_day)
 
 
 @dataclass(frozen=True)
 class PlanCost:
-    """One plan's costs over a span of days (unrounded)."""
+    """One plan's costs over a span of days (unrounded).
+
+    Parameters
+    ----------
+    plan_id, supplier : str
+        The plan's.
+    cost : float
+        Consumption times the rate [currency]: the JOI figure.
+    import_cost : float
+        Grid import times the rate [currency].
+    export_credit : float
+        Export times the feed-in tariff [currency].
+    unit_rate : float, default 0.0
+        The plan's rate [currency/kWh]: with equal costs (no energy), the cheaper first.
+    """
 
     plan_id: str
     supplier: str
-    cost: float           # consumption x rate (the JOI figure)
-    import_cost: float    # grid import x rate
-    export_credit: float  # export x feed-in tariff
-    unit_rate: float = 0.0  # breaks ties: with equal costs (no energy), the cheaper rate first
+    cost: float
+    import_cost: float
+    export_credit: float
+    unit_rate: float = 0.0
 
     @property
     def cost_with_pv(self) -> float:
+        """Import cost less the export credit [currency]."""
         return self.import_cost - self.export_credit
 
     @property
     def savings(self) -> float:
+        """What the PV saves: cost less cost_with_pv [currency]."""
         return self.cost - self.cost_with_pv
 
     def value(self, with_pv: bool) -> float:
+        """The cost plans are ranked by [currency]: with or without the PV."""
         return self.cost_with_pv if with_pv else self.cost
 
     def to_dict(self, *, camel_case: bool = False) -> dict:
@@ -87,7 +131,17 @@ class PlanCost:
 
 @dataclass(frozen=True)
 class Pricing:
-    """The plans, the meters' accounts and the feed-in tariff, from the config."""
+    """The plans, the meters' accounts and the feed-in tariff, from the config.
+
+    Parameters
+    ----------
+    plans : tuple of Plan
+        In configured order.
+    accounts : mapping of str to str
+        Meter id -> its plan's id.
+    feed_in_tariff : float, default 0.0
+        Paid for a kWh exported [currency/kWh].
+    """
 
     plans: tuple[Plan, ...]
     accounts: Mapping[str, str]
@@ -95,10 +149,12 @@ class Pricing:
 
     @classmethod
     def from_config(cls, pricing: PricingConfig) -> "Pricing":
+        """The pricing of the config's `pricing` section."""
         return cls(tuple(Plan.from_config(p) for p in pricing.plans), dict(pricing.accounts),
                    float(pricing.feed_in_tariff))
 
     def plan_of(self, meter_id: str) -> str | None:
+        """The id of a meter's plan; None without an account."""
         return self.accounts.get(meter_id)
 
     def compare(self, days: Mapping[dt.date, EnergyBalance]) -> list[PlanCost]:
@@ -108,6 +164,22 @@ class Pricing:
 
 def compare(plans: Sequence[Plan], days: Mapping[dt.date, EnergyBalance],
             feed_in_tariff: float = 0.0) -> list[PlanCost]:
+    """Every plan's costs of per-day energy.
+
+    Parameters
+    ----------
+    plans : sequence of Plan
+        The plans.
+    days : mapping of datetime.date to EnergyBalance
+        Local date -> that day's energy [kWh].
+    feed_in_tariff : float, default 0.0
+        Paid for a kWh exported [currency/kWh].
+
+    Returns
+    -------
+    costs : list of PlanCost
+        In plan order [currency].
+    """
     consumed = [(day, b.consumed_kwh) for day, b in days.items()]
     imported = [(day, b.import_kwh) for day, b in days.items()]
     credit = sum(b.export_kwh for b in days.values()) * feed_in_tariff

@@ -30,17 +30,50 @@ SAPM_A, SAPM_B, SAPM_DT = -3.56, -0.075, 3.0   # open rack, glass/polymer
 
 @dataclass(frozen=True)
 class Array:
-    """A fixed array: its orientation, nameplate and losses."""
+    """A fixed array: its orientation, nameplate and losses.
 
-    tilt_deg: float                  # 0 flat, 90 vertical
-    azimuth_deg: float               # the way it faces, clockwise from north: 180 south
-    peak_kw: float                   # DC nameplate (kWp)
-    losses: float = 0.14             # system losses, as a share of DC power
-    inverter_kw: float | None = None  # AC rating; None: the array's nameplate
-    albedo: float = 0.2              # ground reflectance (0.2 grass, 0.8 fresh snow)
+    Parameters
+    ----------
+    tilt_deg : float
+        Tilt from the horizontal [degrees]: 0 flat, 90 vertical.
+    azimuth_deg : float
+        The way it faces, clockwise from north [degrees]: 180 south.
+    peak_kw : float
+        DC nameplate at 1000 W/m^2 and 25 C [kWp].
+    losses : float, default 0.14
+        System losses as a share of DC power [unitless].
+    inverter_kw : float or None, default None
+        The inverter's AC rating [kW]; None: the array's nameplate.
+    albedo : float, default 0.2
+        Ground reflectance [unitless]: 0.2 grass, 0.8 fresh snow.
+    """
+
+    tilt_deg: float
+    azimuth_deg: float
+    peak_kw: float
+    losses: float = 0.14
+    inverter_kw: float | None = None
+    albedo: float = 0.2
 
     def ac_kw(self, sun: Sun, sky: Horizontal, temperature_c: float, wind_m_s: float) -> float:
-        """AC output with the sun at `sun` and `sky` on the horizontal."""
+        """AC output with the sun at `sun` and `sky` on the horizontal.
+
+        Parameters
+        ----------
+        sun : Sun
+            The sun's apparent zenith and azimuth [degrees].
+        sky : Horizontal
+            Irradiance on the horizontal [W/m^2].
+        temperature_c : float
+            Air temperature [C].
+        wind_m_s : float
+            Wind speed [m/s].
+
+        Returns
+        -------
+        ac_kw : float
+            AC power [kW].
+        """
         if sun.apparent_zenith >= 90.0 and sky.ghi <= 0.0:
             return 0.0
         cos_aoi = irradiance.cos_incidence(self.tilt_deg, self.azimuth_deg,
@@ -57,13 +90,26 @@ class Array:
         return pvwatts_inverter(dc_kw, self.inverter_dc_kw())
 
     def inverter_dc_kw(self) -> float:
-        """The inverter's DC rating: its AC rating over the nominal efficiency."""
+        """The inverter's DC rating [kW]: its AC rating over the nominal efficiency."""
         return self.inverter_kw / ETA_INV_NOM if self.inverter_kw else self.peak_kw
 
 
 def pvwatts_inverter(dc_kw: float, pdc0_kw: float) -> float:
-    """AC power from DC power through an inverter of DC rating `pdc0_kw` (PVWatts): the
-    efficiency falls at low load, and the output is clipped at the AC rating."""
+    """AC power from DC power through an inverter (PVWatts): the efficiency falls at low load,
+    and the output is clipped at the AC rating.
+
+    Parameters
+    ----------
+    dc_kw : float
+        DC input power [kW].
+    pdc0_kw : float
+        The inverter's DC rating [kW].
+
+    Returns
+    -------
+    ac_kw : float
+        AC output power [kW].
+    """
     if dc_kw <= 0.0:
         return 0.0
     zeta = dc_kw / pdc0_kw

@@ -1,21 +1,24 @@
 """The PV plant's output over a day: pure computation, no I/O.
 
-The default curve reproduces the reference chart (docs/reference/pv-curve-chart.png): zero
+The reference curve reproduces the reference chart (docs/reference/pv-curve-chart.png): zero
 until about 05:22, a slow rise to ~0.34 kW at 08:00, a steep climb to a 3.25 kW peak at about
 14:10, down to zero at about 20:56, ~26.8 kWh over the day. The knots below were read off the chart
 at 20-30 minute spacing, finer than the hourly table where the shape bends (the knee at 08:00,
 the plateau round the peak, the tail after 20:00); between knots the power is linear, so the
 curve passes exactly through every value read and its energy is the trapezoid sum of the knots.
 
-The curve is indexed by the local time of day (seconds since local midnight as a wall clock
-shows it), so the plant produces at 14:10 on the clock whatever the UTC offset of the day.
+The curve is indexed by the local time of day in the plant's zone (seconds since local midnight
+as a wall clock shows it), so the plant produces at 14:10 on the clock whatever the UTC offset of
+the day; the zone is the model's own, so it answers, as every PV model does, for an instant.
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from pvsim.model.localtime import LocalTime
 
 
 # (local time "HH:MM", kW), read off the reference chart.
@@ -38,15 +41,27 @@ def _seconds(hhmm: str) -> int:
     return int(hours) * 3600 + int(minutes) * 60
 
 
-def local_seconds(moment: dt.datetime) -> int:
-    """Seconds since local midnight as the wall clock shows them (DST-aware datetimes)."""
-    return moment.hour * 3600 + moment.minute * 60 + moment.second
-
-
 class PvCurve:
-    """PV power in kW at a local time of day, scaled to a peak (clouds: pvmodels.Clouds)."""
+    """The reference chart as a PV model: power by the plant's wall clock, scaled to a peak.
 
-    def __init__(self, knots: Sequence[tuple[str, float]] = REFERENCE_KNOTS,
+    Clouds go over it as over any model (`pvmodels.Clouds`).
+
+    Parameters
+    ----------
+    tz : zoneinfo.ZoneInfo
+        The plant's time zone, whose wall clock the chart is read by.
+    knots : sequence of (str, float), default REFERENCE_KNOTS
+        ("HH:MM" local time, power [kW]) from "00:00" to "24:00" in order; linear in between.
+    peak_kw : float, default REFERENCE_PEAK_KW
+        The curve's maximum [kW] (AC): the knots are scaled to it.
+
+    Raises
+    ------
+    ValueError
+        When the knots do not run from 00:00 to 24:00 in order.
+    """
+
+    def __init__(self, tz: ZoneInfo, knots: Sequence[tuple[str, float]] = REFERENCE_KNOTS,
                  peak_kw: float = REFERENCE_PEAK_KW) -> None:
         self._x = [float(_seconds(t)) for t, _ in knots]
         if self._x[0] != 0 or self._x[-1] != DAY_SECONDS or self._x != sorted(self._x):
@@ -55,22 +70,34 @@ class PvCurve:
         scale = peak_kw / top if top > 0 else 0.0
         self._y = [kw * scale for _, kw in knots]
         self.peak_kw = peak_kw
+        self.local_time = LocalTime(tz)
+        # The local span of the last instant asked for (instants come in order): its instants
+        # [start, end) and `base`, where its wall-clock seconds since midnight count from.
+        self._start = self._end = self._base = 0
 
     def clear_sky_kw(self, seconds_of_day: float) -> float:
-        """Noise-free power at a local time of day (seconds since local midnight)."""
+        """Power at a local time of day.
+
+        Parameters
+        ----------
+        seconds_of_day : float
+            Seconds [s] since local midnight, as the wall clock shows them.
+
+        Returns
+        -------
+        power_kw : float
+            Power [kW] (AC), noise-free.
+        """
         s = seconds_of_day % DAY_SECONDS
         i = bisect.bisect_right(self._x, s) - 1
         x0, x1 = self._x[i], self._x[i + 1]
         y0, y1 = self._y[i], self._y[i + 1]
         return y0 + (y1 - y0) * (s - x0) / (x1 - x0)
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
-        """Power at a local time of day (the PV models' face: the instant is not needed)."""
-        return self.clear_sky_kw(seconds_of_day)
-
-    def energy_kwh(self) -> float:
-        """Clear-sky energy over a 24-hour day (exact: the curve is piecewise linear)."""
-        total = 0.0
-        for i in range(len(self._x) - 1):
-            total += (self._y[i] + self._y[i + 1]) / 2 * (self._x[i + 1] - self._x[i])
-        return total / 3600.0
+    def power_kw(self, instant: int) -> float:
+        """`PvModel.power_kw`: power [kW] at epoch second `instant` [s], the chart read at its
+        wall-clock time in the plant's zone."""
+        if not self._start <= instant < self._end:
+            span = self.local_time.span(instant)
+            self._start, self._end, self._base = span.start, span.end, span.base
+        return self.clear_sky_kw(instant - self._base)

@@ -1,8 +1,9 @@
 """The PV plant's output at any instant, by any of pvsim's models: pure computation, no I/O.
 
-Every model answers `power_kw(seconds_of_day, instant)`: kW AC at epoch second `instant`, whose
-local wall-clock time of day is `seconds_of_day` (the chart reads the clock; the others read the
-sun). Config chooses one (`pv.model`) through pvsim.inputs.models:
+Every model answers `power_kw(instant)`: kW AC at epoch second `instant`. The instant is all any
+of them needs: the sun's position, the weather's hour and a series' sample are functions of it,
+and the chart, which is read by the wall clock, knows the plant's zone. Config chooses one
+(`pv.model`) through pvsim.inputs.models:
 
 - `chart`    the challenge's reference curve (pvsim.model.pvcurve), the same every day;
 - `clearsky` the sun over a site through an array (solar, irradiance, pvarray), by season;
@@ -36,9 +37,29 @@ _UTC = dt.timezone.utc
 
 
 class PvModel(Protocol):
+    """What the pipeline asks of a PV plant.
+
+    Attributes
+    ----------
+    peak_kw : float
+        The plant's largest output [kW] (AC): the scale of charts and checks.
+    """
+
     peak_kw: float
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float: ...
+    def power_kw(self, instant: int) -> float:
+        """The plant's output at an instant.
+
+        Parameters
+        ----------
+        instant : int
+            Epoch seconds [s].
+
+        Returns
+        -------
+        power_kw : float
+            Power [kW] (AC), >= 0.
+        """
 
 
 class _Gridded(ABC):
@@ -51,7 +72,8 @@ class _Gridded(ABC):
 
     @abstractmethod
     def exact(self, instant: int) -> float:
-        """The model's power at an instant, computed through its whole chain."""
+        """`PvModel.power_kw` exactly: power [kW] (AC) at epoch second `instant` [s], computed
+        through the model's whole chain."""
 
     def _point(self, k: int) -> float:
         value = self._cache.get(k)
@@ -61,7 +83,8 @@ class _Gridded(ABC):
             value = self._cache[k] = self.exact(k * self.grid)
         return value
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
+    def power_kw(self, instant: int) -> float:
+        """Power [kW] (AC) at epoch second `instant` [s]: linear between grid points."""
         k, r = divmod(instant, self.grid)
         a = self._point(k)
         if r == 0:
@@ -70,7 +93,28 @@ class _Gridded(ABC):
 
 
 class ClearSkyPv(_Gridded):
-    """An array at a site under a clear sky: sun position, Ineichen-Perez, PVWatts."""
+    """An array at a site under a clear sky: sun position, Ineichen-Perez, PVWatts.
+
+    Parameters
+    ----------
+    array : Array
+        The array (orientation, nameplate [kWp], losses, inverter [kW]).
+    sun : SunPosition
+        The sun over the site.
+    altitude_m : float
+        Site altitude [m].
+    linke_turbidity : sequence of float
+        Linke turbidity [unitless]: one value, or one per month.
+    temperature_c : float, default 20.0
+        Air temperature [C].
+    wind_m_s : float, default 1.0
+        Wind speed [m/s].
+
+    Raises
+    ------
+    ValueError
+        For a Linke turbidity of neither 1 nor 12 values.
+    """
 
     def __init__(self, array: Array, sun: SunPosition, altitude_m: float,
                  linke_turbidity: Sequence[float], temperature_c: float = 20.0,
@@ -98,6 +142,7 @@ class ClearSkyPv(_Gridded):
         return found
 
     def exact(self, instant: int) -> float:
+        """Power [kW] (AC) at epoch second `instant` [s], through the whole chain."""
         sun = self.sun.at(instant)
         airmass = irradiance.relative_airmass(sun.apparent_zenith)
         if airmass is None:
@@ -109,7 +154,15 @@ class ClearSkyPv(_Gridded):
 
 
 class WeatherPv(_Gridded):
-    """An array under a typical year's weather: irradiance and temperature from the file."""
+    """An array under a typical year's weather: irradiance and temperature from the file.
+
+    Parameters
+    ----------
+    array, sun
+        As ClearSkyPv's.
+    weather : WeatherYear
+        Irradiance [W/m^2], temperature [C] and wind [m/s] by the hour.
+    """
 
     def __init__(self, array: Array, sun: SunPosition, weather: WeatherYear) -> None:
         super().__init__()
@@ -117,6 +170,7 @@ class WeatherPv(_Gridded):
         self.peak_kw = array.peak_kw
 
     def exact(self, instant: int) -> float:
+        """Power [kW] (AC) at epoch second `instant` [s], through the whole chain."""
         hour = self.weather.at(instant)
         if hour.ghi <= 0.0:
             return 0.0
@@ -129,18 +183,40 @@ class WeatherPv(_Gridded):
 
 
 class SeriesPv:
-    """A recorded PV output series in kW, used as it is (linear between samples)."""
+    """A recorded PV output series used as it is (linear between samples).
+
+    Parameters
+    ----------
+    series : Series
+        PV power [kW] by instant.
+    """
 
     def __init__(self, series: Series) -> None:
         self.series = series
         self.peak_kw = series.peak
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
+    def power_kw(self, instant: int) -> float:
+        """Power [kW] at epoch second `instant` [s]; a negative sample counts as 0."""
         return max(0.0, self.series.at(instant))
 
 
 class Clouds:
-    """Passing clouds over any model: its power times 1 - depth * cover(seed, instant)."""
+    """Passing clouds over any model: its power times 1 - depth * cover(seed, instant).
+
+    Parameters
+    ----------
+    model : PvModel
+        The clear model.
+    depth : float
+        The most the clouds take [unitless], within [0, 1] (`pv.noise`).
+    seed : int
+        The clouds' seed (`pv.seed`).
+
+    Raises
+    ------
+    ValueError
+        For a depth outside [0, 1].
+    """
 
     def __init__(self, model: PvModel, depth: float, seed: int) -> None:
         if not 0.0 <= depth <= 1.0:
@@ -148,8 +224,9 @@ class Clouds:
         self.model, self.depth, self.seed = model, depth, seed
         self.peak_kw = model.peak_kw
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
-        kw = self.model.power_kw(seconds_of_day, instant)
+    def power_kw(self, instant: int) -> float:
+        """The model's power [kW] at epoch second `instant` [s], less the clouds' share."""
+        kw = self.model.power_kw(instant)
         if kw:
             kw *= 1.0 - self.depth * noise.cloud_cover(self.seed, instant)
         return kw

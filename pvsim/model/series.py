@@ -19,7 +19,20 @@ YEAR_SECONDS = 365 * 86400
 
 
 class Series:
-    """Values at instants (epoch seconds), covering at least a year; read at any instant."""
+    """Values at instants, covering at least a year; read at any instant.
+
+    Parameters
+    ----------
+    instants : sequence of int
+        Sample times, epoch seconds [s], increasing.
+    values : sequence of float
+        The sample values, in the caller's unit (kW for pvsim's series).
+
+    Raises
+    ------
+    ValueError
+        For fewer than two samples, times that do not increase, or less than a year covered.
+    """
 
     def __init__(self, instants: Sequence[int], values: Sequence[float]) -> None:
         if len(instants) != len(values) or len(instants) < 2:
@@ -42,11 +55,22 @@ class Series:
 
     @property
     def peak(self) -> float:
-        """The largest value of the series."""
+        """The largest value of the series, in its unit."""
         return max(self._y)
 
     def at(self, instant: float) -> float:
-        """The value at an instant, linear between samples."""
+        """The value at an instant, linear between samples.
+
+        Parameters
+        ----------
+        instant : float
+            Epoch seconds [s]; outside the series' span, the same date and time of its year.
+
+        Returns
+        -------
+        value : float
+            The series' value there, in its unit.
+        """
         t = instant if self.first <= instant <= self.last else self._fold(instant)
         x, i = self._x, self._i
         if not x[i - 1] <= t <= x[i]:  # readings mostly come in order: try the last interval

@@ -41,7 +41,6 @@ def meters_of(meter_ids: Iterable[str], shards: Iterable[int], count: int) -> li
     return [m for m in meter_ids if shard_of(m, count) in wanted]
 
 
-
 def by_shard(readings: Sequence[Reading], shards: int,
              known: dict[str, int] | None = None) -> list[tuple[int, list[Reading]]]:
     """The readings of each shard, each list in the readings' order, shards in order (one

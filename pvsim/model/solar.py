@@ -29,15 +29,38 @@ _J2000 = 2451545.0
 
 @dataclass(frozen=True)
 class Sun:
-    """The sun seen from a site at an instant (degrees)."""
+    """The sun seen from a site at an instant.
 
-    apparent_zenith: float  # 0 overhead, 90 on the horizon (refraction included)
-    azimuth: float          # clockwise from north: 90 east, 180 south
-    zenith: float           # geometric, without refraction
+    Attributes
+    ----------
+    apparent_zenith : float
+        Zenith angle with refraction [degrees]: 0 overhead, 90 on the horizon.
+    azimuth : float
+        Clockwise from north [degrees]: 90 east, 180 south.
+    zenith : float
+        Geometric zenith angle, without refraction [degrees].
+    """
+
+    apparent_zenith: float
+    azimuth: float
+    zenith: float
 
 
 def ephemeris(instant: float) -> tuple[float, float]:
-    """(declination in degrees, equation of time in minutes) at epoch second `instant` (UTC)."""
+    """The sun's declination and the equation of time (NOAA, after Meeus).
+
+    Parameters
+    ----------
+    instant : float
+        Epoch seconds [s] (UTC).
+
+    Returns
+    -------
+    declination : float
+        Solar declination [degrees].
+    equation_of_time : float
+        Equation of time [minutes].
+    """
     jc = (instant / 86400.0 + _UNIX_JD - _J2000) / 36525.0
     mean_long = (280.46646 + jc * (36000.76983 + jc * 0.0003032)) % 360.0
     mean_anom = 357.52911 + jc * (35999.05029 - 0.0001537 * jc)
@@ -59,8 +82,23 @@ def ephemeris(instant: float) -> tuple[float, float]:
 
 
 def refraction(elevation: float, pressure_hpa: float, temperature_c: float) -> float:
-    """Atmospheric refraction in degrees at a true elevation (SPA eq. 42); none well below the
-    horizon (SPA's cut-off: the sun's radius plus the refraction at sunrise)."""
+    """Atmospheric refraction at a true elevation (SPA eq. 42); none well below the horizon
+    (SPA's cut-off: the sun's radius plus the refraction at sunrise).
+
+    Parameters
+    ----------
+    elevation : float
+        True (geometric) solar elevation [degrees].
+    pressure_hpa : float
+        Site air pressure [hPa].
+    temperature_c : float
+        Site air temperature [C].
+
+    Returns
+    -------
+    refraction : float
+        Refraction correction [degrees], added to the elevation.
+    """
     if elevation < -(0.26667 + 0.5667):
         return 0.0
     return ((pressure_hpa / 1010.0) * (283.0 / (273.0 + temperature_c))
@@ -68,12 +106,40 @@ def refraction(elevation: float, pressure_hpa: float, temperature_c: float) -> f
 
 
 def pressure_at(altitude_m: float) -> float:
-    """Standard-atmosphere pressure in Pa at an altitude (as pvlib's alt2pres)."""
+    """Standard-atmosphere pressure at an altitude (as pvlib's alt2pres).
+
+    Parameters
+    ----------
+    altitude_m : float
+        Altitude above sea level [m].
+
+    Returns
+    -------
+    pressure : float
+        Air pressure [Pa].
+    """
     return 100.0 * ((44331.514 - altitude_m) / 11880.516) ** (1.0 / 0.1902632)
 
 
 class SunPosition:
-    """The sun's position at a site, for any instant; caches the slow terms per hour."""
+    """The sun's position at a site, for any instant; caches the slow terms per hour.
+
+    Parameters
+    ----------
+    latitude : float
+        Site latitude [degrees], north positive, within [-90, 90].
+    longitude : float
+        Site longitude [degrees], east positive, within [-180, 180].
+    altitude_m : float, default 0.0
+        Site altitude [m]: its standard pressure sets the refraction.
+    temperature_c : float, default 12.0
+        Air temperature [C] the refraction assumes.
+
+    Raises
+    ------
+    ValueError
+        For a latitude or longitude out of range.
+    """
 
     def __init__(self, latitude: float, longitude: float, altitude_m: float = 0.0,
                  temperature_c: float = 12.0) -> None:
@@ -97,6 +163,7 @@ class SunPosition:
         return self._slow
 
     def at(self, instant: float) -> Sun:
+        """The sun at epoch second `instant` [s]: apparent zenith, azimuth and zenith [degrees]."""
         decl0, ddecl, eot0, deot = self._terms(instant)
         frac = (instant % 3600.0) / 3600.0
         decl = (decl0 + ddecl * frac) * _RAD

@@ -19,7 +19,17 @@ _UTC = dt.timezone.utc
 
 
 class Hour(NamedTuple):
-    """One hour's weather: irradiance in W/m2, air temperature in C, wind speed in m/s."""
+    """One hour's weather.
+
+    Attributes
+    ----------
+    ghi, dni, dhi : float
+        Global horizontal, direct normal and diffuse horizontal irradiance [W/m^2].
+    temperature_c : float
+        Air temperature [C].
+    wind_m_s : float
+        Wind speed [m/s].
+    """
 
     ghi: float
     dni: float
@@ -29,7 +39,20 @@ class Hour(NamedTuple):
 
 
 class WeatherYear:
-    """8760 hourly records from 1 January 01:00 to 31 December 24:00, standard time."""
+    """8760 hourly records from 1 January 01:00 to 31 December 24:00, standard time.
+
+    Parameters
+    ----------
+    hours : sequence of Hour
+        The year's records, each the mean over the hour ending at its stamp.
+    utc_offset_hours : float
+        The file's standard time zone [hours east of UTC].
+
+    Raises
+    ------
+    ValueError
+        Unless there are 8760 records.
+    """
 
     def __init__(self, hours: Sequence[Hour], utc_offset_hours: float) -> None:
         if len(hours) != HOURS:
@@ -39,7 +62,18 @@ class WeatherYear:
         self._day: tuple[int, int] | None = None  # (UTC day, hour of the year at its midnight)
 
     def at(self, instant: float) -> Hour:
-        """The weather at an instant, linear between the middles of the hours."""
+        """The weather at an instant, linear between the middles of the hours.
+
+        Parameters
+        ----------
+        instant : float
+            Epoch seconds [s]: any year's, read as the same date and time of the typical year.
+
+        Returns
+        -------
+        hour : Hour
+            Irradiance [W/m^2], temperature [C] and wind speed [m/s] there.
+        """
         local = instant + self.offset_seconds
         day = int(local // 86400)
         if self._day is None or self._day[0] != day:

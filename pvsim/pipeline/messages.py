@@ -110,8 +110,8 @@ def encode(readings: Sequence[Reading], max_power_w: float = MAX_POWER_W) -> byt
         raise ValueError("a message carries at least one reading")
     items = []
     for r in readings:
-        _check_reading_values(r.meter_id, r.seq, r.power_w, r.timestamp, max_power_w=max_power_w)
-        items.append({"meter_id": r.meter_id, "seq": r.seq, "ts": r.timestamp.isoformat(),
+        validate(r, max_power_w=max_power_w)
+        items.append({"meter_id": r.meter_id, "seq": r.instant, "ts": r.timestamp.isoformat(),
                       "power_w": r.power_w})
     return json.dumps({"v": VERSION, "readings": items}, separators=(",", ":"),
                       allow_nan=False).encode()
@@ -175,14 +175,13 @@ def _fitting_columns(ids: list[str], seq: list[int], columns: list[list[float]],
 
 
 def decode(body: bytes, max_power_w: float = MAX_POWER_W) -> list[Reading]:
-    """Parse and validate a message body; raise InvalidMessage saying what is wrong. A version 2
-    reading's timestamp is its instant in UTC."""
+    """Parse and validate a message body; raise InvalidMessage saying what is wrong. A version 1
+    reading is told in its `ts`'s UTC offset, a version 2 one in UTC."""
     doc = _parse(body)
     if doc["v"] == COLUMNS:
-        utc = dt.timezone.utc
-        return [Reading(meter_id, instant, dt.datetime.fromtimestamp(instant, utc), power)
+        return [Reading(meter_id, instant, power)
                 for meter_id, instant, power in _column_values(doc, max_power_w)]
-    return [Reading(meter_id, instant, timestamp, power)
+    return [Reading(meter_id, instant, power, timestamp.tzinfo or dt.timezone.utc)
             for meter_id, instant, timestamp, power in _readings(doc, max_power_w)]
 
 
@@ -303,7 +302,7 @@ def _check_columns(ids: object, seq: object, columns: object, max_power_w: float
     for j, column in enumerate(columns):
         if type(column) is not list or len(column) != len(seq):
             raise InvalidMessage(Reason.BAD_SCHEMA, f"power_w[{j}] must be a list of {len(seq)} "
-                                               "numbers, one per seq")
+                                                    "numbers, one per seq")
         if not set(map(type, column)) <= {int, float}:
             raise InvalidMessage(Reason.BAD_TYPE, f"power_w[{j}] must hold numbers")
         if not (0.0 <= min(column) and max(column) <= max_power_w):
@@ -337,19 +336,25 @@ def _decode_reading(item: object, index: int, max_power_w: float) -> tuple[str, 
     except (ValueError, OverflowError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
         raise InvalidMessage(Reason.BAD_TIMESTAMP,
                              f"{where}.ts {_shown(ts)} is not ISO 8601") from None
-    _check_reading_values(meter_id, seq, power, timestamp, where, max_power_w)
+    _check_reading_values(meter_id, seq, power, where, max_power_w)
+    instant = _instant_of(timestamp, where)
+    if seq != instant:
+        raise InvalidMessage(Reason.BAD_VALUE,
+                             f"{where}.seq {_shown(seq)} is not the instant of its ts ({instant})")
     return meter_id, seq, timestamp, float(power)  # seq is the instant: checked
 
 
 def validate(reading: Reading, where: str = "reading", max_power_w: float = MAX_POWER_W) -> None:
-    """Raise InvalidMessage when a reading built elsewhere (the JOI API) breaks the schema: the
-    same rules as a received reading's, the instant's range and `seq` included."""
-    _check_reading_values(reading.meter_id, reading.seq, reading.power_w, reading.timestamp, where,
-                          max_power_w)
+    """Raise InvalidMessage when a reading built elsewhere (the JOI API, a meter) breaks the
+    schema: the same rules as a received reading's, the instant's range included."""
+    _check_reading_values(reading.meter_id, reading.instant, reading.power_w, where, max_power_w)
+    if reading.instant > MAX_INSTANT:
+        raise InvalidMessage(Reason.OUT_OF_RANGE, f"{where}.seq {reading.instant} is not an "
+                             "instant from 1970 to 9999")
 
 
-def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt.datetime,
-                          where: str = "reading", max_power_w: float = MAX_POWER_W) -> None:
+def _check_reading_values(meter_id: str, seq: int, power_w: float, where: str = "reading",
+                          max_power_w: float = MAX_POWER_W) -> None:
     if meter_id not in _valid_ids:
         _check_meter_id(meter_id, where)
     if seq < 0:
@@ -357,6 +362,11 @@ def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt
     if not 0.0 <= power_w <= max_power_w:  # also false for NaN and infinities
         raise InvalidMessage(Reason.OUT_OF_RANGE, f"{where}.power_w {_shown(power_w)} is "
                              f"outside 0-{max_power_w:,.0f} W (limits.max_power_w)")
+
+
+def _instant_of(timestamp: dt.datetime, where: str) -> int:
+    """The epoch second a received `ts` names; InvalidMessage unless it has a UTC offset, is
+    on a whole second and lies from 1970 to 9999."""
     offset = timestamp.utcoffset()
     if offset is None:
         raise InvalidMessage(Reason.BAD_TIMESTAMP, f"{where}.ts has no UTC offset")
@@ -369,9 +379,7 @@ def _check_reading_values(meter_id: str, seq: int, power_w: float, timestamp: dt
     if not 0 <= instant <= MAX_INSTANT:
         raise InvalidMessage(Reason.OUT_OF_RANGE, f"{where}.ts {timestamp.isoformat()} is not "
                              "an instant from 1970 to 9999")
-    if seq != instant:
-        raise InvalidMessage(Reason.BAD_VALUE,
-                             f"{where}.seq {_shown(seq)} is not the instant of its ts ({instant})")
+    return instant
 
 
 # Meter ids already checked: a fleet's worth (100,000 ids: about 10 MB), bounded below so that

@@ -53,10 +53,10 @@ class Outcome:
 class PvService:
     """The rows of one shard's meters (`sink.shard`, of `shards`; without shards, of all)."""
 
-    def __init__(self, curve: PvModel, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
+    def __init__(self, pv_model: PvModel, sink: CsvSink, tz: ZoneInfo, *, recover: bool = False,
                  max_power_w: float = MAX_POWER_W, shards: int = 1,
                  days_in_memory: int = DAYS_IN_MEMORY) -> None:
-        self.curve, self.sink, self.tz = curve, sink, tz
+        self.pv_model, self.sink, self.tz = pv_model, sink, tz
         self.shards = shards
         self._mine: set[str] = set()  # meters checked to belong to sink.shard
         self.local_time = LocalTime(tz)
@@ -78,11 +78,11 @@ class PvService:
         self.rows_total = 0
 
     @classmethod
-    def recovering(cls, curve: PvModel, sink: CsvSink, tz: ZoneInfo,
+    def recovering(cls, pv_model: PvModel, sink: CsvSink, tz: ZoneInfo,
                    max_power_w: float = MAX_POWER_W, shards: int = 1,
                    days_in_memory: int = DAYS_IN_MEMORY) -> "PvService":
         """A service that skips what the CSV files already hold (the daemon; POSTed readings)."""
-        return cls(curve, sink, tz, recover=True, max_power_w=max_power_w, shards=shards,
+        return cls(pv_model, sink, tz, recover=True, max_power_w=max_power_w, shards=shards,
                    days_in_memory=days_in_memory)
 
     def _day(self, day: dt.date) -> dict[str, RangeSet]:
@@ -126,7 +126,7 @@ class PvService:
 
         A reading counts as written only once its row is appended: when the sink fails
         (SinkError), that reading and the rest are not marked, so a retry writes them."""
-        return self.write_values([(r.meter_id, int(r.timestamp.timestamp()), r.power_w)
+        return self.write_values([(r.meter_id, r.instant, r.power_w)
                                   for r in readings])
 
     def handle(self, body: bytes, redelivered: bool = False) -> Outcome:
@@ -169,15 +169,15 @@ class PvService:
         """`process` for (meter id, instant, W) values: the loop every reading of every mode
         goes through, kept tight (a year at 1-second steps is 31.5 million turns of it).
 
-        A row is its reading's local time in the plant's zone (date, wall-clock seconds for
-        the PV model, ISO text for the CSV: from the LocalTime span, not from zoneinfo each
-        time), the PV power there, and the net power."""
+        A row is its reading's local time in the plant's zone (date and ISO text for the CSV:
+        from the LocalTime span, not from zoneinfo each time), the PV power at its instant,
+        and the net power."""
         outcome = Outcome()
         append_line, listeners = self.sink.append_line, self.listeners
         batch: list[Row] = []
         keep = batch.append if self.batch_listeners else None
         tell = bool(listeners) or keep is not None
-        power_kw, local_time = self.curve.power_kw, self.local_time
+        power_kw, local_time = self.pv_model.power_kw, self.local_time
         start = end = 0  # the span's instants [start, end): empty, the first reading finds its own
         on_day: dict[str, RangeSet] = {}
         try:
@@ -196,7 +196,7 @@ class PvService:
                     continue
                 seconds = instant - base
                 meter_kw = round(power_w / 1000.0, 4)
-                pv_kw = round(power_kw(seconds, instant), 4)
+                pv_kw = round(power_kw(instant), 4)
                 net_kw = round(meter_kw - pv_kw, 4)
                 # SinkError: this reading and the rest stay unmarked
                 hours, rest = divmod(seconds, 3600)

@@ -48,12 +48,6 @@ class RangeSet:
         self.settle()
         return len(self._starts)
 
-    @property
-    def high(self) -> int | None:
-        """The highest member: the high-water mark of an in-order stream (a late arrival is
-        below the last range's end by definition)."""
-        return self._ends[-1] if self._ends else None
-
     def add(self, x: int) -> bool:
         """Add x; return False when it was already present."""
         ends = self._ends

@@ -45,10 +45,6 @@ class ShardLock:
         self.journal = self.directory / f".pvsim-{label(shard)}.owners"
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def try_take(self) -> bool:
         """Take the lock if it is free; True once held (also when held already)."""
         if self._fd is not None:

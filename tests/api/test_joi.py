@@ -33,7 +33,7 @@ class Pipeline:
         self.cfg = cfg or config.Config()
         self.directory = directory
         self.sink = CsvSink(directory)
-        self.service = PvService(PvCurve(), self.sink, self.cfg.tz)
+        self.service = PvService(PvCurve(self.cfg.tz), self.sink, self.cfg.tz)
         self.lock = threading.Lock()
         self.api = JoiApi(self.cfg, directory, self.ingest)
         self.service.listeners.append(self.api.on_row)
@@ -47,8 +47,8 @@ class Pipeline:
     def __call__(self, method, path, query=None, body=b""):
         if not isinstance(body, bytes):
             body = json.dumps(body).encode()
-        return self.api(method, path, {k: v if isinstance(v, list) else [v] for k, v in (query or {}).items()},
-                        body)
+        lists = {k: v if isinstance(v, list) else [v] for k, v in (query or {}).items()}
+        return self.api(method, path, lists, body)
 
     def post(self, meter, readings):
         return self("POST", "/readings/store", body={
@@ -150,7 +150,8 @@ pricing:
     assert (code, plain) == (200, [{"b": 4.0}, {"a": 6.0}])
     code, net = joi("GET", "/price-plans/recommend/m", {"withPv": "true"})
     assert (code, net) == (200, [{"a": 1.0}, {"b": 2.0}])
-    code, details = joi("GET", "/price-plans/recommend/m", {"withPv": "true", "details": "true", "limit": "1"})
+    code, details = joi("GET", "/price-plans/recommend/m",
+                        {"withPv": "true", "details": "true", "limit": "1"})
     assert code == 200 and details["recommendations"] == [{"a": 1.0}] and details["withPv"] is True
     assert details["energyBalance"]["consumedKwh"] == 2.0
     assert details["energyBalance"]["gridImportKwh"] == 1.0
@@ -172,14 +173,16 @@ def test_windows_from_and_to(tmp_path):
     assert get({"from": "2020-11-28T02:30:00+00:00"}) == [{"p": 2.5}]
     assert joi("GET", "/price-plans/recommend/m", {"from": "2020-11-29"}) == (200, [{"p": 2.0}])
     code, rows = joi("GET", "/readings/read/m", {"from": str(SUN_NOON), "to": str(SUN_NOON + 120)})
-    assert (code, rows) == (200, [{"reading": 2.0, "time": SUN_NOON}, {"reading": 2.0, "time": SUN_NOON + 60}])
+    assert (code, rows) == (200, [{"reading": 2.0, "time": SUN_NOON},
+                                  {"reading": 2.0, "time": SUN_NOON + 60}])
 
 
 def test_read_is_paged(joi):
     joi.post("smart-meter-1", [(SUN_NOON + i, 0.5) for i in range(250)])
     code, page = joi("GET", "/readings/read/smart-meter-1", {"limit": "100"})
     assert code == 200 and len(page) == 100 and page[0]["time"] == SUN_NOON
-    code, page2 = joi("GET", "/readings/read/smart-meter-1", {"limit": "100", "from": str(page[-1]["time"] + 1)})
+    code, page2 = joi("GET", "/readings/read/smart-meter-1",
+                      {"limit": "100", "from": str(page[-1]["time"] + 1)})
     assert page2[0]["time"] == SUN_NOON + 100
     assert_problem(joi("GET", "/readings/read/smart-meter-1", {"limit": "100001"}), 400)
     code, default = joi("GET", "/readings/read/smart-meter-1")
@@ -208,7 +211,8 @@ def test_known_meter_without_readings(joi):
     assert joi("GET", "/readings/read/smart-meter-4") == (200, [])
     code, body = joi("GET", "/price-plans/compare-all/smart-meter-4")
     assert code == 200 and body["pricePlanId"] == "price-plan-1"
-    assert body["pricePlanComparisons"] == [{"price-plan-2": 0.0}, {"price-plan-1": 0.0}, {"price-plan-0": 0.0}]
+    assert body["pricePlanComparisons"] == [{"price-plan-2": 0.0}, {"price-plan-1": 0.0},
+                                            {"price-plan-0": 0.0}]
 
 
 def test_percent_encoded_meter_id(joi):
@@ -250,15 +254,18 @@ def test_wrong_method_is_405(joi, method, path):
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": "1"}]}', "reading"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": -1, "reading": 1}]}', "time"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 99999999999999, "reading": 1}]}', "time"),
-    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 10000.5}]}', "outside 0-10,000,000 W"),
+    (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 10000.5}]}',
+     "outside 0-10,000,000 W"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": -0.1}]}', "outside"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": NaN}]}', "NaN"),
     (b'{"smartMeterId": "m", "electricityReadings": [{"time": 1, "reading": 1e999}]}', "large"),
     (b'{"smartMeterId": "a,b", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
     (b'{"smartMeterId": "=cmd()", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
-    (b'{"smartMeterId": "-2+3", "electricityReadings": [{"time": 1, "reading": 1}]}', "the first a letter or a digit"),
+    (b'{"smartMeterId": "-2+3", "electricityReadings": [{"time": 1, "reading": 1}]}',
+     "the first a letter or a digit"),
     (b'{"smartMeterId": "quo\\"te", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
-    (b'{"smartMeterId": "line\\nbreak", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
+    (b'{"smartMeterId": "line\\nbreak", "electricityReadings": [{"time": 1, "reading": 1}]}',
+     "1-64 characters"),
     (b'{"smartMeterId": "meter one", "electricityReadings": [{"time": 1, "reading": 1}]}', "1-64 characters"),
     (b'{"smartMeterId": "", "electricityReadings": [{"time": 1, "reading": 1}]}', "meter_id"),
     (b"[" * 100000, "not JSON"),
@@ -270,7 +277,7 @@ def test_bad_posts_are_400(joi, body, needle):
 
 def test_a_rejected_post_stores_nothing(joi, tmp_path):
     bad = {"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": 1},
-                                                         {"time": 1606636860, "reading": 10_001}]}
+                                                        {"time": 1606636860, "reading": 10_001}]}
     assert_problem(joi("POST", "/readings/store", body=bad), 400)
     assert not list(tmp_path.glob("*.csv"))
 
@@ -303,7 +310,8 @@ def test_no_input_yields_a_500(joi):
     pieces = ["readings", "store", "read", "price-plans", "compare-all", "recommend", "smart-meter-0",
               "", "%", "%ff", "..", "nobody", "%2F", "\u00e9"]
     values = ["", "-1", "0", "1", "x", "2020-11-29", "1606636800", "true", "1e9", "nan", "\x00"]
-    bodies = [b"", b"{}", b"null", b'{"smartMeterId": null}', b'{"smartMeterId": "m", "electricityReadings": null}',
+    bodies = [b"", b"{}", b"null", b'{"smartMeterId": null}',
+              b'{"smartMeterId": "m", "electricityReadings": null}',
               b'{"smartMeterId": "m", "electricityReadings": [{}]}', b'{"electricityReadings": []}',
               b'{"smartMeterId": "m", "electricityReadings": [{"time": 1606636800, "reading": null}]}',
               b'{"smartMeterId": "\\u0000", "electricityReadings": [{"time": 1, "reading": 1}]}',
@@ -670,7 +678,7 @@ def raw_requests(draw) -> bytes:
         target += "?" + query
     version = draw(st.sampled_from([" HTTP/1.1"] * 4 + [" HTTP/1.0", " HTTP/2.0", "", " HTTP/1.1 x"]))
     framing = draw(st.sampled_from(["length"] * 3 + ["chunked", "chunked", "none", "short", "long",
-                                                      "gzip", "chunked-gzip", "two-lengths"]))
+                                                     "gzip", "chunked-gzip", "two-lengths"]))
     lines = [f"{k}: {v}" for k, v in headers.items()]
     lines += [f"{draw(st.text(TOKEN, min_size=1, max_size=10))}: "
               f"{draw(st.text(PRINTABLE, max_size=20) | st.text(LATIN1, max_size=20))}"
@@ -698,8 +706,9 @@ def raw_requests(draw) -> bytes:
         if how == "cut":
             data = data[:at] + data[at + draw(st.integers(1, 40)):]
         elif how == "insert":
-            data = data[:at] + draw(st.sampled_from([b"\r\n", b"\n", b"\r", b"\x00", b" ", b":",
-                                                     b"\r\n\r\n", b"\xff\xfe"]) | st.binary(max_size=8)) + data[at:]
+            inserted = st.sampled_from([b"\r\n", b"\n", b"\r", b"\x00", b" ", b":", b"\r\n\r\n",
+                                        b"\xff\xfe"]) | st.binary(max_size=8)
+            data = data[:at] + draw(inserted) + data[at:]
         elif how == "flip" and at < len(data):
             data = data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1:]
         else:
@@ -725,7 +734,7 @@ def read_answers(data: bytes) -> list[tuple[int, dict, bytes]]:
 def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
 
 

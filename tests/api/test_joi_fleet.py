@@ -23,7 +23,7 @@ class Process:
 
     def __init__(self, directory, shards):
         self.api = JoiApi(FLEET, directory, self.ingest)
-        self.services = {k: PvService(PvCurve(), CsvSink(directory, shard=k), FLEET.tz, shards=4)
+        self.services = {k: PvService(PvCurve(FLEET.tz), CsvSink(directory, shard=k), FLEET.tz, shards=4)
                          for k in shards}
         for service in self.services.values():
             service.listeners.append(self.api.on_row)

@@ -26,13 +26,14 @@ CLUSTER_TEST = "tests/cluster/test_rig.py::test_the_nodes_form_one_cluster"
 KEPT = "RabbitMQ cluster logs kept in"
 
 
-def session(tmp_path: Path, *args: str, plugin_dir: Path | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+def session(tmp_path: Path, *args: str,
+            plugin_dir: Path | None = None) -> tuple[subprocess.CompletedProcess, Path]:
     basetemp = tmp_path / "basetemp"
     path = [str(ROOT)] + ([str(plugin_dir)] if plugin_dir else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
-                           f"--basetemp={basetemp}", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--rootdir", str(ROOT), f"--basetemp={basetemp}", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     return proc, basetemp
 
 
@@ -45,7 +46,8 @@ def test_another_tests_failure_keeps_no_cluster_logs(tmp_path):
     elsewhere.mkdir()
     (elsewhere / "test_elsewhere.py").write_text("def test_outside_the_cluster_fails():\n    assert False\n")
     proc, basetemp = session(tmp_path, CLUSTER_TEST, str(elsewhere / "test_elsewhere.py"))
-    assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, \
+        proc.stdout[-3000:] + proc.stderr[-3000:]
     assert KEPT not in proc.stdout, proc.stdout[-3000:]
     assert "nodes kept" not in proc.stderr, proc.stderr[-3000:]
     assert not rig_dirs(basetemp), f"the rig's directory was kept: {rig_dirs(basetemp)}"

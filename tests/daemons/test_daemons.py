@@ -92,7 +92,7 @@ class InProcess:
 
 
 def readings(meter: str, instants, tz=MADRID, power: float = 1234.5) -> list[Reading]:
-    return [Reading(meter, t, dt.datetime.fromtimestamp(t, tz), power) for t in instants]
+    return [Reading(meter, t, power, tz) for t in instants]
 
 
 def publish(channel, cfg: PvsimConfig, body: bytes) -> None:
@@ -195,12 +195,12 @@ def test_an_hour_is_exactly_3600_readings_on_whole_seconds_across_dst(tmp_path):
     for m in ("m-1", "m-2"):
         mine = [r for r in got if r.meter_id == m]
         assert len(mine) == 3600
-        assert [r.seq for r in mine] == list(range(int(start) + 1, int(start) + 3601))
-        assert all(r.timestamp.microsecond == 0 and r.instant == r.seq for r in mine)
+        assert [r.instant for r in mine] == list(range(int(start) + 1, int(start) + 3601))
+        assert all(type(r.instant) is int and r.timestamp.microsecond == 0 for r in mine)
         offsets = [r.timestamp.utcoffset() for r in mine]
         assert offsets[0] == dt.timedelta(hours=2) and offsets[-1] == dt.timedelta(hours=1)
         switch = offsets.index(dt.timedelta(hours=1))
-        assert mine[switch].seq == T("2026-10-25T02:00:00+01:00")
+        assert mine[switch].instant == T("2026-10-25T02:00:00+01:00")
     body = encode(got[:2])  # what the publisher sends is valid
     assert b'"ts":"2026-10-25T02:30:01+02:00"' in body
 
@@ -237,7 +237,7 @@ def test_a_wall_clock_jump_ahead_produces_the_seconds_it_skipped(tmp_path):
     meter, _ = meter_on(JumpingWallClock, tmp_path, buffer_size=86400, start=start,
                         end=start + 1000, jumps={10: 700.0})
     meter.tick_loop()
-    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    seqs = [r.instant for r in meter.buffer.peek(10_000)[1]]
     assert seqs == list(range(int(start) + 1, seqs[-1] + 1))  # every second, once, in order
     assert seqs[-1] > int(start) + 700
     assert meter.metrics.dropped._value.get() == 0
@@ -249,7 +249,7 @@ def test_a_jump_further_than_the_buffer_holds_is_counted_and_logged(tmp_path, ca
                         end=start + 1000, jumps={10: 700.0})
     with caplog.at_level(logging.WARNING):
         meter.tick_loop()
-    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    seqs = [r.instant for r in meter.buffer.peek(10_000)[1]]
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
     lost = meter.metrics.dropped._value.get()  # skipped by the clock + dropped by the buffer
     assert lost > meter.buffer.dropped and "jumped" in caplog.text and "are lost" in caplog.text
@@ -277,7 +277,7 @@ def test_a_wall_clock_step_back_never_produces_an_instant_twice(tmp_path):
     meter, fake = meter_on(JumpingWallClock, tmp_path, buffer_size=86400, start=start,
                            end=start + 600, jumps={10: -120.0, 200: -3.0})
     meter.tick_loop()
-    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    seqs = [r.instant for r in meter.buffer.peek(10_000)[1]]
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
     assert seqs == list(range(int(start) + 1, seqs[-1] + 1))  # and no gap either
 
@@ -289,7 +289,7 @@ def test_after_a_restart_with_the_clock_set_back_nothing_confirmed_is_produced_a
     meter, _ = meter_on(FakeWallClock, tmp_path, buffer_size=86400, state={"m-1": confirmed},
                         start=now, end=now + 700)
     meter.tick_loop()
-    seqs = [r.seq for r in meter.buffer.peek(10_000)[1]]
+    seqs = [r.instant for r in meter.buffer.peek(10_000)[1]]
     assert seqs and min(seqs) == confirmed + 1
     assert seqs == list(range(confirmed + 1, seqs[-1] + 1))
 
@@ -317,14 +317,14 @@ def test_meter_resumes_from_its_state_file_after_a_restart(tmp_path, caplog):
     meter = MeterDaemon(cfg_file.load(), daemon.Lifecycle("test"))
     meter.backfill(now, meter.state.load())
     _, got = meter.buffer.peek(100)
-    assert [(r.meter_id, r.seq) for r in got] == [
+    assert [(r.meter_id, r.instant) for r in got] == [
         ("m-1", now - 3), ("m-1", now - 2), ("m-1", now - 1), ("m-2", now - 1)]
     # longer than the buffer holds: the oldest are lost, with a warning
     cfg_file.state_file.write_text(json.dumps({"version": 1, "last_confirmed": {"m-1": now - 100}}))
     meter = MeterDaemon(cfg_file.load(), daemon.Lifecycle("test"))
     with caplog.at_level(logging.WARNING):
         meter.backfill(now, meter.state.load())
-    assert [r.seq for r in meter.buffer.peek(100)[1]] == list(range(now - 5, now))
+    assert [r.instant for r in meter.buffer.peek(100)[1]] == list(range(now - 5, now))
     assert "more than the buffer holds" in caplog.text
     # a corrupt state file is ignored
     cfg_file.state_file.write_text("{nonsense")
@@ -355,7 +355,7 @@ def test_meter_buffers_while_the_broker_is_away_and_publishes_in_order(pvsim_con
         amqp_proxy.up()  # the broker comes (back)
         wait_for(lambda: len(meter.buffer) == 0, message="buffer drained")
         wait_for(lambda: http_get(port, "/healthz")[0] == 200, message="healthy")
-        got = [r.seq for batch in drain(ch, cfg.broker.queue) for r in batch]
+        got = [r.instant for batch in drain(ch, cfg.broker.queue) for r in batch]
         assert got == list(range(t0 + 20, t0 + 30))
         # the broker goes away while the meter runs, and comes back
         amqp_proxy.down()
@@ -364,7 +364,7 @@ def test_meter_buffers_while_the_broker_is_away_and_publishes_in_order(pvsim_con
         wait_for(lambda: len(meter.buffer) == 5, message="5 buffered")
         amqp_proxy.up()
         wait_for(lambda: len(meter.buffer) == 0, message="buffer drained again")
-        got = [r.seq for batch in drain(ch, cfg.broker.queue) for r in batch]
+        got = [r.instant for batch in drain(ch, cfg.broker.queue) for r in batch]
         assert got == list(range(t0 + 30, t0 + 35))
         text = http_get(port, "/metrics")[1]
         assert metric_value(text, "pvsim_broker_reconnects_total") >= 1
@@ -414,7 +414,7 @@ def test_rows_written_before_a_crash_are_not_written_again(pvsim_config, daemons
     t0 = T("2026-06-21T10:00:00+02:00")
     # a previous run wrote these rows and crashed before acknowledging them
     sink = CsvSink(pvsim_config.output)
-    PvService(PvCurve(), sink, MADRID).process(readings("m-1", range(t0, t0 + 5)))
+    PvService(PvCurve(MADRID), sink, MADRID).process(readings("m-1", range(t0, t0 + 5)))
     sink.close()
     ch = pvsim_config.channel()
     publish(ch, pvsim_config, encode(readings("m-1", range(t0, t0 + 7))))  # the redelivery
@@ -553,7 +553,7 @@ def test_whole_local_days_land_in_one_file_each(tmp_path, day, hours):
     start = int(dt.datetime.combine(date, dt.time(), MADRID).timestamp())
     end = int(dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), MADRID).timestamp())
     sink = CsvSink(tmp_path)
-    service = PvService(PvCurve(), sink, MADRID)
+    service = PvService(PvCurve(MADRID), sink, MADRID)
     step = 5
     service.process(readings("m-1", range(start - 3600, end + 3600, step), tz=dt.timezone.utc))
     sink.close()

@@ -46,9 +46,9 @@ def test_a_large_post_lets_the_consumer_in_after_one_chunk(tmp_path):
     cfg = PvsimConfig(tmp_path).load()
     pv = PvDaemon(cfg, lifecycle.Lifecycle("test"))
     t0 = int(dt.datetime(2026, 6, 21, 10, tzinfo=TZ).timestamp())
-    posted = [Reading("posted", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
+    posted = [Reading("posted", t, 1000.0, TZ)
               for t in range(t0, t0 + 4 * INGEST_CHUNK)]
-    message = [Reading("smart-meter-0", t0, dt.datetime.fromtimestamp(t0, TZ), 500.0)]
+    message = [Reading("smart-meter-0", t0, 500.0, TZ)]
     posted_rows: list[int] = []
     posted_before_consumer: list[int] = []
     consumer = threading.Thread(target=lambda: pv.process(message))

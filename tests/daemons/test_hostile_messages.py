@@ -126,10 +126,10 @@ class BrokenModel:
     def __init__(self, model, bad_instant: int) -> None:
         self.model, self.bad_instant, self.peak_kw = model, bad_instant, model.peak_kw
 
-    def power_kw(self, seconds_of_day: float, instant: int = 0) -> float:
+    def power_kw(self, instant: int) -> float:
         if instant == self.bad_instant:
             raise ZeroDivisionError("a bug in the model")
-        return self.model.power_kw(seconds_of_day, instant)
+        return self.model.power_kw(instant)
 
 
 def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
@@ -140,7 +140,7 @@ def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
     ch = pvsim_config.channel()
     life = lifecycle.Lifecycle("test-pv")
     pv = PvDaemon(cfg, life, with_api=False)
-    pv.service.curve = BrokenModel(pv.service.curve, T0 + 5)
+    pv.service.pv_model = BrokenModel(pv.service.pv_model, T0 + 5)
     run = InProcess(pv, life, cfg.pv.listen)
     try:
         publish(ch, pvsim_config, v1(reading(T0 + 5)))
@@ -155,8 +155,8 @@ def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
     assert csv_instants(pvsim_config.output) == {"m-1": [T0 + 6]}
 
 
-def test_a_message_that_crashed_the_process_twice_is_dead_lettered_on_redelivery(pvsim_config,
-                                                                                  daemons):
+def test_a_message_that_crashed_the_process_twice_is_dead_lettered_on_redelivery(
+        pvsim_config, daemons):
     """The crash record as a process that died handling the message twice leaves it (the same
     file the real kill below produces): the redelivered message is dead-lettered, unhandled."""
     ch = pvsim_config.channel()
@@ -217,7 +217,7 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_its_second_rede
     to handle: 2,500 readings on 2,500 days, each a new file; the files a killed process wrote
     are removed before the next start, so that each handling lasts seconds.)"""
     ch = pvsim_config.channel()
-    slow = encode([Reading("m-slow", t, dt.datetime.fromtimestamp(t, MADRID), 1.0)
+    slow = encode([Reading("m-slow", t, 1.0, MADRID)
                    for t in range(T0, T0 + 2500 * 2 * 86400, 2 * 86400)])
     out, record = pvsim_config.output, pvsim_config.output / ".pvsim-poison"
     publish(ch, pvsim_config, slow)
@@ -241,8 +241,8 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_its_second_rede
     assert pv.running() and pv.stop() == 0
 
 
-def test_the_dead_letter_queue_is_bounded_by_bytes_and_oversized_bodies_are_cut(pvsim_config,
-                                                                                 daemons):
+def test_the_dead_letter_queue_is_bounded_by_bytes_and_oversized_bodies_are_cut(
+        pvsim_config, daemons):
     """broker.dead_letter_max_bytes: the oldest dead letters make room (x-max-length-bytes);
     a body over the 1 MiB limit (on main: a 30 MiB body copied whole) is kept cut to 64 KiB,
     its size in a header."""

@@ -200,7 +200,8 @@ def test_a_post_must_say_it_is_json(make_server):
     """A browser page can POST text/plain across origins without a preflight: refuse it."""
     calls = []
     s = make_server(app=lambda *a: calls.append(a) or (200, {}))
-    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+    for headers in ({}, {"Content-Type": "text/plain"},
+                    {"Content-Type": "application/x-www-form-urlencoded"}):
         status, h, body = request(s, "POST", "/readings/store", body=b"{}", headers=headers)
         assert status == 415 and h["Content-Type"] == "application/problem+json", (headers, body)
     assert not calls
@@ -217,7 +218,8 @@ def test_with_a_token_writes_need_it_and_reads_do_not(make_server):
     for auth in (None, "Bearer wrong", "Basic czNjcmV0", "Bearer s3cret-token-valu"):
         headers = dict(json_type, **({"Authorization": auth} if auth else {}))
         status, h, body = request(s, "POST", "/readings/store", body=b"{}", headers=headers)
-        assert status == 401 and {k.lower(): v for k, v in h.items()}["www-authenticate"].startswith("Bearer"), (auth, body)
+        lowered = {k.lower(): v for k, v in h.items()}
+        assert status == 401 and lowered["www-authenticate"].startswith("Bearer"), (auth, body)
         assert b"s3cret" not in body
     assert not calls
     good = dict(json_type, Authorization="Bearer s3cret-token-value")
@@ -300,7 +302,7 @@ def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return status, headers, body
 
 
@@ -430,7 +432,6 @@ def test_a_request_must_arrive_whole_within_the_deadline(make_server, monkeypatc
     with a problem body and closed once REQUEST_DEADLINE has passed since its first byte."""
     import socket
     import time
-
 
     monkeypatch.setattr(httpserver, "REQUEST_DEADLINE", 1.0, raising=False)
     s = make_server()

@@ -41,7 +41,7 @@ def receive_all(sock: socket.socket, until: str, timeout: float = 20.0) -> list[
 
 def test_no_socket_means_no_op():
     n = Notifier({})
-    assert not n.enabled and n.ping_interval is None
+    assert n.address is None and n.ping_interval is None
     assert n.ready("x") is False and n.watchdog() is False
 
 

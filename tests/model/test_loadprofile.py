@@ -98,6 +98,7 @@ def test_a_holiday_takes_the_sunday_profile():
     # Same season, same (G0: undynamised) table row, same year's scale: the same values.
     assert holiday.quarters_w(friday) == holiday.quarters_w(sunday)
 
+
 def test_power_is_continuous_and_keeps_each_days_energy():
     model = StandardLoadProfile(table(), "H0", 3500.0)
     for day in (dt.date(2026, 3, 20), dt.date(2026, 6, 21), dt.date(2026, 12, 31)):

@@ -57,4 +57,3 @@ def test_building_load_is_low_at_night_high_in_working_hours_lower_at_weekends()
 def test_building_load_varies_from_second_to_second():
     values = day(MeterModel("m", 7))[36000:36600]
     assert len(set(values)) > 500
-

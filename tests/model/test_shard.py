@@ -42,7 +42,7 @@ def test_meters_of_and_by_shard_keep_the_order():
     ids = [f"meter-{i:06d}" for i in range(1, 201)]
     mine = shard.meters_of(ids, [0, 3], 4)
     assert mine == [m for m in ids if shard.shard_of(m, 4) in (0, 3)]
-    readings = [Reading(m, t, None, 1.0) for t in (10, 11) for m in ids[:20]]
+    readings = [Reading(m, t, 1.0) for t in (10, 11) for m in ids[:20]]
     groups = shard.by_shard(readings, 4)
     assert [s for s, _ in groups] == sorted({shard.shard_of(m, 4) for m in ids[:20]})
     for s, part in groups:

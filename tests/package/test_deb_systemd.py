@@ -95,7 +95,8 @@ def build_deb(work: Path, bump_to: str | None = None) -> Path:
         changelog = src / "debian" / "changelog"
         changelog.write_text(UPGRADE_ENTRY.format(version=bump_to) + changelog.read_text())
     dist = work / "dist"
-    proc = subprocess.run([str(src / "scripts" / "build-deb")], cwd=src, env=dict(os.environ, PVSIM_DIST=str(dist)),
+    proc = subprocess.run([str(src / "scripts" / "build-deb")], cwd=src,
+                          env=dict(os.environ, PVSIM_DIST=str(dist)),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"scripts/build-deb failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     debs = sorted(dist.glob("pvsim_*_all.deb"))
@@ -131,7 +132,8 @@ class Container:
         if user is not None:
             cmd = ("runuser", "-u", user, "--", "env", f"HOME=/home/{user}", f"USER={user}", *cmd)
         proc = subprocess.run([str(RIG), "exec", str(self.rundir), *cmd], capture_output=True, text=True,
-                              timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+                              timeout=timeout, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
         if check:
             assert proc.returncode == 0, (f"{' '.join(cmd)} exited {proc.returncode}\n"
                                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -268,7 +270,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     with Timer("install"):
         c.run("apt-get", "install", "-y", "-q", deb_inside, timeout=300)
     assert c.out("dpkg-query", "-W", "-f=${Status}", "pvsim") == "install ok installed"
-    for shipped in ("/usr/share/pvsim/prometheus/pvsim-rules.yml", "/usr/share/pvsim/grafana/pvsim-dashboard.json"):
+    for shipped in ("/usr/share/pvsim/prometheus/pvsim-rules.yml",
+                    "/usr/share/pvsim/grafana/pvsim-dashboard.json"):
         assert c.run("test", "-s", shipped, check=False).returncode == 0, f"{shipped} not installed"
     for unit in UNITS:
         assert c.run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "enabled", unit
@@ -278,7 +281,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     assert passwd[6] in ("/usr/sbin/nologin", "/sbin/nologin"), passwd
     pvsim_uid = passwd[2]
     for unit in UNITS:
-        props = c.show(unit, "ActiveState", "SubState", "MainPID", "User", "Type", "WatchdogUSec", "NRestarts")
+        props = c.show(unit, "ActiveState", "SubState", "MainPID", "User", "Type", "WatchdogUSec",
+                       "NRestarts")
         assert props["ActiveState"] == "active" and props["SubState"] == "running", (props, c.journal(unit))
         assert props["User"] == "pvsim" and props["Type"] == "notify", props
         assert props["WatchdogUSec"] not in ("0", "infinity"), props
@@ -335,7 +339,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
         c.run("systemctl", "restart", "rabbitmq-server", timeout=180)
         restart_ended = dt.datetime.now(dt.timezone.utc)
         wait_for("rows written after the broker restart",
-                 lambda: (last_instant(read_rows(c, outdir)) or restart_began) > restart_ended + dt.timedelta(seconds=3),
+                 lambda: ((last_instant(read_rows(c, outdir)) or restart_began)
+                          > restart_ended + dt.timedelta(seconds=3)),
                  90, detail=lambda: c.journal(*UNITS, "rabbitmq-server.service"))
     rows = read_rows(c, outdir)
     first = min(t for ts in series(rows).values() for t in ts)
@@ -347,7 +352,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     for unit, address in zip(UNITS, (listen_meter, listen_pv)):
         wait_for(f"{unit} healthy again", lambda: http_get(c, address, "/healthz")[0] == 200, 30)
         # The restart really cut the daemons' connections, and they reconnected by themselves.
-        reconnects = re.search(r"^pvsim_broker_reconnects_total (\S+)$", http_get(c, address, "/metrics")[2], re.M)
+        reconnects = re.search(r"^pvsim_broker_reconnects_total (\S+)$", http_get(c, address, "/metrics")[2],
+                               re.M)
         assert reconnects and float(reconnects.group(1)) >= 1, f"{unit}: {reconnects and reconnects.group(0)}"
 
     # --- pvsim-run works for an ordinary user, into a directory of their choice.
@@ -357,7 +363,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
                      "--json", "--output", "/home/alice/sim", user="alice", check=False)
     assert proc.returncode == 0, f"pvsim-run as alice exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     user_files = c.out("find", "/home/alice/sim", "-type", "f", "-printf", "%u %f\n").splitlines()
-    assert user_files and all(re.fullmatch(r"alice pvsim-\d{4}-\d{2}-\d{2}\.csv", f) for f in user_files), user_files
+    assert user_files and all(re.fullmatch(r"alice pvsim-\d{4}-\d{2}-\d{2}\.csv", f)
+                              for f in user_files), user_files
     user_rows = read_rows(c, "/home/alice/sim")
     assert len(user_rows) >= 24 * 60 - 60, len(user_rows)  # a day at one reading a minute (DST aside)
     # The BDEW table ships with the package: a household's standard profile for a week.
@@ -432,7 +439,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     with Timer("remove"):
         c.run("apt-get", "remove", "-y", "-q", "pvsim", timeout=300)
     for unit in UNITS:
-        assert c.run("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0, f"{unit} still active"
+        assert c.run("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0, \
+            f"{unit} still active"
     assert c.run("pgrep", "-u", "pvsim", check=False).returncode == 1, "processes of pvsim left running"
     assert c.out("dpkg-query", "-W", "-f=${Status}", "pvsim") == "deinstall ok config-files"
     assert token in (c.root / CONFIG.lstrip("/")).read_text()
@@ -498,7 +506,8 @@ def offline_apt(c: Container, packages: list[str]) -> None:
         pytest.skip("the host has no apt package lists to give the container")
     for path in lists:
         shutil.copy(path, c.root / "var/lib/apt/lists" / path.name)
-    proc = c.run("apt-get", "install", "--print-uris", "-qq", "--no-install-recommends", *packages, check=False)
+    proc = c.run("apt-get", "install", "--print-uris", "-qq", "--no-install-recommends", *packages,
+                 check=False)
     if proc.returncode != 0:
         pytest.skip(f"the host's package lists do not give apt {packages}: {proc.stderr.strip()[-300:]}")
     archives = c.root / "var/cache/apt/archives"
@@ -522,7 +531,8 @@ def test_test_tools_are_installed_with_no_service_left_running_or_enabled(contai
     make's own command for it on a pristine Debian 12 under systemd: the programs are there, and
     nothing of the package runs now or would at the next boot."""
     c = container
-    plan = subprocess.run(["make", "-s", "-n", "test-deps"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    plan = subprocess.run(["make", "-s", "-n", "test-deps"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
     assert plan.returncode == 0, plan.stderr
     tools_line = [line for line in plan.stdout.splitlines() if "--no-services" in line]
     assert len(tools_line) == 1, f"make test-deps installs no test tools with --no-services:\n{plan.stdout}"

@@ -105,7 +105,8 @@ def test_probe_says_why_a_runner_in_a_container_cannot_start_one():
     proc = run_outside_own_cgroup_namespace([str(RIG), "probe"], timeout=120)
     assert proc.returncode == CANNOT_CONTAIN, (proc.returncode, proc.stderr)
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("rig: systemd-nspawn cannot start a container on this host: Failed to create"), line
+    assert line.startswith("rig: systemd-nspawn cannot start a container on this host: "
+                           "Failed to create"), line
     assert "payload subcgroup" in line, line
 
 

@@ -16,11 +16,11 @@ TZ = ZoneInfo("Europe/Madrid")
 def readings(start: dt.datetime, seconds: int, meter: str = "m", step: int = 1):
     t0 = int(start.timestamp())
     for t in range(t0, t0 + seconds, step):
-        yield Reading(meter, t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
+        yield Reading(meter, t, 1000.0, TZ)
 
 
 def service(tmp_path, **kw) -> PvService:
-    return PvService(PvCurve(), CsvSink(tmp_path, **kw), TZ)
+    return PvService(PvCurve(TZ), CsvSink(tmp_path, **kw), TZ)
 
 
 def lines(path):
@@ -49,7 +49,7 @@ def test_rotation_at_local_midnight(tmp_path):
 def test_utc_readings_land_in_the_local_day(tmp_path):
     svc = service(tmp_path)
     utc = dt.datetime(2026, 6, 21, 22, 30, tzinfo=dt.timezone.utc)  # 00:30 on the 22nd in Madrid
-    svc.process([Reading("m", int(utc.timestamp()), utc, 5.0)])
+    svc.process([Reading("m", int(utc.timestamp()), 5.0, utc.tzinfo)])
     svc.sync()
     assert lines(tmp_path / "pvsim-2026-06-22.csv")[1].startswith("2026-06-22T00:30:00+02:00")
 
@@ -74,7 +74,7 @@ def test_duplicates_are_dropped_and_recovered_after_restart(tmp_path):
     assert first.process(readings(start, 10)).written == 10
     first.sync()
     first.sink.close()
-    again = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    again = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     out = again.process(readings(start, 15))
     again.sync()
     assert (out.written, out.duplicates) == (5, 10)
@@ -90,7 +90,7 @@ def test_torn_last_line_is_cut_and_its_reading_rewritten(tmp_path):
     path = tmp_path / "pvsim-2026-06-21.csv"
     with open(path, "a") as f:
         f.write("2026-06-21T12:00:03+02:00,m,10")  # crash in the middle of a write
-    again = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    again = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     assert again.process(readings(start, 5)).written == 2
     again.sync()
     data = lines(path)
@@ -109,7 +109,7 @@ def test_a_megabyte_of_nuls_after_the_last_row_costs_no_complete_row(tmp_path, c
     size = path.stat().st_size
     with open(path, "ab") as f:
         f.write(b"\0" * (1 << 20))
-    again = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    again = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     out = again.process(readings(start, 86400, step=60))  # the day again: all there already
     assert (out.written, out.duplicates) == (0, 1440)
     late = again.process(readings(start + dt.timedelta(seconds=86370), 1))  # and one new row
@@ -124,7 +124,7 @@ def test_a_megabyte_of_nuls_after_the_last_row_costs_no_complete_row(tmp_path, c
 def test_a_file_without_any_newline_is_reset_to_its_header(tmp_path):
     path = tmp_path / "pvsim-2026-06-21.csv"
     path.write_bytes(b"\0" * 10_000)
-    svc = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    svc = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     svc.process(readings(dt.datetime(2026, 6, 21, 12, tzinfo=TZ), 2))
     svc.sync()
     assert lines(path)[0] == HEADER and len(lines(path)) == 3
@@ -206,7 +206,7 @@ def test_a_restarted_service_skips_rows_of_any_day_already_written(tmp_path):
     first.process(readings(old + dt.timedelta(days=30), 5))
     first.sync()
     first.sink.close()
-    again = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    again = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     out = again.process(readings(old, 7))  # a month-old day, not among the newest files
     again.sync()
     assert (out.written, out.duplicates) == (2, 5)

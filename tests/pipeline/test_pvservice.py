@@ -15,7 +15,6 @@ from hypothesis import given, settings, strategies as st
 from pvsim.model.pvcurve import PvCurve
 from pvsim.model.pvmodels import Clouds
 from pvsim.model.reading import Reading
-from pvsim.model.pvcurve import local_seconds
 from pvsim.pipeline.csvformat import HEADER_LINE, Row, day_files, format_line, parse_line
 from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.messages import encode, encode_columns
@@ -33,7 +32,7 @@ def row_for(svc: PvService, reading: Reading) -> tuple[Row, bytes]:
     local = reading.timestamp.astimezone(svc.tz)
     instant = int(local.timestamp())
     meter_kw = round(reading.power_w / 1000.0, 4)
-    pv_kw = round(svc.curve.power_kw(local_seconds(local), instant), 4)
+    pv_kw = round(svc.pv_model.power_kw(instant), 4)
     row = Row(local.date(), reading.meter_id, instant, reading.power_w, meter_kw, pv_kw)
     return row, line_of(local, row)
 
@@ -41,12 +40,12 @@ def row_for(svc: PvService, reading: Reading) -> tuple[Row, bytes]:
 def readings(tz: ZoneInfo, day: dt.date, hours: int, step: int, meters: list[str]) -> list[Reading]:
     rng = random.Random(7)
     start = int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp())
-    return [Reading(m, t, dt.datetime.fromtimestamp(t, tz), round(rng.uniform(0, 9000), 1))
+    return [Reading(m, t, round(rng.uniform(0, 9000), 1), tz)
             for t in range(start, start + hours * 3600, step) for m in meters]
 
 
 def service(tmp_path, tz: ZoneInfo) -> tuple[PvService, list]:
-    svc = PvService(Clouds(PvCurve(), 0.3, 7), CsvSink(tmp_path, truncate=True), tz)
+    svc = PvService(Clouds(PvCurve(tz), 0.3, 7), CsvSink(tmp_path, truncate=True), tz)
     seen: list = []
     svc.listeners.append(lambda row, nbytes: seen.append((row, nbytes)))
     return svc, seen
@@ -82,7 +81,7 @@ def test_the_row_loop_writes_what_row_for_defines(tmp_path, zone, day, form):
             if form == "version 1":
                 svc.handle(encode(part))
             else:  # the same readings as columns: each instant has a's then b's reading
-                for body in encode_columns(["a", "b"], [r.seq for r in part[::2]],
+                for body in encode_columns(["a", "b"], [r.instant for r in part[::2]],
                                            [[r.power_w for r in part[::2]],
                                             [r.power_w for r in part[1::2]]]):
                     svc.handle(body)
@@ -91,7 +90,7 @@ def test_the_row_loop_writes_what_row_for_defines(tmp_path, zone, day, form):
     reference = [row_for(svc, r) for r in batch[:len(seen)]]
     for (row, nbytes), (want, want_line) in zip(seen, reference):
         assert row == want and nbytes == len(want_line)
-    assert len(seen) == svc.rows_total == len({(r.meter_id, r.seq) for r in batch})
+    assert len(seen) == svc.rows_total == len({(r.meter_id, r.instant) for r in batch})
 
 
 def test_a_late_reading_is_written_in_its_own_day(tmp_path):
@@ -117,7 +116,7 @@ def sparse_descending(tz: ZoneInfo, first: dt.date, days: int, per_day: int) -> 
     out = []
     for d in range(days):
         start = int(dt.datetime.combine(first + dt.timedelta(days=d), dt.time(1), tz).timestamp())
-        out += [Reading("m", t, dt.datetime.fromtimestamp(t, tz), 100.0)
+        out += [Reading("m", t, 100.0, tz)
                 for t in range(start, start + per_day * 60, 60)]
     return out[::-1]
 
@@ -129,7 +128,7 @@ def ranges_held(svc: PvService) -> int:
 @pytest.mark.parametrize("recover", [True, False])
 def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
     tz = ZoneInfo("Europe/Berlin")
-    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=not recover), tz, recover=recover,
+    svc = PvService(PvCurve(tz), CsvSink(tmp_path, truncate=not recover), tz, recover=recover,
                     days_in_memory=4)
     posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 200)
     for start in range(0, len(posted), 1000):  # POSTs of 1,000 readings
@@ -143,7 +142,7 @@ def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
     again = svc.process(posted[::7])
     assert (again.written, again.duplicates) == (0, len(posted[::7]))
     old = posted[-1]
-    late = Reading("m", old.seq + 30, dt.datetime.fromtimestamp(old.seq + 30, tz), 5.0)
+    late = Reading("m", old.instant + 30, 5.0, tz)
     assert svc.process([late, late]).written == 1
     svc.sync()
     assert sum(len(p.read_text().splitlines()) - 1 for _, p in day_files(tmp_path)) == len(posted) + 1
@@ -151,7 +150,7 @@ def test_memory_holds_a_few_days_and_the_files_the_rest(tmp_path, recover):
 
 def test_forget_drops_a_removed_days_memory_so_it_is_written_again(tmp_path):
     tz = ZoneInfo("Europe/Berlin")
-    svc = PvService.recovering(PvCurve(), CsvSink(tmp_path), tz)
+    svc = PvService.recovering(PvCurve(tz), CsvSink(tmp_path), tz)
     day = sparse_descending(tz, dt.date(2020, 11, 29), 1, 50)
     assert svc.process(day).written == 50
     svc.sync()
@@ -175,13 +174,13 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
     tz = ZoneInfo("Europe/Berlin")
     directory = tmp_path_factory.mktemp("once")
     first = int(dt.datetime(2026, 3, 20, tzinfo=tz).timestamp())
-    sent = [Reading(f"m{x % 2}", t, dt.datetime.fromtimestamp(t, tz), 1.0)
+    sent = [Reading(f"m{x % 2}", t, 1.0, tz)
             for d, x in slots for t in [first + d * 86_400 + x * 37]]
-    svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+    svc = PvService.recovering(PvCurve(tz), CsvSink(directory), tz, days_in_memory=days_in_memory)
     for attempt in range(2):
         if attempt and restart:
             svc.sync()
-            svc = PvService.recovering(PvCurve(), CsvSink(directory), tz, days_in_memory=days_in_memory)
+            svc = PvService.recovering(PvCurve(tz), CsvSink(directory), tz, days_in_memory=days_in_memory)
         for start in range(0, len(sent), chunk):
             svc.process(sent[start:start + chunk])
         svc.sync()  # the daemon's: before every ack, after every POST
@@ -189,19 +188,19 @@ def test_every_reading_is_written_once_whatever_the_order_and_the_days_in_memory
     svc.sync()
     rows = [(parse_line(line)[1].meter_id, parse_line(line)[1].instant) for _, p in day_files(directory)
             for line in p.read_text().splitlines()[1:]]
-    assert len(rows) == len(set(rows)) == len({(r.meter_id, r.seq) for r in sent})
+    assert len(rows) == len(set(rows)) == len({(r.meter_id, r.instant) for r in sent})
 
 
 def test_a_run_that_comes_back_to_a_day_it_let_go_of_keeps_the_days_rows(tmp_path):
     """pvsim-run's sink starts each day's file afresh once; a day dropped from memory and
     written again is read back, never started afresh a second time."""
     tz = ZoneInfo("Europe/Berlin")
-    svc = PvService(PvCurve(), CsvSink(tmp_path, truncate=True), tz, days_in_memory=1)
+    svc = PvService(PvCurve(tz), CsvSink(tmp_path, truncate=True), tz, days_in_memory=1)
     first = sparse_descending(tz, dt.date(2026, 5, 1), 1, 10)
     assert svc.process(first).written == 10
     assert svc.process(sparse_descending(tz, dt.date(2026, 5, 2), 1, 10)).written == 10  # lets go of May 1
-    new = first[0].seq + 1
-    assert svc.process(first + [Reading("m", new, dt.datetime.fromtimestamp(new, tz), 1.0)]).written == 1
+    new = first[0].instant + 1
+    assert svc.process(first + [Reading("m", new, 1.0, tz)]).written == 1
     svc.sync()
     assert len((tmp_path / "pvsim-2026-05-01.csv").read_text().splitlines()) == 1 + 11
 
@@ -224,7 +223,7 @@ def test_a_posts_chunks_over_many_days_read_each_day_back_once(tmp_path):
     back from their files chunk after chunk (that would cost chunks x the days' rows)."""
     tz = ZoneInfo("Europe/Berlin")
     sink = CountingSink(tmp_path)
-    svc = PvService.recovering(PvCurve(), sink, tz, days_in_memory=4)
+    svc = PvService.recovering(PvCurve(tz), sink, tz, days_in_memory=4)
     posted = sparse_descending(tz, dt.date(2026, 5, 1), 30, 100)
     round_robin = [posted[d * 100 + i] for i in range(100) for d in range(30)]
     for start in range(0, len(round_robin), 300):  # 10 chunks, each touching all 30 days

@@ -23,7 +23,7 @@ START = int(dt.datetime(2026, 6, 21, 10, 0, tzinfo=MADRID).timestamp())
 
 
 def batch(n: int) -> list[Reading]:
-    return [Reading("smart-meter-0", START + i, dt.datetime.fromtimestamp(START + i, MADRID), 1000.0 + i % 50)
+    return [Reading("smart-meter-0", START + i, 1000.0 + i % 50, MADRID)
             for i in range(n)]
 
 
@@ -37,7 +37,7 @@ def instants_in(directory) -> list[int]:
 
 def test_a_full_disk_leaves_unwritten_readings_unmarked_and_a_retry_writes_them(tiny_fs):
     sink = CsvSink(tiny_fs.path / "out")
-    service = PvService(PvCurve(), sink, MADRID)
+    service = PvService(PvCurve(MADRID), sink, MADRID)
     tiny_fs.fill(leave=20_000)  # room for about 280 rows of the 2,000
     readings = batch(2000)
     with pytest.raises(SinkError, match="No space left on device"):

@@ -40,7 +40,7 @@ def lines(directory: Path) -> collections.Counter:
 
 
 def shard_set(directory: Path, shards: int) -> ShardSet:
-    return ShardSet(lambda shard: PvService(PvCurve(), CsvSink(directory, shard=shard), TZ,
+    return ShardSet(lambda shard: PvService(PvCurve(TZ), CsvSink(directory, shard=shard), TZ,
                                             shards=shards), shards)
 
 
@@ -74,7 +74,7 @@ def test_a_run_writes_each_meter_to_its_shard_and_the_same_rows_as_without_shard
 
 
 def test_a_shard_refuses_another_shards_meter_before_writing_any_row(tmp_path):
-    service = PvService(PvCurve(), CsvSink(tmp_path, shard=1), TZ, shards=4)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path, shard=1), TZ, shards=4)
     mine = [m for m in METERS if shard_of(m, 4) == 1]
     other = next(m for m in METERS if shard_of(m, 4) != 1)
     service.handle(body(mine[:2], [START]))
@@ -101,16 +101,19 @@ def test_one_process_at_a_time_holds_a_shard_and_a_killed_holder_frees_it(tmp_pa
     try:
         assert holder.stdout.readline() == "held\n"
         lock = ShardLock(tmp_path, 5)
-        assert not lock.try_take() and not lock.held
+        assert not lock.try_take()
         assert ShardLock(tmp_path, 6).try_take()  # another shard is free
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
-        assert lock.try_take() and lock.held
+        assert lock.try_take() and lock.try_take()  # held, also when asked again
+        assert not ShardLock(tmp_path, 5).try_take()  # by this one only
         lock.release()
-        assert not lock.held
     finally:
         holder.kill()
         holder.wait(10)
     events = [line.split()[1::2] for line in (tmp_path / ".pvsim-s05.owners").read_text().splitlines()]
     assert events == [["taken", str(holder.pid)], ["taken", str(os.getpid())],
                       ["released", str(os.getpid())]]
+    other = ShardLock(tmp_path, 5)
+    assert other.try_take()  # released
+    other.release()

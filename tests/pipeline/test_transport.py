@@ -4,7 +4,6 @@ lands in the run's own dead-letter queue, deleted with the run, never in the dae
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from zoneinfo import ZoneInfo
 
@@ -22,12 +21,12 @@ T0 = 1_782_043_200
 
 
 def bodies_with_a_bad_one() -> list[bytes]:
-    good = [encode([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)]) for t in (T0, T0 + 1)]
+    good = [encode([Reading("m", t, 1000.0, TZ)]) for t in (T0, T0 + 1)]
     return [good[0], b'{"v": 1, "readings": "not a list"}', good[1]]
 
 
 def test_in_process_a_rejected_message_ends_the_run(tmp_path):
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(MessageRejected, match="missing_field"):
         InProcess().deliver(bodies_with_a_bad_one(), service, expected=2)
     assert service.rows_total == 1  # what came before the reject is written
@@ -36,7 +35,7 @@ def test_in_process_a_rejected_message_ends_the_run(tmp_path):
 def test_through_rabbitmq_a_rejected_message_ends_the_run_at_once(pvsim_config, tmp_path):
     cfg = pvsim_config.load().broker
     transport = RabbitRun(cfg)
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     done = threading.Event()
     errors: list[BaseException] = []
 
@@ -61,12 +60,12 @@ def test_through_rabbitmq_a_rejected_message_ends_the_run_at_once(pvsim_config, 
 
 
 def many_bodies(count: int) -> list[bytes]:
-    return [encode([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)])
+    return [encode([Reading("m", t, 1000.0, TZ)])
             for t in range(T0, T0 + count)]
 
 
 def test_in_process_a_stop_request_ends_the_run_between_messages(tmp_path):
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(KeyboardInterrupt):
         InProcess().deliver(many_bodies(10), service, expected=10,
                             should_stop=lambda: service.rows_total >= 4)
@@ -77,7 +76,7 @@ def test_through_rabbitmq_a_stop_request_ends_the_run_and_removes_its_queues(pvs
     """A worker asked to stop (SIGTERM) leaves the consume loop at its next turn, then cleans up
     as at the end of a run: the publisher stops, the run's queues are deleted."""
     transport = RabbitRun(pvsim_config.load().broker)
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(KeyboardInterrupt):
         transport.deliver(iter(many_bodies(20_000)), service, expected=20_000,
                           should_stop=lambda: service.rows_total >= 100)

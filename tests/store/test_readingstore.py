@@ -204,11 +204,11 @@ def test_one_reading_or_one_instant_is_no_energy(tmp_path):
 def test_pvservice_rows_and_meters(tmp_path):
     tz = MADRID
     sink = CsvSink(tmp_path)
-    svc = PvService(PvCurve(), sink, tz)
+    svc = PvService(PvCurve(tz), sink, tz)
     s = store(tmp_path, tz)
     svc.listeners.append(s.on_row)
-    start = dt.datetime(2024, 6, 21, 12, 0, tzinfo=tz)
-    svc.process([Reading(mid, 0, start + dt.timedelta(seconds=i), 1500.0)
+    start = int(dt.datetime(2024, 6, 21, 12, 0, tzinfo=tz).timestamp())
+    svc.process([Reading(mid, start + i, 1500.0, tz)
                  for i in range(600) for mid in ("a", "b")])
     svc.sync()
     assert s.meters() == {"a", "b"} and s.has_meter("a") and not s.has_meter("c")
@@ -256,11 +256,11 @@ def test_queries_while_rows_stream_in(tmp_path):
 
     tz = UTC
     sink = CsvSink(tmp_path)
-    svc = PvService(PvCurve(), sink, tz)
+    svc = PvService(PvCurve(tz), sink, tz)
     s = store(tmp_path, tz)
     svc.listeners.append(s.on_row)
     start = int(dt.datetime(2020, 11, 28, 23, 0, tzinfo=tz).timestamp())
-    readings = [Reading("m", start + i, dt.datetime.fromtimestamp(start + i, tz), 1000.0 + (i % 7) * 100)
+    readings = [Reading("m", start + i, 1000.0 + (i % 7) * 100, tz)
                 for i in range(20_000)]
     done = threading.Event()
     errors = []

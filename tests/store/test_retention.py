@@ -36,13 +36,12 @@ def written_on_their_day(directory) -> None:
 def ten_days(directory) -> tuple[CsvSink, ReadingStore]:
     sink = CsvSink(directory, max_open=20)
     store = ReadingStore(directory, TZ, today=lambda: TODAY)
-    service = PvService(PvCurve(), sink, TZ)
+    service = PvService(PvCurve(TZ), sink, TZ)
     service.listeners.append(store.on_row)
     for d in range(10, 0, -1):
         day = TODAY - dt.timedelta(days=d)
         t0 = int(dt.datetime.combine(day, dt.time(12), TZ).timestamp())
-        service.process([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
-                         for t in range(t0, t0 + 60)])
+        service.process([Reading("m", t, 1000.0, TZ) for t in range(t0, t0 + 60)])
     service.sync()
     written_on_their_day(directory)
     store.energy_by_day("m")  # loads every day, persists the aggregates of past days
@@ -61,7 +60,7 @@ def test_days_before_the_cutoff_go_with_their_aggregates_and_memory(tmp_path):
     # a late row for a removed day, whose file was open in the sink: a new file, with its header
     late_day = TODAY - dt.timedelta(days=9)
     t = int(dt.datetime.combine(late_day, dt.time(13), TZ).timestamp())
-    PvService(PvCurve(), sink, TZ).process([Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 5.0)])
+    PvService(PvCurve(TZ), sink, TZ).process([Reading("m", t, 5.0, TZ)])
     sink.sync()
     assert (tmp_path / f"pvsim-{late_day}.csv").read_text().count("\n") == 2
 
@@ -78,11 +77,11 @@ def test_every_shards_files_go_and_every_sink_closes_them_first(tmp_path):
     meters = {shard_of(m, 3): m for m in ("a", "g", "b")}
     assert sorted(meters) == [0, 1, 2]
     for k, sink in sinks.items():
-        service = PvService(PvCurve(), sink, TZ, shards=3)
+        service = PvService(PvCurve(TZ), sink, TZ, shards=3)
         service.listeners.append(store.on_row)
         for d in (5, 4, 1):
             t0 = int(dt.datetime.combine(TODAY - dt.timedelta(days=d), dt.time(12), TZ).timestamp())
-            service.process([Reading(meters[k], t, dt.datetime.fromtimestamp(t, TZ), 1000.0)
+            service.process([Reading(meters[k], t, 1000.0, TZ)
                              for t in range(t0, t0 + 60)])
         service.sync()
     (tmp_path / "pvsim-2026-06-15.csv").write_text("timestamp\n")  # a day without shards goes too
@@ -101,8 +100,8 @@ def test_every_shards_files_go_and_every_sink_closes_them_first(tmp_path):
         assert sorted(store.energy_by_day(m)) == [TODAY - dt.timedelta(days=1)]
     # the sinks closed the files they had open: a late row starts a new file, with its header
     late = int(dt.datetime.combine(TODAY - dt.timedelta(days=5), dt.time(13), TZ).timestamp())
-    PvService(PvCurve(), sinks[1], TZ, shards=3).process(
-        [Reading(meters[1], late, dt.datetime.fromtimestamp(late, TZ), 5.0)])
+    PvService(PvCurve(TZ), sinks[1], TZ, shards=3).process(
+        [Reading(meters[1], late, 5.0, TZ)])
     sinks[1].sync()
     assert (tmp_path / "pvsim-2026-06-16.s01.csv").read_text().count("\n") == 2
 
@@ -119,7 +118,7 @@ class PvProcess:
 
     def __init__(self, directory, today):
         self.cfg = config.Config()  # output.retention_days: 400
-        self.service = PvService.recovering(PvCurve(), CsvSink(directory), self.cfg.tz)
+        self.service = PvService.recovering(PvCurve(self.cfg.tz), CsvSink(directory), self.cfg.tz)
         self.api = JoiApi(self.cfg, directory, self.ingest)
         self.service.listeners.append(self.api.on_row)
         self.retention = Retention(directory, self.cfg.output.retention_days, self.cfg.tz,
@@ -179,10 +178,10 @@ def test_a_day_another_process_removed_is_forgotten_too(tmp_path):
     """A fleet's pvsim-pv processes share the directory: the first one's retention removes a
     day's files; the others' next run finds them gone and forgets the day all the same."""
     sink = CsvSink(tmp_path)
-    service = PvService.recovering(PvCurve(), sink, TZ)
+    service = PvService.recovering(PvCurve(TZ), sink, TZ)
     day = TODAY - dt.timedelta(days=9)
     t0 = int(dt.datetime.combine(day, dt.time(12), TZ).timestamp())
-    readings = [Reading("m", t, dt.datetime.fromtimestamp(t, TZ), 1000.0) for t in range(t0, t0 + 60)]
+    readings = [Reading("m", t, 1000.0, TZ) for t in range(t0, t0 + 60)]
     assert service.process(readings).written == 60
     service.sync()
     written_on_their_day(tmp_path)

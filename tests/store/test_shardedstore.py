@@ -24,14 +24,14 @@ METERS = {"d": 0, "b": 1, "e": 2, "a": 3}  # a meter of each of 4 shards
 
 
 def readings(meter, kw, n=61, step=60):
-    return [Reading(meter, 0, dt.datetime.fromtimestamp(T0 + i * step, UTC), kw * 1000) for i in range(n)]
+    return [Reading(meter, T0 + i * step, kw * 1000, UTC) for i in range(n)]
 
 
 def services(directory, listener=None, shards=4):
     """Each shard's PvService and sink, as a fleet's writers have them; rows heard by `listener`."""
     made = {}
     for k in range(shards):
-        made[k] = PvService(PvCurve(), CsvSink(directory, shard=k), UTC, shards=shards)
+        made[k] = PvService(PvCurve(UTC), CsvSink(directory, shard=k), UTC, shards=shards)
         if listener is not None:
             made[k].listeners.append(listener)
     return made

@@ -34,15 +34,15 @@ class CountingDeque(deque):
 def test_a_query_over_many_posted_days_examines_each_journal_row_a_bounded_number_of_times(tmp_path):
     store = ReadingStore(tmp_path, TZ, today=lambda: TODAY, journal_rows=20_000)
     store._recent = CountingDeque(maxlen=20_000)
-    service = PvService.recovering(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService.recovering(PvCurve(TZ), CsvSink(tmp_path), TZ)
     service.listeners.append(store.on_row)
     noon = int(dt.datetime.combine(TODAY, dt.time(12), TZ).timestamp())
     days = 400
     for k in range(4):  # four POSTs of 100 days each, one reading a day, of other meters
-        service.process([Reading(f"other-{k}", t, dt.datetime.fromtimestamp(t, TZ), 100.0)
+        service.process([Reading(f"other-{k}", t, 100.0, TZ)
                          for t in (noon - (1 + d + 100 * k) * 86_400 for d in range(100))])
     service.sync()
-    service.process([Reading("mine", t, dt.datetime.fromtimestamp(t, TZ), 500.0)
+    service.process([Reading("mine", t, 500.0, TZ)
                      for t in (noon, noon + 60)])
     service.sync()
     CountingDeque.examined = 0
