@@ -96,9 +96,6 @@ class Lifecycle:
         self.notifier = notifier or Notifier()
         self.exit_code = 0
 
-    def should_stop(self) -> bool:
-        return self.stop.is_set()
-
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)

@@ -56,8 +56,7 @@ class PvDaemon:
     RabbitMQ makes this process the shard's consumer) and no `node`."""
 
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle) -> None:
-        self.cfg, self.lifecycle = cfg, life
-        self.stop = life.stop
+        self.cfg, self.stop = cfg, life.stop
         self.registry = metrics.registry()
         self.metrics = metrics.PvMetrics(self.registry)
         self.free_space = metrics.FreeSpace(cfg.output.directory)
