@@ -40,7 +40,7 @@ from pvsim.model.pvcurve import PvCurve
 from pvsim.pipeline.csvsink import CsvSink
 from pvsim.pipeline.pvservice import Outcome, PvService
 
-CHUNK = 5000  # daemons.pv.INGEST_CHUNK
+CHUNK = 5000  # daemons.ingest.INGEST_CHUNK
 NEWEST = 1_780_000_000  # 2026-05-28
 
 

@@ -263,7 +263,7 @@ def publisher_main(config: str, templates: str, stats: str, written: str, cap: i
 # ---- the per-meter gauges (a subprocess, for a clean RSS) ---------------------------------------
 
 def gauges_main(meters: int) -> int:
-    """What pvsim-pv's per-meter gauges cost, as PvDaemon._on_row and _sync use them."""
+    """What pvsim-pv's per-meter gauges cost, as daemons.rowmetrics.RowMetrics uses them."""
     from prometheus_client import generate_latest
     from pvsim.daemons import metrics
 
@@ -282,7 +282,7 @@ def gauges_main(meters: int) -> int:
     rounds, instant = 3, 1_768_201_200
     t = time.perf_counter()
     for _ in range(rounds):
-        for mid in ids:  # _on_row: the four sets (with their rounding) of each row
+        for mid in ids:  # RowMetrics: the four sets (with their rounding) of each row
             g = gauges.get(mid)
             g[0].set(1234.5)
             g[1].set(round(0.4567 * 1000.0, 1))

@@ -46,8 +46,16 @@ STALL_SECONDS = 60.0      # a worker silent this long is hung: the watchdog ping
 
 
 class Service(Protocol):
-    registry: CollectorRegistry
-    app: App | None
+    """What `main` runs: a daemon's registry and app (read once, for the HTTP endpoint), its
+    worker loops, its health and its end."""
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The daemon's own metrics, served at /metrics."""
+
+    @property
+    def app(self) -> App | None:
+        """What the HTTP endpoint serves besides /metrics and /healthz (pvsim-pv: the API)."""
 
     def threads(self) -> list[tuple[str, Callable[[], None]]]:
         """The worker loops, each run in a thread of its own until the stop flag is set."""
@@ -87,9 +95,6 @@ class Lifecycle:
         self.reopen = threading.Event()
         self.notifier = notifier or Notifier()
         self.exit_code = 0
-
-    def should_stop(self) -> bool:
-        return self.stop.is_set()
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)

@@ -331,7 +331,7 @@ def own_meters(cfg: configmod.Config) -> configmod.Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return lifecycle.main(PROG, "Publish simulated meter readings, one per second per meter, to "
-                       "RabbitMQ.", "meter.listen", MeterDaemon, argv)
+                          "RabbitMQ.", "meter.listen", MeterDaemon, argv)
 
 
 if __name__ == "__main__":

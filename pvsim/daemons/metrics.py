@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from pvsim import __version__
 from pvsim.pipeline.messages import Reason
@@ -86,7 +88,7 @@ class MeterMetrics:
                                          buckets=CONFIRM_BUCKETS, registry=reg)
 
 
-class FreeSpace:
+class FreeSpace(Collector):
     """pvsim_pv_output_free_bytes and _size_bytes: the output file system, read at each scrape."""
 
     def __init__(self, directory: str) -> None:
@@ -104,7 +106,7 @@ class FreeSpace:
         space = self.space()
         return None if space is None else space[0]
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         space = self.space()
         if space is None:
             return
@@ -142,9 +144,9 @@ class PvMetrics:
         self.dead_letter_bytes_limit = Gauge("pvsim_pv_dead_letter_max_bytes",
                                              "broker.dead_letter_max_bytes (0: no limit); beyond "
                                              "it the oldest dead letters are dropped", registry=reg)
-        self.csv_files_removed = Counter("pvsim_pv_csv_files_removed_total",
-                                    "Daily CSVs removed for being older than output.retention_days",
-                                    registry=reg)
+        self.csv_files_removed = Counter(
+            "pvsim_pv_csv_files_removed_total",
+            "Daily CSVs removed for being older than output.retention_days", registry=reg)
         self.shards_written = Gauge("pvsim_pv_shards_written",
                                     "Fleet shards this pvsim-pv writes now (their active consumer)",
                                     registry=reg)

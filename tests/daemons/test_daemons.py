@@ -569,11 +569,11 @@ def test_a_sink_that_cannot_write_stops_with_73_and_acknowledges_nothing(pvsim_c
     cfg = pvsim_config.load()
     ch = pvsim_config.channel()
     lc = daemon.Lifecycle("test-pv")
-    pv = PvDaemon(cfg, lc, with_api=False)
+    pv = PvDaemon(cfg, lc)
 
     def broken_sync() -> None:
         raise SinkError(f"cannot write {pvsim_config.output}/pvsim-2026-06-21.csv: No space left")
-    pv.service.sync = broken_sync
+    pv.node.service.sync = broken_sync
     run = InProcess(pv, lc, cfg.pv.listen)
     publish(ch, pvsim_config, encode(readings("m-1", [T("2026-06-21T12:00:00+02:00")])))
     run.thread.join(15)

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 from conftest import PvsimConfig
 from pvsim.daemons import lifecycle
 from pvsim.daemons.fairlock import FairLock
-from pvsim.daemons.pv import INGEST_CHUNK, PvDaemon
+from pvsim.daemons.ingest import INGEST_CHUNK
+from pvsim.daemons.pv import PvDaemon
 from pvsim.model.reading import Reading
 
 TZ = ZoneInfo("Europe/Madrid")
@@ -51,19 +52,20 @@ def test_a_large_post_lets_the_consumer_in_after_one_chunk(tmp_path):
     message = [Reading("smart-meter-0", t0, 500.0, TZ)]
     posted_rows: list[int] = []
     posted_before_consumer: list[int] = []
-    consumer = threading.Thread(target=lambda: pv.process(message))
+    service = pv.node.service  # one node: every meter through one service
+    consumer = threading.Thread(target=lambda: pv.pool.process(message, service))
 
     def on_row(row, nbytes) -> None:
         if row.meter_id == "posted":
             if not posted_rows:
                 consumer.start()  # the consumer asks for the lock while the first chunk holds it
-                queued(pv.lock, 1)
+                queued(pv.pool.lock, 1)
             posted_rows.append(row.instant)
         else:
             posted_before_consumer.append(len(posted_rows))
 
-    pv.service.listeners.append(on_row)
-    outcome = pv.ingest(posted)
+    service.listeners.append(on_row)
+    outcome = pv.app.ingest(posted)
     consumer.join(10)
     assert outcome.written == len(posted)
     assert posted_before_consumer == [INGEST_CHUNK]  # in after the first chunk, not the last

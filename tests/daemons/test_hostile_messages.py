@@ -139,13 +139,13 @@ def test_a_failure_while_handling_a_valid_message_dead_letters_it(pvsim_config):
     cfg = pvsim_config.load()
     ch = pvsim_config.channel()
     life = lifecycle.Lifecycle("test-pv")
-    pv = PvDaemon(cfg, life, with_api=False)
-    pv.service.pv_model = BrokenModel(pv.service.pv_model, T0 + 5)
+    pv = PvDaemon(cfg, life)
+    pv.node.service.pv_model = BrokenModel(pv.node.service.pv_model, T0 + 5)
     run = InProcess(pv, life, cfg.pv.listen)
     try:
         publish(ch, pvsim_config, v1(reading(T0 + 5)))
         publish(ch, pvsim_config, v1(reading(T0 + 6)))
-        wait_for(lambda: pv.rows_total == 1, message="the next message written")
+        wait_for(lambda: pv.pool.rows_total == 1, message="the next message written")
         assert run.exit_code is None and run.thread.is_alive()
         assert pv.metrics.rejected.labels("processing_error")._value.get() == 1
         (body, reason, detail), = dead_letters(ch, pvsim_config)
