@@ -760,7 +760,7 @@ def main() -> int:
         meters = [int(m) for m in args.meters.split(",")]
         pvs = [int(k) for k in args.pv.split(",")]
         window = args.window
-    from tests.cluster import rig
+    from tests.support import rig
     why = rig.available()
     if why:
         print(f"cannot run: {why}", file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 from pvsim.cli import run
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

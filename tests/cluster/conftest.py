@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from .rig import Cluster, ClusterError, available
+from tests.support.rig import Cluster, ClusterError, available
 
 _kept_logs: list[str] = []
 _cluster_failures: list[str] = []  # node ids of the tests using `cluster` that failed

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 from pvsim.model.pvcurve import PvCurve, local_seconds
 from pvsim.model.pvmodels import Clouds
 

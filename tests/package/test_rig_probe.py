@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 RIG = ROOT / "tests" / "package" / "systemd" / "rig.sh"
 CANNOT_CONTAIN = 4

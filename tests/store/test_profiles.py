@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import written
+from tests.support.csvfiles import written
 from pvsim.model.clock import day_bounds
 from pvsim.pipeline.csvsink import Row
 from pvsim.store.aggregates import AverageDay, ProfileAggregator

@@ -16,7 +16,7 @@ from pvsim.pipeline.pvservice import PvService
 from pvsim.store.aggregates import DayAggregator, MeterDay
 from pvsim.store.readingstore import ReadingStore, agg_name
 from tests.pipeline.test_pvservice import row_for
-from conftest import written
+from tests.support.csvfiles import written
 
 UTC = ZoneInfo("UTC")
 MADRID = ZoneInfo("Europe/Madrid")
