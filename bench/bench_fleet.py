@@ -4,7 +4,7 @@
     PYTHONPATH=. /usr/bin/python3 bench/bench_fleet.py [--meters 10000,100000] [--pv 1,2,3]
                                                        [--window SECONDS] [--quick] [--keep]
 
-Starts a private 3-node RabbitMQ cluster on this host (tests/cluster/rig.py), then for each
+Starts a private 3-node RabbitMQ cluster on this host (tests/support/rig.py), then for each
 meter count N and each pvsim-pv count K, one step on names of its own (exchange `bench.<id>`,
 16 shard quorum queues, a fresh output directory):
 

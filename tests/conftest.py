@@ -24,9 +24,10 @@ Tiers (markers, applied here from the fixtures a test uses, so nobody has to rem
 - `daemon`: starts pvsim daemons as processes (`daemons`).
 - `cluster`: uses the 3-node cluster of tests/cluster/.
 - `container`: boots a systemd-nspawn container (tests/package/).
-`make test-fast` runs the rest, with PVSIM_TEST_TIER=fast: there the broker fixtures fail the
-test that asks for one, and a connection from the test process to a broker port is refused, so
-a test that reaches a broker without saying so fails instead of passing by luck.
+`make test-fast` runs the rest (and not `slow`), with PVSIM_TEST_TIER=fast: there the broker
+fixtures fail the test that asks for one, and a connection from the test process to a broker port
+is refused, so a test that reaches a broker without saying so fails instead of passing by luck;
+Hypothesis properties run a smaller budget of examples there (tests/support/tiers.py).
 """
 
 from __future__ import annotations
@@ -45,14 +46,17 @@ from tests.support.pvsimconfig import PvsimConfig
 from tests.support.rabbit import (SYSTEM_AMQP_HOST, SYSTEM_AMQP_PORT, SYSTEM_AMQP_URL, RabbitNode,
                                   port_open)
 from tests.support.rig import ClusterError, available
-from tests.support.tiers import fast_tier, guard_broker_ports, refuse_in_fast_tier, tiers_of
+from tests.support.tiers import cap_examples, fast_tier, guard_broker_ports, refuse_in_fast_tier, tiers_of
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with the tiers of the fixtures it uses (tests/support/tiers.py)."""
+    """Mark each test with the tiers of the fixtures it uses (tests/support/tiers.py); in the
+    fast tier, cap the examples of every Hypothesis property."""
     for item in items:
         for mark in tiers_of(getattr(item, "fixturenames", ())):
             item.add_marker(mark)
+        if fast_tier():
+            cap_examples(getattr(item, "obj", None))
 
 
 # ---- RabbitMQ ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 A test's tiers follow from the fixtures it uses (tests/conftest.py marks it at collection), so
 that nobody has to remember a marker. `make test-fast` deselects every tier below and runs with
 PVSIM_TEST_TIER=fast, where `guard_broker_ports` makes a connection to a broker's port from the
-test process fail the test, and the broker fixtures refuse to start.
+test process fail the test, the broker fixtures refuse to start, and every Hypothesis property
+runs at most FAST_TIER_MAX_EXAMPLES examples (the fuzzers' full budgets are `make check`'s).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import socket
 
 import pytest
+from hypothesis import settings
 
 from tests.support.rabbit import SYSTEM_AMQP_PORT
 from tests.support.rig import BLOCK, FIRST_BASE, LAST_BASE
@@ -24,6 +26,7 @@ TIER_FIXTURES: dict[str, tuple[str, ...]] = {
     "container": ("container",), "host_can_start_containers": ("container",),
 }
 FAST_TIER_ENV = "PVSIM_TEST_TIER"
+FAST_TIER_MAX_EXAMPLES = 25   # a property's examples in the fast tier; `make check` runs them all
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "")
 
 
@@ -81,3 +84,14 @@ def guard_broker_ports(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+def cap_examples(test: object, max_examples: int = FAST_TIER_MAX_EXAMPLES) -> bool:
+    """Give a Hypothesis test at most `max_examples` examples (its other settings kept); False
+    for a test that is not one. Hypothesis reads the settings when the test runs, so this holds
+    for a test already collected."""
+    current = getattr(test, "_hypothesis_internal_use_settings", None)
+    if current is None or current.max_examples <= max_examples:
+        return False
+    setattr(test, "_hypothesis_internal_use_settings", settings(current, max_examples=max_examples))
+    return True
