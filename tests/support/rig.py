@@ -111,6 +111,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 RABBITMQ_BIN = Path(os.environ.get("PVSIM_RIG_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 SERVER = RABBITMQ_BIN / "rabbitmq-server"
@@ -459,13 +460,19 @@ class Cluster:
                 self._launch(node)
             self._parallel(self._await_boot, self.nodes)
             others = self.nodes[1:]
-            self._parallel(lambda n: (self.ctl(n.index, "stop_app", check=True),
-                                      self.ctl(n.index, "reset", check=True)), others)
+
+            def reset(n: Node) -> None:
+                self.ctl(n.index, "stop_app", check=True)
+                self.ctl(n.index, "reset", check=True)
+
+            def start_app(n: Node) -> None:
+                self.ctl(n.index, "start_app", check=True, timeout=self.boot_timeout)
+                self._await_boot(n, confirm=False)
+
+            self._parallel(reset, others)
             for node in others:
                 self.ctl(node.index, "join_cluster", self.nodes[0].name, check=True)
-            self._parallel(lambda n: (self.ctl(n.index, "start_app", check=True,
-                                               timeout=self.boot_timeout),
-                                      self._await_boot(n, confirm=False)), others)
+            self._parallel(start_app, others)
             for node in self.nodes:
                 node.state = "running"
             self.wait_until_clustered()
@@ -547,6 +554,13 @@ class Cluster:
     def _peer(self, i: int) -> int | None:
         return next((n.index for n in self.nodes if n.index != i and n.state == "running"), None)
 
+    def _running_node(self) -> int:
+        """The index of a running node, to ask about the cluster (ClusterError when none runs)."""
+        i = self._peer(-1)
+        if i is None:
+            raise ClusterError("no node is running")
+        return i
+
     def _wait_seen_down(self, i: int, timeout: float = 60) -> None:
         peer = self._peer(i)
         deadline = time.monotonic() + timeout
@@ -559,7 +573,9 @@ class Cluster:
     def stop_node(self, i: int, how: str = "stop") -> None:
         """Take node i down: "stop" (clean, the VM exits), "stop_app" (the VM stays in the
         cluster, the broker stops) or "kill" (SIGKILL). `start(i)` brings it back in every case."""
-        {"stop": self.stop, "stop_app": self.stop_app, "kill": self.kill}[how](i)
+        ways: dict[str, Callable[[int], None]] = {"stop": self.stop, "stop_app": self.stop_app,
+                                                  "kill": self.kill}
+        ways[how](i)
 
     def stop_app(self, i: int) -> None:
         """`rabbitmqctl stop_app`: the VM stays up and in the cluster, the broker does not serve."""
@@ -630,8 +646,8 @@ class Cluster:
         """SIGKILL: the node's whole process group (script, VM, erl_child_setup, ...) and the VM.
         Other signals: only the server script (whose trap stops the VM cleanly) and the VM, not
         the VM's helper processes, whose death the VM would take as a crash."""
-        targets = []
-        if _group_is_ours(node):
+        targets: list[tuple[str, int]] = []
+        if _group_is_ours(node) and node.pgid is not None:
             targets.append(("group" if sig == signal.SIGKILL else "pid", node.pgid))
         beam = node.beam_pid()
         if beam is not None:
@@ -740,9 +756,7 @@ class Cluster:
 
     def queues(self, vhost: str = "/", via: int | None = None) -> dict[str, dict]:
         """name -> {type, leader, members, messages, consumers} as a running node reports them."""
-        via = self._peer(-1) if via is None else via
-        if via is None:
-            raise ClusterError("no node is running")
+        via = self._running_node() if via is None else via
         rows = self.ctl_json(via, "list_queues", "-p", vhost, "name", "type", "leader", "members",
                              "messages", "consumers", "--timeout", "30", timeout=45)
         return {r["name"]: r for r in rows}
@@ -772,14 +786,14 @@ class Cluster:
     def quorum_status(self, queue: str, vhost: str = "/", via: int | None = None) -> dict[int, str]:
         """Raft state of each member of quorum queue `queue`: node index -> "leader", "follower",
         ... (`rabbitmq-queues quorum_status`; a member that does not answer shows as such)."""
-        via = self._peer(-1) if via is None else via
+        via = self._running_node() if via is None else via
         rows = self.ctl_json(via, "quorum_status", "-p", vhost, queue, tool=QUEUES, timeout=45)
         return {self.index_of(r["Node Name"]): r["Raft State"] if isinstance(r.get("Raft State"), str)
                 else f"unavailable {r.get('Raft State')}" for r in rows}
 
     def consumers(self, vhost: str = "/", via: int | None = None) -> list[dict]:
         """`list_consumers`: queue_name, consumer_tag, active, activity_status, ... per consumer."""
-        via = self._peer(-1) if via is None else via
+        via = self._running_node() if via is None else via
         return self.ctl_json(via, "list_consumers", "-p", vhost, "queue_name", "consumer_tag",
                              "active", "activity_status", "--timeout", "30", timeout=45)
 
