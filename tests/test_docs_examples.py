@@ -329,6 +329,8 @@ def shows(expected: list[str], actual: list[str]) -> str | None:
     return None
 
 
+@pytest.mark.system_broker(reason="the README's commands run as written, with pvsim-run's default "
+                                  "broker, 127.0.0.1:5672")
 @pytest.mark.parametrize("ex", of_kind("pvsim-run"), ids=str)
 def test_pvsim_run_example_runs_as_written(ex, system_rabbitmq, tmp_path):
     clone = scratch_clone(tmp_path)
