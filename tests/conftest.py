@@ -4,12 +4,14 @@ Fixtures
 - `rabbitmq` (session): the tests' private RabbitMQ node (`tests.support.rabbit.RabbitNode`: a
   one-node rig on ports, directories and an Erlang cookie of its own), started once, on first use,
   for every broker test of the session; its AMQP URL. The machine's broker is never used, started
-  or changed. Skipped, saying why, when Debian's rabbitmq-server is not installed.
+  or changed. Skipped, saying why, when Debian's rabbitmq-server is not installed. When a test
+  that used it failed, its logs are kept and their directory printed in the summary.
 - `rabbit_node`: that node itself (for `rabbitmqctl` against it).
 - `private_rabbitmq`: the same node, for tests that stop, restart, kill or alarm the broker: when
   the test ends, it is running again with its memory watermark back at its default.
 - `system_rabbitmq`: the machine's broker on 127.0.0.1:5672, for the few tests that must use it for
-  a reason they give (a documented command run as written, with the default config).
+  a reason their `system_broker` mark gives (pvsim-run's default broker: the README's commands run
+  as written, the fuzz of its flags).
 - `pvsim_config` (and `private_config`, its name where a test breaks the broker): a config file in
   tmp_path with fresh exchange/queue/dead-letter names, free HTTP ports, an output directory and a
   meter state file of its own, on the private node; the names are deleted afterwards.
@@ -20,7 +22,8 @@ Fixtures
 - `tiny_fs`: a 256 KiB tmpfs that really fills up (root only).
 
 Tiers (markers, applied here from the fixtures a test uses, so nobody has to remember them)
-- `broker`: talks to a RabbitMQ (any fixture above that gives one, or the cluster).
+- `broker`: talks to a RabbitMQ (any fixture above that gives one, or the cluster);
+  `system_broker` as well when that RabbitMQ is the machine's.
 - `daemon`: starts pvsim daemons as processes (`daemons`).
 - `cluster`: uses the 3-node cluster of tests/cluster/.
 - `container`: boots a systemd-nspawn container (tests/package/).
@@ -49,6 +52,22 @@ from tests.support.rig import ClusterError, available
 from tests.support.tiers import cap_examples, fast_tier, guard_broker_ports, refuse_in_fast_tier, tiers_of
 
 
+_node_failures: list[str] = []   # node ids of the failed tests that used the private node
+_kept_logs: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    if outcome.get_result().failed and "rabbit_node" in getattr(item, "fixturenames", ()):
+        _node_failures.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for path in _kept_logs:
+        terminalreporter.write_line(f"the tests' RabbitMQ node: logs kept in {path}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with the tiers of the fixtures it uses (tests/support/tiers.py); in the
     fast tier, cap the examples of every Hypothesis property."""
@@ -72,9 +91,12 @@ def rabbit_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode
         node.start()
     except BaseException:
         node.close(keep_logs=True)
+        _kept_logs.append(str(node.base))
         raise
     yield node
-    node.close()
+    node.close(keep_logs=bool(_node_failures))
+    if _node_failures:
+        _kept_logs.append(str(node.base))
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ CANNOT_CONTAIN = 4  # rig.sh probe: systemd-nspawn cannot start a container on t
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.container,   # its RabbitMQ is the container's own: the host's is never touched
     pytest.mark.skipif(os.geteuid() != 0, reason="boots a systemd-nspawn container: needs root"),
 ]
 
