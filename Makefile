@@ -30,6 +30,11 @@ lint:
 
 test: check
 
+## test-fast: the tests that need no RabbitMQ, no daemon and no container (under a minute)
+test-fast:
+	PVSIM_TEST_TIER=fast $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) \
+	    -m "not broker and not daemon and not cluster and not container and not slow"
+
 ## bench: print throughput figures (see bench/): a day, a year, a fleet (about 14 minutes)
 bench: test-deps rabbitmq
 	$(PYTHON) bench/bench_pipeline.py

@@ -28,31 +28,25 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pika
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the clone, if PYTHONPATH lacks it
 
 from pvsim.model.reading import Reading  # noqa: E402
 from pvsim.pipeline.messages import encode  # noqa: E402
+from tests.support.daemons import http_get, metric_value as metric  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.paths import PYTHON, ROOT  # noqa: E402
+from tests.support.rabbit import SYSTEM_AMQP_URL as URL  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class Rig:
@@ -118,23 +112,6 @@ class Rig:
         except Exception as exc:  # a benchmark leaves at worst a few idle names behind
             print(f"cleanup: {exc}", file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def http_get(port: int, path: str, timeout: float = 5) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def metric(text: str, name: str) -> float:
-    """Sum of every sample of `name` (any labels) in an exposition."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and (line[len(name)] in " {"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def proc_cpu_seconds(pid: int) -> float:

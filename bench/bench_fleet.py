@@ -4,7 +4,7 @@
     PYTHONPATH=. /usr/bin/python3 bench/bench_fleet.py [--meters 10000,100000] [--pv 1,2,3]
                                                        [--window SECONDS] [--quick] [--keep]
 
-Starts a private 3-node RabbitMQ cluster on this host (tests/cluster/rig.py), then for each
+Starts a private 3-node RabbitMQ cluster on this host (tests/support/rig.py), then for each
 meter count N and each pvsim-pv count K, one step on names of its own (exchange `bench.<id>`,
 16 shard quorum queues, a fresh output directory):
 
@@ -61,7 +61,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -70,11 +69,11 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(ROOT / "bench"))
-from bench_daemons import http_get, metric  # noqa: E402  (the same /metrics helpers)
-PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the clone, if PYTHONPATH lacks it
+from tests.support.daemons import http_get, metric_value as metric  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.paths import PYTHON, ROOT  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SHARDS = 16
 TZ = "Europe/Madrid"
@@ -93,12 +92,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when this process dies (even by SIGKILL)."""
     _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -765,7 +758,7 @@ def main() -> int:
         meters = [int(m) for m in args.meters.split(",")]
         pvs = [int(k) for k in args.pv.split(",")]
         window = args.window
-    from tests.cluster import rig
+    from tests.support import rig
     why = rig.available()
     if why:
         print(f"cannot run: {why}", file=sys.stderr)

@@ -27,8 +27,7 @@ import pika
 from pvsim import config as configmod
 from pvsim.run.simulation import RunOptions, simulate
 from pvsim.pipeline.messages import encode_columns
-
-URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+from tests.support.rabbit import SYSTEM_AMQP_URL as URL
 
 
 def pvsim_day(broker: str, batch: int) -> float:

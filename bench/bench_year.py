@@ -36,8 +36,8 @@ from pvsim import config as configmod
 from pvsim.run.simulation import RunOptions, simulate
 from pvsim.run.workers import available_cpus
 from pvsim.pipeline.messages import encode_columns
+from tests.support.rabbit import SYSTEM_AMQP_URL as URL
 
-URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 YEAR = 2026
 YEAR_DAYS = 365
 

@@ -48,9 +48,10 @@ from pathlib import Path
 
 import pika
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+from tests.support.net import free_port
+from tests.support.paths import PYTHON, ROOT
+from tests.support.rabbit import SYSTEM_AMQP_URL as URL
+
 HOST = "127.0.0.1"
 METERS = [f"fuzz-{i:02d}" for i in range(12)] + ["smart-meter-0"]
 NOW = int(time.time())
@@ -60,12 +61,6 @@ NASTY_TEXT = ["\ud800", "x\udfff", "\ud83d\ude00", "\x00", "-m", "9" * 5000, "0"
               "-1", "99999999999999999999", "", " ", "a" * 300, "\u202e", "\r\n", "é"]
 NASTY_JSON = [None, True, False, 0, -1, 1.5, 10 ** 400, -(10 ** 400), 1e308, 32_503_680_001,
               [], {}, [[[]]], {"time": NOW, "reading": 1}, "\ud800", "9" * 5000]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Rig:

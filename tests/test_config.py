@@ -300,6 +300,7 @@ def test_a_file_larger_than_the_cap_is_refused_without_reading_it(tmp_path):
         config.load(path)
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_meters_with_accounts_load(tmp_path):
     """100,000 ids, each with an account: 5 MB, within the caps (bench/bench_config.py times it;
     _check_unique was quadratic: 143 s)."""

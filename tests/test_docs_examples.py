@@ -42,7 +42,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, http_get
+from tests.support.daemons import http_get
+from tests.support.paths import ROOT
 from pvsim import config
 from pvsim.pipeline.csvformat import HEADER
 
@@ -363,8 +364,10 @@ def shows(expected: list[str], actual: list[str]) -> str | None:
     return None
 
 
+@pytest.mark.system_broker(reason="the README's commands run as written, with pvsim-run's default "
+                                  "broker, 127.0.0.1:5672")
 @pytest.mark.parametrize("ex", of_kind("pvsim-run"), ids=str)
-def test_pvsim_run_example_runs_as_written(ex, rabbitmq, tmp_path):
+def test_pvsim_run_example_runs_as_written(ex, system_rabbitmq, tmp_path):
     clone = scratch_clone(tmp_path)
     env = dict(os.environ, HOME=str(tmp_path / "home"), PATH=f"{ROOT / 'bin'}:{os.environ['PATH']}")
     env.pop("PYTHONPATH", None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 from pvsim import __version__
 
 PROGRAMS = ("pvsim-run", "pvsim-meter", "pvsim-pv")

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 from pvsim.daemons import metrics
 
 MONITORING = ROOT / "monitoring"

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import http_get, http_post_json, wait_for
+from tests.support.daemons import http_get, http_post_json
+from tests.support.waiting import wait_for
 from pvsim import config
 from pvsim.api.joi import JoiApi
 from pvsim.daemons.meter import MeterState
@@ -457,7 +458,7 @@ def test_a_fleet_holds_a_shard_whose_lock_or_day_file_is_a_link_and_loses_nothin
     """In a fleet a POST is published to its shard's queue (200) and written by the shard's
     writer: a lock file, then a shard's day file, that is a link holds the message (never
     followed), and once the link is gone every posted reading is in its shard file once."""
-    from conftest import csv_instants
+    from tests.support.csvfiles import csv_instants
     from pvsim.model.shard import shard_of
     from pvsim.pipeline.shardlock import ShardLock
     shards = 2

@@ -39,6 +39,7 @@ def year(tmp_path_factory):
     return json.loads(buf.getvalue()), text.getvalue(), out
 
 
+@pytest.mark.slow
 def test_a_year_has_twelve_months_that_add_up(year) -> None:
     summary, _, _ = year
     assert summary["days"] == 365 and summary["readings"] == 2 * 8760
@@ -51,6 +52,7 @@ def test_a_year_has_twelve_months_that_add_up(year) -> None:
         assert min(pv[5:7]) > 1.3 * max(pv[0], pv[11])   # summer against winter, in Madrid
 
 
+@pytest.mark.slow
 def test_the_year_is_priced_and_the_savings_follow(year) -> None:
     summary, text, _ = year
     for meter, costs in summary["costs"].items():
@@ -66,6 +68,7 @@ def test_the_year_is_priced_and_the_savings_follow(year) -> None:
     assert "CSV: 365 files in " in text and "pvsim-2026-01-01.csv to pvsim-2026-12-31.csv" in text
 
 
+@pytest.mark.slow
 def test_joi_compare_all_over_the_years_csvs_gives_the_summarys_figures(year) -> None:
     summary, _, out = year
     cfg = config.load(out / "pvsim.yaml")
@@ -103,6 +106,7 @@ def _run_json(tmp_path, config_text: str, *extra: str) -> tuple[dict, str]:
     return json.loads(buf.getvalue()), text.getvalue()
 
 
+@pytest.mark.slow
 def test_a_households_standard_profile_consumes_its_annual_kwh(tmp_path) -> None:
     summary, text = _run_json(tmp_path, "timezone: Europe/Berlin\n"
                               "meter: {model: slp, profile: H0, annual_kwh: 3500, "
@@ -113,6 +117,7 @@ def test_a_households_standard_profile_consumes_its_annual_kwh(tmp_path) -> None
     assert summary["clipped_readings"]["smart-meter-0"] == 0 and "clipped" not in text
 
 
+@pytest.mark.slow
 def test_a_building_above_the_meter_is_clipped_and_the_summary_says_so(tmp_path) -> None:
     """G0 at 80 MWh a year peaks near 22 kW: the 9 kW meter clips it, and says how often."""
     summary, text = _run_json(tmp_path, "meter: {model: slp, profile: G0, annual_kwh: 80000}\n")

@@ -94,6 +94,7 @@ def test_annual_from_more_than_31_days() -> None:
     assert plot.annual(32) and plot.annual(365)
 
 
+@pytest.mark.slow
 def test_plot_year_draws_bars_and_an_average_day_per_month(tmp_path, figures) -> None:
     months = [f"2026-{m:02d}" for m in range(1, 13)]
     balances = {"m": {month: EnergyBalance(consumed_kwh=2000.0, pv_kwh=800.0, import_kwh=1300.0,
@@ -118,6 +119,7 @@ def test_plot_year_draws_bars_and_an_average_day_per_month(tmp_path, figures) ->
     assert stacks[24:] == [-100.0] * 12
 
 
+@pytest.mark.slow
 def test_plot_year_of_several_meters_and_a_few_months(tmp_path, figures) -> None:
     months = ["2025-12", "2026-01", "2026-02"]
     balances = {m: {month: EnergyBalance(consumed_kwh=10.0) for month in months} for m in ("a", "b")}

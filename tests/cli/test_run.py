@@ -15,7 +15,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from conftest import ROOT, delete_topology
+from tests.support.paths import ROOT
+from tests.support.rabbit import delete_topology
 from pvsim.cli import run as run_module
 from pvsim.config import Config
 from pvsim.pipeline.broker import Topology
@@ -25,19 +26,20 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 @pytest.fixture
-def names():
-    """Exchange and queue names of this test alone, deleted afterwards."""
+def names(rabbit_node):
+    """Exchange and queue names of this test alone, on the tests' RabbitMQ, deleted afterwards."""
     tag = uuid.uuid4().hex[:8]
     n = {"exchange": f"t-{tag}", "queue": f"t-{tag}.readings", "dlx": f"t-{tag}.dead",
-         "dlq": f"t-{tag}.readings.dead"}
+         "dlq": f"t-{tag}.readings.dead", "url": rabbit_node.url, "node": rabbit_node}
     yield n
-    conn = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F"))
+    conn = pika.BlockingConnection(pika.URLParameters(n["url"]))
     delete_topology(conn.channel(), Topology(n["exchange"], n["queue"], n["dlx"], n["dlq"]))
     conn.close()
 
 
 def config(tmp_path, names, extra: str = "", broker: str = "") -> Path:
     path = tmp_path / "pvsim.yaml"
+    broker = broker if "url:" in broker else f"  url: {names['url']}\n{broker}"
     path.write_text(f"""
 timezone: Europe/Madrid
 broker:
@@ -64,9 +66,10 @@ def rows(path: Path) -> list[dict]:
         return list(reader)
 
 
-def queues() -> set[str]:
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True,
-                         text=True, check=True).stdout
+def queues(names) -> set[str]:
+    proc = names["node"].ctl("-q", "list_queues", "name")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     return set(out.split())
 
 
@@ -93,7 +96,7 @@ def test_a_day_through_rabbitmq_equals_the_broker_less_day(tmp_path, names):
     assert meter["pv_kwh"] == pytest.approx(26.8, abs=0.05)
     assert meter["import_kwh"] - meter["export_kwh"] == pytest.approx(
         meter["consumed_kwh"] - meter["pv_kwh"], abs=1e-6)
-    assert not any(q.startswith(names["queue"] + ".run.") for q in queues())
+    assert not any(q.startswith(names["queue"] + ".run.") for q in queues(names))
 
     run("--accelerated", "--date", "2026-06-22", "--config", str(cfg), "--broker", "none",
         "--output", str(tmp_path / "none"))
@@ -312,7 +315,7 @@ def test_workers_write_the_same_bytes_and_summary_as_one_process(tmp_path, names
     for a, b in zip(one, many):
         assert a.read_bytes() == b.read_bytes(), a.name
     same_summary(out[1], out[jobs])
-    assert not any(q.startswith(names["queue"] + ".run.") for q in queues())
+    assert not any(q.startswith(names["queue"] + ".run.") for q in queues(names))
 
 
 def plain_config(tmp_path: Path) -> str:
@@ -339,7 +342,7 @@ def test_a_failing_worker_ends_the_run_with_its_line_and_status_and_stops_the_ot
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("pvsim-run: cannot open ") and "pvsim-2026-06-24.csv" in proc.stderr
     assert run_children(str(out)) == []
-    assert not any(q.startswith(names["queue"] + ".run.") for q in queues())
+    assert not any(q.startswith(names["queue"] + ".run.") for q in queues(names))
 
 
 def test_a_rejected_message_in_a_worker_ends_the_run_with_exit_70(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 from pvsim.cli import run
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -113,10 +113,12 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.system_broker(reason="a drawn --broker rabbitmq without --config goes to pvsim-run's "
+                                  "default broker, 127.0.0.1:5672, as a user's would")
 @settings(max_examples=200, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(drawn=argument_vectors())
-def test_any_flags_end_in_0_2_or_78_and_one_line(workdir, drawn):
+def test_any_flags_end_in_0_2_or_78_and_one_line(workdir, system_rabbitmq, drawn):
     """Whatever the flags: exit 0, 2 (flags) or 78 (config), or, where a flag names a path
     that cannot be written, 73 (--output, --plot) or 69 (--plot without matplotlib); an error
     is one line on stderr (after the log lines -v asks for), never a traceback. Cheap defaults

@@ -1,4 +1,4 @@
-"""The `cluster` fixture: a 3-node RabbitMQ cluster for the cluster tests (see rig.py).
+"""The `cluster` fixture: a 3-node RabbitMQ cluster for the cluster tests (tests/support/rig.py).
 
 - `cluster` (session scope: a boot takes about 20 s): a started `rig.Cluster` of 3 nodes, shared
   by the tests of every module here (each on exchange and queue names of its own);
@@ -10,15 +10,15 @@
   of other tests of the session (the package test, say) are not the cluster's: they keep nothing.
 
 Tests here live in the package `cluster` (tests/cluster/__init__.py) so that this conftest is
-imported as `cluster.conftest` and never replaces the suite's top-level `conftest` module, which
-other test modules import by that name.
+imported as `cluster.conftest`, beside the suite's top-level conftest. Every test using `cluster`
+is marked `broker` and `cluster` by tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from .rig import Cluster, ClusterError, available
+from tests.support.rig import Cluster, ClusterError, available
 
 _kept_logs: list[str] = []
 _cluster_failures: list[str] = []  # node ids of the tests using `cluster` that failed

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
-from .rig import available
+from tests.support.rig import available
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster,
               pytest.mark.skipif(available() is not None, reason=str(available()))]

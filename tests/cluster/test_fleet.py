@@ -26,7 +26,9 @@ from pathlib import Path
 import pika
 import pytest
 
-from conftest import DaemonProcess, free_port, wait_for
+from tests.support.daemons import DaemonProcess
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 

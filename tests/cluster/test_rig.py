@@ -11,33 +11,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import pika
 import pytest
 
-from .rig import Cluster, ClusterError, available
+from tests.support.paths import PYTHON, ROOT
+from tests.support.rig import Cluster, ClusterError, available
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
-PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-ROOT = Path(__file__).resolve().parents[2]
 QUORUM = {"x-queue-type": "quorum"}
-
-
-def wait_for(predicate, what: str, timeout: float = 60, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def unique(prefix: str) -> str:
@@ -121,7 +108,8 @@ def test_quorum_queue_declared_published_and_consumed_through_three_nodes(cluste
     assert set(info["members"]) == {n.name for n in cluster.nodes}
 
     publish_confirmed(cluster.url(1), q, b"reading-1")
-    got = wait_for(lambda: get_one(cluster.url(2), q), "the message through node 2")
+    got = wait_for(lambda: get_one(cluster.url(2), q), timeout=60, message="the message through node 2",
+                   interval=0.3)
     body, props = got
     assert body == b"reading-1"
     assert props.delivery_mode == 2
@@ -143,7 +131,8 @@ def test_killing_the_leader_moves_leadership_and_keeps_the_messages(cluster: Clu
     assert cluster.nodes[new_leader].alive()
     assert cluster.nodes[leader].name not in cluster.running_nodes(survivor)
     # confirmed messages survive the loss of the leader: the first one through a survivor
-    body, _ = wait_for(lambda: get_one(cluster.url(survivor), q), "m1 after the failover")
+    body, _ = wait_for(lambda: get_one(cluster.url(survivor), q), timeout=60, message="m1 after the failover",
+                       interval=0.3)
     assert body == b"m1"
 
     cluster.start(leader)   # returns once every node lists it as running again
@@ -151,10 +140,11 @@ def test_killing_the_leader_moves_leadership_and_keeps_the_messages(cluster: Clu
     for i in range(3):
         assert cluster.running_nodes(i) == names
     # its member of the queue catches up and follows (or leads) again
-    wait_for(lambda: cluster.quorum_status(q).get(leader) in ("follower", "leader"),
-             f"node {leader} to be a member of {q} again")
+    wait_for(lambda: cluster.quorum_status(q).get(leader) in ("follower", "leader"), timeout=60,
+             message=f"node {leader} to be a member of {q} again", interval=0.3)
     # and the rest of the queue is there, through the node that came back
-    body, _ = wait_for(lambda: get_one(cluster.url(leader), q), "m2 through the restarted node")
+    body, _ = wait_for(lambda: get_one(cluster.url(leader), q), timeout=60,
+                       message="m2 through the restarted node", interval=0.3)
     assert body == b"m2"
     assert get_one(cluster.url(leader), q) is None
     delete_queue(cluster, q)
@@ -200,7 +190,8 @@ class Consumer:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[dict] = []
         threading.Thread(target=self._read, daemon=True).start()
-        wait_for(lambda: self.ready or self.proc.poll() is not None, f"consumer {tag} to subscribe")
+        wait_for(lambda: self.ready or self.proc.poll() is not None, timeout=60,
+                 message=f"consumer {tag} to subscribe", interval=0.3)
         assert self.ready, f"consumer {tag} failed: {self.proc.stderr.read()}"
 
     def _read(self) -> None:
@@ -233,23 +224,25 @@ def test_single_active_consumer_hands_over_when_the_active_one_dies(cluster: Clu
     a = Consumer(cluster.url(0), q, "A", ack=False)    # holds what it gets, unacked
     b = None
     try:
-        wait_for(lambda: status() == {"A": "single_active"}, "A to be the active consumer")
+        wait_for(lambda: status() == {"A": "single_active"}, timeout=60,
+                 message="A to be the active consumer", interval=0.3)
         b = Consumer(cluster.url(1), q, "B", ack=True)
-        wait_for(lambda: status() == {"A": "single_active", "B": "waiting"},
-                 "B to wait behind A")
+        wait_for(lambda: status() == {"A": "single_active", "B": "waiting"}, timeout=60,
+                 message="B to wait behind A", interval=0.3)
 
         publish_confirmed(cluster.url(2), q, b"m1")
-        wait_for(lambda: a.received, "A to receive m1")
+        wait_for(lambda: a.received, timeout=60, message="A to receive m1", interval=0.3)
         assert a.received == [{"body": "m1", "redelivered": False}]
         assert b.received == []
 
         a.kill()   # kill -9 of the active consumer's process: its connection dies
-        wait_for(lambda: b.received, "B to take over m1")
+        wait_for(lambda: b.received, timeout=60, message="B to take over m1", interval=0.3)
         assert b.received == [{"body": "m1", "redelivered": True}]
-        wait_for(lambda: status() == {"B": "single_active"}, "B to be the active consumer")
+        wait_for(lambda: status() == {"B": "single_active"}, timeout=60,
+                 message="B to be the active consumer", interval=0.3)
 
         publish_confirmed(cluster.url(0), q, b"m2")
-        wait_for(lambda: len(b.received) == 2, "B to receive m2")
+        wait_for(lambda: len(b.received) == 2, timeout=60, message="B to receive m2", interval=0.3)
         assert b.received[1] == {"body": "m2", "redelivered": False}
     finally:
         a.kill()
@@ -280,7 +273,7 @@ def test_a_node_that_cannot_start_says_why(tmp_path: Path):
 BABYSITTER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[2])
-from cluster.rig import Cluster
+from tests.support.rig import Cluster
 rig = Cluster(sys.argv[1], nodes=1).start()
 print(json.dumps({"url": rig.url(0), "beam": rig.nodes[0].beam_pid(),
                   "group": rig.nodes[0].pgid}), flush=True)
@@ -293,7 +286,7 @@ def test_nodes_die_with_the_process_that_started_them(tmp_path: Path):
     if available():
         pytest.skip(available())
     parent = subprocess.Popen([PYTHON, "-c", BABYSITTER, str(tmp_path / "rig"),
-                               str(ROOT / "tests")], stdout=subprocess.PIPE, text=True)
+                               str(ROOT)], stdout=subprocess.PIPE, text=True)
     try:
         line = parent.stdout.readline()
         assert line, "the rig did not start"
@@ -311,7 +304,7 @@ def test_nodes_die_with_the_process_that_started_them(tmp_path: Path):
                 return True
             return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
-        wait_for(lambda: gone(info["beam"]), "the node's VM to exit", timeout=90)
+        wait_for(lambda: gone(info["beam"]), timeout=90, message="the node's VM to exit", interval=0.3)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -346,5 +339,5 @@ def test_cli_up_status_down(tmp_path: Path):
     assert down.returncode == 0, down.stderr
     assert not directory.exists()
     wait_for(lambda: not Path(f"/proc/{beam}/environ").exists()
-             or b"pvsim-rig" not in Path(f"/proc/{beam}/environ").read_bytes(),
-             "the node's VM to exit")
+             or b"pvsim-rig" not in Path(f"/proc/{beam}/environ").read_bytes(), timeout=60,
+             message="the node's VM to exit", interval=0.3)

@@ -9,7 +9,9 @@ import json
 import pika
 import pytest
 
-from conftest import drain_and_check_every_second_once, http_get, wait_for
+from tests.support.csvfiles import drain_and_check_every_second_once
+from tests.support.daemons import http_get
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

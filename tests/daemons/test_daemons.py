@@ -22,7 +22,10 @@ from zoneinfo import ZoneInfo
 import pika
 import pytest
 
-from conftest import PYTHON, PvsimConfig, ROOT, http_get, metric_value, wait_for
+from tests.support.daemons import http_get, metric_value
+from tests.support.paths import PYTHON, ROOT
+from tests.support.pvsimconfig import PvsimConfig
+from tests.support.waiting import wait_for
 from pvsim.daemons import lifecycle as daemon
 from pvsim.daemons.buffer import Buffer
 from pvsim.daemons.meter import MeterDaemon

@@ -8,7 +8,7 @@ import threading
 import time
 from zoneinfo import ZoneInfo
 
-from conftest import PvsimConfig
+from tests.support.pvsimconfig import PvsimConfig
 from pvsim.daemons import lifecycle
 from pvsim.daemons.fairlock import FairLock
 from pvsim.daemons.ingest import INGEST_CHUNK

@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from conftest import csv_instants, drain_and_check_every_second_once, http_get, wait_for
+from tests.support.csvfiles import csv_instants, drain_and_check_every_second_once
+from tests.support.daemons import http_get
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,9 @@ import urllib.request
 
 import pika
 
-from conftest import csv_instants, http_get, wait_for
+from tests.support.csvfiles import csv_instants
+from tests.support.daemons import http_get
+from tests.support.waiting import wait_for
 from pvsim.model.shard import shard_of
 from pvsim.pipeline.csvformat import all_day_files
 from pvsim.pipeline.messages import encode_columns

@@ -17,8 +17,10 @@ import time
 
 import pytest
 
-from conftest import (ROOT, csv_instants, drain_and_check_every_second_once, http_get, http_post_json,
-                      wait_for)
+from tests.support.csvfiles import csv_instants, drain_and_check_every_second_once
+from tests.support.daemons import http_get, http_post_json
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,9 @@ from zoneinfo import ZoneInfo
 import pika
 import pika.data
 
-from conftest import csv_instants, http_get, metric_value, wait_for
+from tests.support.csvfiles import csv_instants
+from tests.support.daemons import http_get, metric_value
+from tests.support.waiting import wait_for
 from test_daemons import InProcess
 from pvsim.daemons import lifecycle
 from pvsim.daemons.pv import PvDaemon

@@ -9,7 +9,9 @@ import urllib.parse
 
 import pytest
 
-from conftest import free_port, http_get, wait_for
+from tests.support.daemons import http_get
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from conftest import http_get, wait_for
+from tests.support.daemons import http_get
+from tests.support.waiting import wait_for
 from pvsim.daemons.sdnotify import Notifier
 
 

@@ -66,6 +66,7 @@ def test_each_calendar_year_adds_up_to_annual_kwh(profile: str, year: int):
     assert kwh == pytest.approx(4200.0, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_the_meter_with_its_fluctuation_keeps_the_years_energy():
     """What a user runs: meter.model slp through MeterModel, sampled every 30 s for a year."""
     model = MeterModel("house-1", 7, Profiled(StandardLoadProfile(table(), "H0", 3500.0)), max_w=9000)

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 from pvsim.model.pvcurve import REFERENCE_KNOTS, PvCurve
 from pvsim.model.pvmodels import Clouds
 

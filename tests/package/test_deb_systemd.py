@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 RIG = ROOT / "tests" / "package" / "systemd" / "rig.sh"
 UNITS = ("pvsim-meter.service", "pvsim-pv.service")
@@ -42,6 +43,7 @@ CANNOT_CONTAIN = 4  # rig.sh probe: systemd-nspawn cannot start a container on t
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.container,   # its RabbitMQ is the container's own: the host's is never touched
     pytest.mark.skipif(os.geteuid() != 0, reason="boots a systemd-nspawn container: needs root"),
 ]
 
@@ -179,19 +181,6 @@ def container() -> Container:
 # Helpers
 
 
-def wait_for(what: str, predicate, timeout: float, interval: float = 0.5, detail=None):
-    """Poll predicate() until it is true; on time-out, fail with detail() (e.g. the journal)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
-                                 + (f"\n{detail()}" if detail else ""))
-        time.sleep(interval)
-
-
 def read_rows(c: Container, directory: str) -> list[dict[str, str]]:
     """Every row of every daily CSV file (a run can span local midnight), checking each header."""
     rows = []
@@ -275,7 +264,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
         assert c.run("test", "-s", shipped, check=False).returncode == 0, f"{shipped} not installed"
     for unit in UNITS:
         assert c.run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "enabled", unit
-    wait_for("both units active", lambda: both_active(c), 60, detail=lambda: c.journal(*UNITS))
+    wait_for(lambda: both_active(c), timeout=60, message="both units active", interval=0.5,
+             detail=lambda: c.journal(*UNITS))
     passwd = c.out("getent", "passwd", "pvsim").split(":")
     assert int(passwd[2]) < 1000, f"pvsim is not a system user: {passwd}"
     assert passwd[6] in ("/usr/sbin/nologin", "/sbin/nologin"), passwd
@@ -303,8 +293,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
 
     # --- CSV rows appear under /var/lib/pvsim, one per second and meter, in real time.
     with Timer("first rows"):
-        wait_for("CSV rows under /var/lib/pvsim", lambda: len(read_rows(c, outdir)) >= 3, 45,
-                 detail=lambda: c.journal(*UNITS))
+        wait_for(lambda: len(read_rows(c, outdir)) >= 3, timeout=45, message="CSV rows under /var/lib/pvsim",
+                 interval=0.5, detail=lambda: c.journal(*UNITS))
     for path in (c.root / "var/lib/pvsim").glob("pvsim-*.csv"):
         owner = c.out("stat", "-c", "%U:%G", f"/var/lib/pvsim/{path.name}")
         assert owner == "pvsim:pvsim", (path.name, owner)
@@ -338,10 +328,10 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
         restart_began = dt.datetime.now(dt.timezone.utc)
         c.run("systemctl", "restart", "rabbitmq-server", timeout=180)
         restart_ended = dt.datetime.now(dt.timezone.utc)
-        wait_for("rows written after the broker restart",
-                 lambda: ((last_instant(read_rows(c, outdir)) or restart_began)
+        wait_for(lambda: ((last_instant(read_rows(c, outdir)) or restart_began)
                           > restart_ended + dt.timedelta(seconds=3)),
-                 90, detail=lambda: c.journal(*UNITS, "rabbitmq-server.service"))
+                 timeout=90, message="rows written after the broker restart", interval=0.5,
+                 detail=lambda: c.journal(*UNITS, "rabbitmq-server.service"))
     rows = read_rows(c, outdir)
     first = min(t for ts in series(rows).values() for t in ts)
     assert first < restart_began, "the CSV does not reach back before the restart"
@@ -350,7 +340,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
         props = c.show(unit, "ActiveState", "NRestarts")
         assert props == {"ActiveState": "active", "NRestarts": "0"}, (unit, props, c.journal(unit))
     for unit, address in zip(UNITS, (listen_meter, listen_pv)):
-        wait_for(f"{unit} healthy again", lambda: http_get(c, address, "/healthz")[0] == 200, 30)
+        wait_for(lambda: http_get(c, address, "/healthz")[0] == 200, timeout=30,
+                 message=f"{unit} healthy again", interval=0.5)
         # The restart really cut the daemons' connections, and they reconnected by themselves.
         reconnects = re.search(r"^pvsim_broker_reconnects_total (\S+)$", http_get(c, address, "/metrics")[2],
                                re.M)
@@ -380,8 +371,9 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
 
     # The watchdog pings kept coming (the daemons ping at half of WatchdogSec=30).
     for unit in UNITS:
-        wait_for(f"a WATCHDOG=1 from {unit} after the first", lambda: int(
-            c.show(unit, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]) > int(pings[unit]), 20)
+        wait_for(lambda: int(c.show(unit, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
+                 > int(pings[unit]), timeout=20, message=f"a WATCHDOG=1 from {unit} after the first",
+                 interval=0.5)
 
     # --- Upgrade to the next version with both units running: dpkg restarts them on the new
     # code, an administrator's config edit is kept, and no second is lost or doubled.
@@ -394,17 +386,19 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
         c.run("apt-get", "install", "-y", "-q", upgrade_inside, timeout=300)
         upgraded = dt.datetime.now(dt.timezone.utc)
     assert c.out("dpkg-query", "-W", "-f=${Version}", "pvsim") == new_version
-    wait_for("both units active after the upgrade", lambda: both_active(c), 60,
-             detail=lambda: c.journal(*UNITS))
+    wait_for(lambda: both_active(c), timeout=60, message="both units active after the upgrade",
+             interval=0.5, detail=lambda: c.journal(*UNITS))
     for unit, address in zip(UNITS, (listen_meter, listen_pv)):
         assert c.show(unit, "MainPID")["MainPID"] != pids[unit], f"{unit} was not restarted"
         assert c.out(unit.split(".")[0], "--version") == f"{unit.split('.')[0]} {new_version}"
-        wait_for(f"{unit} serving the new version", lambda: f'version="{new_version}"' in
-                 http_get(c, address, "/metrics")[2], 30)
+        wait_for(lambda: f'version="{new_version}"' in
+                 http_get(c, address, "/metrics")[2], timeout=30, message=f"{unit} serving the new version",
+                 interval=0.5)
     assert edit in (c.root / CONFIG.lstrip("/")).read_text(), "the config edit was lost on upgrade"
     assert c.out("stat", "-c", "%U:%G %a", CONFIG) == "root:pvsim 640"
-    wait_for("rows written after the upgrade", lambda: (last_instant(read_rows(c, outdir))
-             or upgraded) > upgraded + dt.timedelta(seconds=3), 60, detail=lambda: c.journal(*UNITS))
+    wait_for(lambda: (last_instant(read_rows(c, outdir))
+             or upgraded) > upgraded + dt.timedelta(seconds=3), timeout=60,
+             message="rows written after the upgrade", interval=0.5, detail=lambda: c.journal(*UNITS))
     assert_no_gap_no_duplicate(read_rows(c, outdir))
 
     # --- Stop both: a clean exit 0 on SIGTERM, no SIGKILL, within TimeoutStopSec.
@@ -432,8 +426,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     assert c.out("stat", "-c", "%U:%G %a", CONFIG) == "root:pvsim 640"
     assert c.out("dpkg-statoverride", "--list", CONFIG) == f"root pvsim 640 {CONFIG}"
     # The reinstall restarted the (enabled) units, with the edited config.
-    wait_for("both units active after the reinstall", lambda: both_active(c), 60,
-             detail=lambda: c.journal(*UNITS))
+    wait_for(lambda: both_active(c), timeout=60, message="both units active after the reinstall",
+             interval=0.5, detail=lambda: c.journal(*UNITS))
 
     # --- Plain remove: the units stop; config, state and the user stay.
     with Timer("remove"):
@@ -456,8 +450,8 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     c.run("systemctl", "mask", "rabbitmq-server")
     with Timer("install, broker down"):
         c.run("apt-get", "install", "-y", "-q", upgrade_inside, timeout=300)
-    wait_for("both units active with the broker down", lambda: both_active(c), 30,
-             detail=lambda: c.journal(*UNITS))
+    wait_for(lambda: both_active(c), timeout=30, message="both units active with the broker down",
+             interval=0.5, detail=lambda: c.journal(*UNITS))
     for unit, address in zip(UNITS, (listen_meter, listen_pv)):
         assert "unreachable" in c.show(unit, "StatusText")["StatusText"], unit
         status, _, body = http_get(c, address, "/healthz")
@@ -473,8 +467,9 @@ def test_deb_under_real_systemd(debs: tuple[Path, Path], container: Container) -
     broker_back = dt.datetime.now(dt.timezone.utc)
     c.run("systemctl", "unmask", "rabbitmq-server")
     c.run("systemctl", "start", "rabbitmq-server", timeout=180)
-    wait_for("rows written after the broker came", lambda: (last_instant(read_rows(c, outdir))
-             or broker_back) > broker_back + dt.timedelta(seconds=3), 90,
+    wait_for(lambda: (last_instant(read_rows(c, outdir))
+             or broker_back) > broker_back + dt.timedelta(seconds=3), timeout=90,
+             message="rows written after the broker came", interval=0.5,
              detail=lambda: c.journal(*UNITS, "rabbitmq-server.service"))
     assert_no_gap_no_duplicate(read_rows(c, outdir))
 

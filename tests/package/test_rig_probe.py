@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 RIG = ROOT / "tests" / "package" / "systemd" / "rig.sh"
 CANNOT_CONTAIN = 4
 
 pytestmark = [
+    pytest.mark.container,
     pytest.mark.skipif(os.geteuid() != 0, reason="moves processes between cgroups: needs root"),
     pytest.mark.skipif(shutil.which("systemd-nspawn") is None or shutil.which("unshare") is None,
                        reason="needs systemd-nspawn (systemd-container) and unshare (util-linux)"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 UNITS = [ROOT / "systemd" / "pvsim-meter.service", ROOT / "systemd" / "pvsim-pv.service"]
 MAX_EXPOSURE = 2.0

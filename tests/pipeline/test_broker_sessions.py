@@ -17,7 +17,6 @@ import time
 import pika.exceptions
 import pytest
 
-from conftest import AMQP_URL
 from pvsim.config import BrokerConfig
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import SinkError
@@ -55,7 +54,7 @@ class Sessions:
 def test_a_session_failing_soon_after_it_started_backs_off(rabbitmq, caplog):
     caplog.set_level(logging.WARNING, logger="pvsim.pipeline.broker")
     s = Sessions(failures=3)
-    broker.run_sessions(BrokerConfig(url=AMQP_URL, **FAST), s, should_stop=s.done.is_set,
+    broker.run_sessions(BrokerConfig(url=rabbitmq, **FAST), s, should_stop=s.done.is_set,
                         on_end=s.on_end)
     assert s.calls == 4
     assert attempts_logged(caplog) == [1, 2, 3]  # one policy: the backoff grows across sessions
@@ -67,7 +66,7 @@ def test_a_session_that_had_worked_reconnects_at_once(rabbitmq, caplog, monkeypa
     monkeypatch.setattr(broker, "STABLE_SECONDS", 0.0)  # every session counts as having worked
     caplog.set_level(logging.WARNING, logger="pvsim.pipeline.broker")
     s = Sessions(failures=3)
-    broker.run_sessions(BrokerConfig(url=AMQP_URL, **FAST), s, should_stop=s.done.is_set,
+    broker.run_sessions(BrokerConfig(url=rabbitmq, **FAST), s, should_stop=s.done.is_set,
                         on_end=s.on_end)
     assert s.calls == 4
     assert attempts_logged(caplog) == []  # no backoff: straight back to attempt 1 each time
@@ -80,7 +79,7 @@ def test_an_error_that_is_not_the_brokers_propagates(rabbitmq):
 
     ended: list = []
     with pytest.raises(SinkError):
-        broker.run_sessions(BrokerConfig(url=AMQP_URL, **FAST), session, should_stop=lambda: False,
+        broker.run_sessions(BrokerConfig(url=rabbitmq, **FAST), session, should_stop=lambda: False,
                             on_end=ended.append)
     assert not session.connection.is_open
     assert ended == [None]  # the session ended, and not by a broker error
@@ -109,7 +108,7 @@ def test_a_cluster_node_that_does_not_answer_is_passed_over(rabbitmq, caplog):
     """broker.urls: the first node is down (nothing listens there), the next one answers."""
     caplog.set_level(logging.INFO, logger="pvsim.pipeline.broker")
     down = "amqp://guest:secret@127.0.0.1:1/%2F"
-    cfg = BrokerConfig(urls=(down, AMQP_URL), connect_attempts=1, **FAST)
+    cfg = BrokerConfig(urls=(down, rabbitmq), connect_attempts=1, **FAST)
     connection = broker.connect(cfg)
     try:
         assert connection.is_open
@@ -117,7 +116,8 @@ def test_a_cluster_node_that_does_not_answer_is_passed_over(rabbitmq, caplog):
         connection.close()
     text = caplog.text
     assert "RabbitMQ node amqp://guest:***@127.0.0.1:1/%2F: " in text and "trying amqp://" in text
-    assert "connected to RabbitMQ at amqp://guest:***@127.0.0.1:5672" in text
+    shown = rabbitmq.replace(":guest@", ":***@").rsplit("/", 1)[0]   # as the log redacts it
+    assert f"connected to RabbitMQ at {shown}" in text
     assert "secret" not in text
 
 

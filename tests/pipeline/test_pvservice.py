@@ -217,6 +217,7 @@ class CountingSink(CsvSink):
         return super().written(day)
 
 
+@pytest.mark.slow
 def test_a_posts_chunks_over_many_days_read_each_day_back_once(tmp_path):
     """pvsim-pv processes a POST in chunks of 5,000 under its lock, and syncs at the end: the
     memory is trimmed at the sync, so chunks that all touch the same 30 days do not read them
