@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_daemons import ROOT, URL, Rig, http_get  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from pvsim.pipeline.broker import TRUNCATED_BYTES  # noqa: E402
+from pvsim.pipeline.broker.deadletter import TRUNCATED_BYTES  # noqa: E402
 from pvsim.pipeline.csvsink import all_day_files  # noqa: E402
 from pvsim.pipeline.messages import (MAX_BODY_BYTES, InvalidMessage, Reason,  # noqa: E402
                                      decode_values)

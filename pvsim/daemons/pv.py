@@ -2,8 +2,8 @@
 
     pvsim-pv [--config FILE]
 
-The consuming thread owns the pika connection and runs `broker.consume` in a reconnect-forever
-loop: each message is decoded and validated, each reading gets the PV power at its own local
+The consuming thread owns the broker link and runs a `broker.Consumer` in a reconnect-forever
+loop, the daemon being its hooks (see "broker.ConsumerHooks" below): each message is decoded and validated, each reading gets the PV power at its own local
 time and a row in its own local day's CSV (so files rotate at local midnight, DST included), and
 the message is acknowledged only after its rows are fsynced. Invalid messages go to the
 dead-letter queue with the reason in a header; so does a message whose handling fails in any
@@ -57,10 +57,11 @@ HOLD_SECONDS = 5.0  # how often a message held by a file that is not a regular f
 T = TypeVar("T")
 
 
-class PvDaemon:
+class PvDaemon(broker.ConsumerHooks):
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle, *,
-                 with_api: bool = True) -> None:
+                 with_api: bool = True, rabbit: broker.Broker | None = None) -> None:
         self.cfg, self.lifecycle = cfg, life
+        self.rabbit = rabbit or broker.RabbitMQ(cfg.broker)  # a test's stub broker, or RabbitMQ
         self.stop = life.stop
         self.registry = metrics.registry()
         self.metrics = metrics.PvMetrics(self.registry)
@@ -99,7 +100,7 @@ class PvDaemon:
                                    store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
-        self._connection = None  # the consuming session's, serviced while a message is held
+        self._link: broker.Link | None = None  # the session's, served while a message is held
         self._held: NotRegularFile | None = None  # what holds the consumer up, if anything
 
     def new_service(self, shard: int | None) -> PvService:
@@ -248,7 +249,7 @@ class PvDaemon:
             raise
         return outcome
 
-    # --- the broker.consume handler ---------------------------------------------------------
+    # --- a message's handling -----------------------------------------------------------------
 
     def handle(self, body: bytes, redelivered: bool = False, service: PvService | None = None,
                poison: PoisonGuard | None = None) -> Outcome:
@@ -266,7 +267,7 @@ class PvDaemon:
         try:
             readings = decode(body, self.cfg.limits.max_power_w)  # InvalidMessage: dead-lettered
             return self.hold(lambda: self.process(readings, service))
-        except (SinkError, InvalidMessage, ShardBusy):  # ShardBusy: stopping with a message held
+        except (SinkError, InvalidMessage, broker.SessionEnded):  # ShardBusy, or the link lost
             raise
         except OSError as exc:  # I/O while processing is storage: never a bad message
             raise SinkError(f"storage error while writing rows: {exc}") from None
@@ -290,8 +291,8 @@ class PvDaemon:
             try:
                 result = write()
             except NotRegularFile as exc:
-                connection = self._connection
-                if connection is None:
+                link = self._link
+                if link is None:
                     raise
                 self._held = exc
                 until = time.monotonic() + HOLD_SECONDS
@@ -299,20 +300,12 @@ class PvDaemon:
                     if self.stop.is_set():  # the message goes back to the queue
                         raise ShardBusy("stopping with a message held") from None
                     self._beat.beat()
-                    connection.sleep(min(left, 0.5))
+                    link.sleep(min(left, 0.5))
                 continue
             if self._held is not None:
                 log.info("the consumer goes on: %s is no longer in the way", self._held.path)
                 self._held = None
             return result
-
-    def sync(self) -> None:
-        with self.lock:
-            self._sync()
-
-    def _idle(self) -> None:
-        self._beat.beat()
-        self._maybe_reopen()
 
     def _maybe_reopen(self) -> None:
         if self.lifecycle.reopen.is_set():
@@ -323,44 +316,61 @@ class PvDaemon:
                     sink.reopen()
             log.info("SIGHUP: closed the CSV files; the next row reopens its day's file")
 
-    def _rejected(self, error: InvalidMessage) -> None:
-        self.metrics.rejected.labels(error.reason).inc()
-
-    def _should_stop(self) -> bool:
-        self._beat.beat()
-        return self.stop.is_set()
-
-    # --- consuming thread -------------------------------------------------------------------
+    # --- consuming thread: broker.ConsumerHooks, what happens to a message ------------------
 
     def consume_loop(self) -> None:
         """Consume for as long as the daemon runs, reconnecting whenever needed. A SinkError is
-        not a broker error: it leaves the loop (exit 73) with nothing unwritten acknowledged."""
-        broker.run_sessions(self.cfg.broker, self._consume_session, should_stop=self._should_stop,
-                            on_blocked=self.link.on_blocked, on_end=self._session_ended)
+        not a broker error: it leaves the loop (exit 73) with nothing unwritten acknowledged;
+        nor is a declaration RabbitMQ refuses (exit 78)."""
+        self.rabbit.run_sessions(self._consume_session, self)
 
-    def _consume_session(self, connection) -> None:
-        self._connection = connection
-        broker.consume(connection, self.topology, self.writers or [self],
-                       should_stop=self._should_stop, on_consuming=self._consuming,
-                       on_handoff=lambda index: self.writers[index].release(),
-                       prefetch=self.cfg.broker.prefetch, max_rows=self.cfg.output.sync_rows,
-                       on_idle=self._idle, on_reject=self._rejected,
-                       on_dead_letter_depth=self.metrics.dead_letters.set)
+    def _consume_session(self, link: broker.Link) -> None:
+        broker.Consumer(link, self.topology, self, prefetch=self.cfg.broker.prefetch,
+                        max_rows=self.cfg.output.sync_rows).run()
 
-    def _consuming(self) -> None:
+    def should_stop(self) -> bool:
+        self._beat.beat()
+        return self.stop.is_set()
+
+    def blocked(self, blocked: bool) -> None:
+        self.link.on_blocked(blocked)
+
+    def consuming(self, link: broker.Link) -> None:
         """The topology is declared and the queue consumed: healthy from here on."""
+        self._link = link
         self.link.up()
         log.info("consuming from %s", self._what())
 
-    def _session_ended(self, error: BaseException | None) -> None:
-        self._connection = None
+    def handle_message(self, queue: int, body: bytes, redelivered: bool) -> int:
+        """A fleet's shard queue goes to its writer; the one queue of a single node to us."""
+        if self.writers:
+            return self.writers[queue].handle(body, redelivered).written
+        return self.handle(body, redelivered).written
+
+    def sync(self) -> None:
+        with self.lock:
+            self._sync()
+
+    def rejected(self, error: InvalidMessage) -> None:
+        self.metrics.rejected.labels(error.reason).inc()
+
+    def idle(self) -> None:
+        self._beat.beat()
+        self._maybe_reopen()
+
+    def dead_letter_depth(self, depth: int) -> None:
+        self.metrics.dead_letters.set(depth)
+
+    def handed_off(self, queue: int) -> None:
+        self.writers[queue].release()
+
+    def session_ended(self, error: broker.BrokerError | None) -> None:
+        self._link = None
         for writer in self.writers:  # RabbitMQ hands their shards to the standbys
             writer.release()
         if error is not None:
-            log.warning("lost the connection to RabbitMQ: %s; reconnecting",
-                        broker.describe_error(error))
+            log.warning("lost the connection to RabbitMQ: %s; reconnecting", error)
         self.link.down(error)
-
 
     # --- a fleet's POSTed readings ------------------------------------------------------------
 
@@ -369,27 +379,27 @@ class PvDaemon:
         answering. The shard's active pvsim-pv, this one or another, writes them (within a
         second or so); only the writer of a shard ever appends to its files. A RabbitMQ that
         does not take them answers 503, and the client may retry (repeats are dropped)."""
-        connection = None
+        link = None
         try:
-            connection = broker.connect(self.cfg.broker)
-            publisher = broker.Publisher(connection, self.topology)
+            link = self.rabbit.connect()
+            publisher = broker.Publisher(link, self.topology)
             for index, part in shard.by_shard(readings, self.cfg.fleet.shards):
                 for body in encode_batches(part, len(part), max_power_w=self.cfg.limits.max_power_w):
                     publisher.publish(body, shard_index=index)
-        except (broker.BrokerUnavailable, *broker.CONNECTION_ERRORS, *broker.PUBLISH_REFUSED) as exc:
-            raise SinkError(f"RabbitMQ did not take them: {broker.describe_error(exc)}") from None
+        except broker.BrokerError as exc:
+            raise SinkError(f"RabbitMQ did not take them: {exc}") from None
         finally:
-            broker.close_quietly(connection)
+            broker.close_quietly(link)
         return Outcome(written=len(readings))
 
 
-class ShardBusy(ConnectionError):
+class ShardBusy(broker.SessionEnded):
     """A shard's previous writer did not let go in time: the session ends (its messages go
     back to the queue) and the next one starts as the last standby of every shard."""
 
 
 class ShardWriter:
-    """A fleet shard's writing in this pvsim-pv: the `broker.consume` handler of its queue.
+    """A fleet shard's writing in this pvsim-pv: the handler of its queue's messages.
 
     RabbitMQ makes one consumer of a shard's queue active and says nothing to it, so the first
     message is the news: the writer then takes the shard's lock (waiting while a previous
