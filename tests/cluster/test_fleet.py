@@ -248,7 +248,7 @@ def test_a_message_whose_consumer_dies_each_time_is_dead_lettered_after_the_deli
                    "delivery_limit": 3},
         "fleet": {"shards": 4}}))
     topology = broker.Topology.from_config(cfg)
-    publisher = broker.Publisher(cluster.connection(0), topology)
+    publisher = broker.Publisher(broker.Link(cluster.connection(0)), topology)
     publisher.publish(b"poison", shard_index=2)
     publisher.publish(b"next", shard_index=2)
     deliveries = 0
