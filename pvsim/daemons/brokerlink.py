@@ -1,6 +1,6 @@
 """A daemon's view of its RabbitMQ connection: connected, blocked by a resource alarm, ever up.
 
-The thread that owns the connection writes it (through `broker.run_sessions`' callbacks); /healthz,
+The thread that owns the connection writes it (through the daemon's broker hooks); /healthz,
 the systemd status line and the metrics read it. Each change is logged once and mirrored in the
 `pvsim_broker_*` metrics.
 """

@@ -2,8 +2,8 @@
 
     pvsim-pv [--config FILE]
 
-The consuming thread owns the broker link and runs a `broker.Consumer` in a reconnect-forever
-loop, the daemon being its hooks (see "broker.ConsumerHooks" below): each message is decoded and validated, each reading gets the PV power at its own local
+The consuming thread owns the broker link and runs `broker.Consumer` in a reconnect-forever
+loop: each message is decoded and validated, each reading gets the PV power at its own local
 time and a row in its own local day's CSV (so files rotate at local midnight, DST included), and
 the message is acknowledged only after its rows are fsynced. Invalid messages go to the
 dead-letter queue with the reason in a header; so does a message whose handling fails in any
