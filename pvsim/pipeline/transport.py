@@ -4,7 +4,7 @@ Two implementations of one small interface, `deliver(bodies, service, expected)`
 - `InProcess` hands each body straight to the service (broker-less runs, quick studies, tests);
 - `RabbitRun` sends them through RabbitMQ on a queue of the run's own: published with confirms
   from a thread with its own connection, consumed with acks by the caller's thread, with the
-  same `broker.consume` loop as the pvsim-pv daemon. The queue is deleted afterwards (and
+  same `broker.Consumer` as the pvsim-pv daemon. The queue is deleted afterwards (and
   expires by itself if the run dies), so a run never disturbs running daemons.
 Both encode and decode every message, so the two write byte-identical CSVs. A message the
 service rejects ends the run at once with MessageRejected (the encoder makes only messages the
