@@ -36,7 +36,8 @@ class BrokerLink:
         self.metrics.blocked.set(0)
 
     def on_blocked(self, blocked: bool) -> None:
-        """pika's blocked/unblocked callback: a broker memory or disk alarm."""
+        """RabbitMQ blocked or unblocked the connection (SessionHooks.blocked): a memory or disk
+        alarm. Called from inside the broker link's I/O: it only sets flags and logs."""
         self.blocked = blocked
         self.metrics.blocked.set(1 if blocked else 0)
         if blocked:

@@ -6,7 +6,7 @@ Two threads and a buffer between them:
 - the ticker reads every configured meter at each whole second of wall time (RealClock: no drift,
   an hour is exactly 3,600 readings per meter) and appends the readings to a bounded buffer
   (meter.buffer_size; when full the oldest are dropped and counted);
-- the publisher owns the pika connection: it publishes what the buffer holds, in order (all it
+- the publisher owns the broker link: it publishes what the buffer holds, in order (all it
   has, up to broker.batch_size readings per message), and removes readings only once RabbitMQ
   has confirmed them. When the broker is down or goes away it reconnects forever (capped
   exponential backoff with jitter), redeclares the topology and republishes what was not

@@ -17,7 +17,8 @@ message reads in one place:
     should_stop      asked between two messages (and while waiting to reconnect)
 
 A class that subclasses these Protocols explicitly inherits the do-nothing defaults below and
-implements only what it needs; `handle_message` and `sync` have none.
+implements only what it needs; `should_stop`, `handle_message` and `sync` have none (mypy
+refuses to instantiate a class that lacks one).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ class SessionHooks(Protocol):
 
     def should_stop(self) -> bool:
         """Whether to end the session (and stop reconnecting); asked often: keep it cheap."""
-        raise NotImplementedError
 
     def blocked(self, blocked: bool) -> None:
         """RabbitMQ blocked (True) or unblocked (False) the connection: a memory or disk alarm.
@@ -60,11 +60,9 @@ class ConsumerHooks(SessionHooks, Protocol):
         """Handle a message of `topology.queues[queue]`; the rows it added (the next sync makes
         them durable). Raise InvalidMessage to have it dead-lettered. `redelivered`: RabbitMQ
         gave it to a consumer before."""
-        raise NotImplementedError
 
     def sync(self) -> None:
         """Make everything handled so far durable (the acknowledgement follows)."""
-        raise NotImplementedError
 
     def rejected(self, error: InvalidMessage) -> None:
         """A message was dead-lettered for `error`."""

@@ -32,7 +32,6 @@ class Broker(Protocol):
 
     def connect(self) -> Link:
         """A connection for a one-off task (BrokerUnavailable when none can be had)."""
-        raise NotImplementedError
 
     def run_sessions(self, session: Session, hooks: SessionHooks,
                      retry_on: tuple[type[BrokerError], ...] = (SessionEnded,)) -> None:
