@@ -100,7 +100,7 @@ class PvDaemon(broker.ConsumerHooks):
                                    store=self.app.store if self.app else None)
         self.link = BrokerLink(self.metrics.broker, "dead-lettering waits")
         self._beat = lifecycle.Heartbeat()
-        self._link: broker.Link | None = None  # the session's, served while a message is held
+        self._session: broker.Link | None = None  # consuming on it; served while a message is held
         self._held: NotRegularFile | None = None  # what holds the consumer up, if anything
 
     def new_service(self, shard: int | None) -> PvService:
@@ -291,7 +291,7 @@ class PvDaemon(broker.ConsumerHooks):
             try:
                 result = write()
             except NotRegularFile as exc:
-                link = self._link
+                link = self._session
                 if link is None:
                     raise
                 self._held = exc
@@ -337,7 +337,7 @@ class PvDaemon(broker.ConsumerHooks):
 
     def consuming(self, link: broker.Link) -> None:
         """The topology is declared and the queue consumed: healthy from here on."""
-        self._link = link
+        self._session = link
         self.link.up()
         log.info("consuming from %s", self._what())
 
@@ -365,7 +365,7 @@ class PvDaemon(broker.ConsumerHooks):
         self.writers[queue].release()
 
     def session_ended(self, error: broker.BrokerError | None) -> None:
-        self._link = None
+        self._session = None
         for writer in self.writers:  # RabbitMQ hands their shards to the standbys
             writer.release()
         if error is not None:
