@@ -583,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=sys.stderr.isatty() and not args.json,
             jobs=args.jobs or (min(available_cpus(), args.days) if args.accelerated else 1))
         summary = simulate(cfg, opts)
-    except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected,
+    except (configmod.ConfigError, broker.BrokerError, SinkError, MessageRejected,
             RunFailed) as exc:
         print(configmod.one_line(f"pvsim-run: {exc}", ERROR_CHARS), file=sys.stderr)
         return exc.exit_code  # 78, 69, 73 or 70 (RunFailed: a worker's)
