@@ -5,7 +5,8 @@
 `Topology`, `Publisher` and `Consumer` make, so that those real classes run unchanged on it:
 declarations, direct and fanout routing, confirmed publishing (an unroutable mandatory message
 is refused), consuming with a prefetch window, acks (one, or every tag up to one), rejects with
-requeue, and dead-lettering through the dead-letter exchange. `lose_connection_at_next_ack()`
+requeue (to the message's own place in its queue), and dead-lettering through the dead-letter
+exchange. `lose_connection_at_next_ack()`
 simulates a lost link: that ack never arrives, the link fails with ConnectionLost, and what it
 had delivered and not acknowledged goes back to the head of its queue, marked redelivered, for
 the next session, as RabbitMQ does. Everything runs in the calling threads, in milliseconds.
@@ -29,6 +30,7 @@ from pvsim.pipeline.broker import ConnectionLost, PublishRefused, SessionEnded
 class StubMessage:
     body: bytes
     properties: pika.BasicProperties
+    seq: int  # its place in its queue, kept when it is returned (as RabbitMQ keeps it)
     redelivered: bool = False
 
 
@@ -54,6 +56,15 @@ class StubBroker:
     sessions: int = 0
     _lose_at_ack: bool = False
     _tags: itertools.count = field(default_factory=itertools.count)
+    _seq: itertools.count = field(default_factory=itertools.count)
+
+    def requeue(self, queue: str, message: StubMessage) -> None:
+        """A returned message goes back to its place in its queue, marked redelivered."""
+        with self.lock:
+            message.redelivered = True
+            messages = self.queues[queue]
+            messages.append(message)
+            self.queues[queue] = deque(sorted(messages, key=lambda m: m.seq))
 
     # --- the Broker boundary ---------------------------------------------------------------
 
@@ -87,7 +98,7 @@ class StubBroker:
         with self.lock:
             targets = self.fanout.get(exchange) or self.direct.get((exchange, routing_key), [])
             for queue in targets:
-                self.queues[queue].append(StubMessage(body, properties))
+                self.queues[queue].append(StubMessage(body, properties, next(self._seq)))
             return bool(targets)
 
     def lose_connection_at_next_ack(self) -> None:
@@ -261,14 +272,12 @@ class StubChannel:
         with self.broker.lock:
             held = self.unacked.pop(delivery_tag)
             if requeue:
-                held.message.redelivered = True
-                self.broker.queues[held.queue].appendleft(held.message)
+                self.broker.requeue(held.queue, held.message)
 
     def requeue_unacked(self) -> None:
-        for tag in sorted(self.unacked, reverse=True):  # the oldest ends first in its queue
-            held = self.unacked.pop(tag)
-            held.message.redelivered = True
-            self.broker.queues[held.queue].appendleft(held.message)
+        for held in self.unacked.values():
+            self.broker.requeue(held.queue, held.message)
+        self.unacked.clear()
         self.is_open = False
 
     def close(self) -> None:

@@ -153,3 +153,38 @@ def test_a_message_no_queue_takes_is_refused_and_published_again(cfg):
     assert refusals == 1 and stub.sessions == 2
     assert sample(meter, "pvsim_meter_publish_errors_total") == 1
     assert len(stub.queues[cfg.broker.queue]) == 1
+
+
+def test_a_fleet_member_above_its_share_hands_shards_to_standbys_and_writes_each_row_once(
+        tmp_path, monkeypatch, caplog):
+    """Four shards, and a second instance on the roll call: this one is active for all four, twice
+    its fair share, so its balancer hands shards over (sync, requeue what it held, cancel,
+    release the shard's files, subscribe again), and every reading is still written once."""
+    import logging
+
+    from pvsim.model.shard import shard_of
+    from pvsim.pipeline.broker.balancer import Balancer
+
+    monkeypatch.setattr(Balancer, "BALANCE_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger="pvsim.pipeline.broker")
+    fleet = configmod.parse(json.dumps({
+        "timezone": "Europe/Madrid", "fleet": {"shards": 4},
+        "output": {"directory": str(tmp_path / "out")}}))
+    meters = [f"meter-{i}" for i in range(12)]
+    assert {shard_of(m, 4) for m in meters} == {0, 1, 2, 3}
+    stub = StubBroker()
+    topology = broker.Topology.from_config(fleet)
+    publisher = broker.Publisher(stub.connect(), topology)
+    for t in range(T0, T0 + 20):
+        for m in meters:
+            publisher.publish(encode([reading(t, m)]), shard_index=shard_of(m, 4))
+    other = stub.connect().channel()  # the other instance, as the members queue counts it
+    other.basic_consume(topology.members_queue, lambda *_: None, auto_ack=True)
+    pv, life = pv_daemon(fleet, stub)
+    run_until(pv.consume_loop, life, lambda: all(stub.settled(q) for q in topology.queues))
+    pv.close()
+    assert "handing" in caplog.text and "to standbys" in caplog.text
+    rows = csv_instants(Path(fleet.output.directory))
+    assert {m: sorted(got) for m, got in rows.items()} == {
+        m: list(range(T0, T0 + 20)) for m in meters}  # each once, in every shard
+    assert sample(pv, "pvsim_pv_shards_written") == 0  # all given up at the stop
