@@ -8,7 +8,8 @@ is refused), consuming with a prefetch window, acks (one, or every tag up to one
 requeue (to the message's own place in its queue), and dead-lettering through the dead-letter
 exchange. `lose_connection_at_next_ack()` simulates a lost link: that ack never arrives, the
 link fails with ConnectionLost, and what it had delivered and not acknowledged goes back to its
-place in its queue, marked redelivered, for the next session, as RabbitMQ does. Everything runs in the calling threads, in milliseconds.
+place in its queue, marked redelivered, for the next session, as RabbitMQ does. Everything runs
+in the calling threads, in milliseconds.
 """
 
 from __future__ import annotations
