@@ -3,13 +3,14 @@
     PYTHONPATH=. python3 bench/bench_exactly_once.py [--readings 100000] [--posts 2]
 
 POSTs `--posts` times `--readings` isolated readings of one meter (`--step` s apart, so no two
-touch; 30 s: 35 days a POST), newest first, each POST older than the one before, through the JOI API into a real PvService
-and CsvSink in a temporary directory, in chunks of 5,000 as pvsim-pv's ingest takes them (fsync
-after each POST). Prints per POST the seconds it took, the size of the exactly-once memory
-(`PvService.written`, measured object by object) and the memory pvsim holds in all after it
-(tracemalloc, after a collection: the store's caches too), so the figures
-can be compared with another tree (PYTHONPATH=that tree). Before issue 18 each insert shifted every
-range after it (RangeSet.add at index 0) and the memory of every day was kept for ever.
+touch; 30 s: 35 days a POST), newest first, each POST older than the one before, through the
+JOI API into a real PvService and CsvSink in a temporary directory, in chunks of 5,000 as
+pvsim-pv's ingest takes them (fsync after each POST). Prints per POST the seconds it took, the
+size of the exactly-once memory (`PvService.written`, measured object by object) and the memory
+pvsim holds in all after it (tracemalloc, after a collection: the store's caches too), so the
+figures can be compared with another tree (PYTHONPATH=that tree). Before issue 18 each insert
+shifted every range after it (RangeSet.add at index 0) and the memory of every day was kept for
+ever.
 
 Measured on the development VM (2 cores, other tests running), defaults (2 x 100,000, 30 s apart):
 

@@ -35,7 +35,7 @@ def pvsim_day(broker: str, batch: int) -> float:
     cfg = dataclasses.replace(
         cfg, timezone="Europe/Madrid",
         broker=dataclasses.replace(cfg.broker, batch_size=batch,
-                                             queue=f"bench-{uuid.uuid4().hex[:6]}"))
+                                   queue=f"bench-{uuid.uuid4().hex[:6]}"))
     with tempfile.TemporaryDirectory() as out:
         began = time.perf_counter()
         summary = simulate(cfg, RunOptions(date=dt.date(2026, 6, 22), output=Path(out), broker=broker))

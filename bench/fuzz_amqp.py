@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_daemons import ROOT, URL, Rig, http_get  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from pvsim.pipeline.broker import TRUNCATED_BYTES  # noqa: E402
+from pvsim.pipeline.broker.deadletter import TRUNCATED_BYTES  # noqa: E402
 from pvsim.pipeline.csvformat import all_day_files  # noqa: E402
 from pvsim.pipeline.messages import (MAX_BODY_BYTES, InvalidMessage, Reason,  # noqa: E402
                                      decode_values)
@@ -154,8 +154,8 @@ class Generator:
             return replaced(doc, self.place(doc), self.value())
         if shape == 1:  # the version
             doc = self.v1_doc() if r.random() < 0.5 else self.v2_doc()
-            return replaced(doc, ("v",), r.choice(["1.0", '"1"', "true", "3", "-1", "2.0", "0",
-                                                    "null", "1e0", "[1]"]))
+            versions = ["1.0", '"1"', "true", "3", "-1", "2.0", "0", "null", "1e0", "[1]"]
+            return replaced(doc, ("v",), r.choice(versions))
         if shape == 2:  # a reading at or past the edges, its seq right or wrong
             doc = self.v1_doc(3)
             ts = self.timestamp()
@@ -194,8 +194,8 @@ class Generator:
         if shape == 8:  # strings with surrogates or NULs where text goes
             doc = self.v1_doc(2)
             key = r.choice(["meter_id", "ts"])
-            return replaced(doc, ("readings", 1, key), r.choice(['"\\ud800"', '"m\\u0000"',
-                                                                   '"\\udc00x"']))
+            texts = ['"\\ud800"', '"m\\u0000"', '"\\udc00x"']
+            return replaced(doc, ("readings", 1, key), r.choice(texts))
         return json.dumps(self.v1_doc()).encode()[: r.randint(0, 60)]  # cut short
 
     def place(self, doc: dict) -> tuple:

@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (problem := _outside_messages(date, args.days, cfg.tz)) is not None:
             parser.error(problem)
         summary = simulate(cfg, run_options(args, date))
-    except (configmod.ConfigError, broker.BrokerUnavailable, SinkError, MessageRejected,
+    except (configmod.ConfigError, broker.BrokerError, SinkError, MessageRejected,
             RunFailed) as exc:
         print(configmod.one_line(f"pvsim-run: {exc}", ERROR_CHARS), file=sys.stderr)
         return exc.exit_code  # 78, 69, 73 or 70 (RunFailed: a worker's)

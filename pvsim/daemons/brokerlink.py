@@ -1,6 +1,6 @@
 """A daemon's view of its RabbitMQ connection: connected, blocked by a resource alarm, ever up.
 
-The thread that owns the connection writes it (through `broker.run_sessions`' callbacks); /healthz,
+The thread that owns the connection writes it (through the daemon's broker hooks); /healthz,
 the systemd status line and the metrics read it. Each change is logged once and mirrored in the
 `pvsim_broker_*` metrics.
 """
@@ -36,7 +36,8 @@ class BrokerLink:
         self.metrics.blocked.set(0)
 
     def on_blocked(self, blocked: bool) -> None:
-        """pika's blocked/unblocked callback: a broker memory or disk alarm."""
+        """RabbitMQ blocked or unblocked the connection (SessionHooks.blocked): a memory or disk
+        alarm. Called from inside the broker link's I/O: it only sets flags and logs."""
         self.blocked = blocked
         self.metrics.blocked.set(1 if blocked else 0)
         if blocked:

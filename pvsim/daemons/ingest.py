@@ -73,20 +73,20 @@ class PublishedIngest:
     A RabbitMQ that does not take them answers 503 (SinkError), and the client may retry. The
     Outcome counts every reading as written: duplicates are dropped by the shard's writer."""
 
-    def __init__(self, cfg: Config, topology: broker.Topology) -> None:
-        self.cfg, self.topology = cfg, topology
+    def __init__(self, cfg: Config, topology: broker.Topology, rabbit: broker.Broker) -> None:
+        self.cfg, self.topology, self.rabbit = cfg, topology, rabbit
 
     def __call__(self, readings: list[Reading]) -> Outcome:
-        connection = None
+        link = None
         try:
-            connection = broker.connect(self.cfg.broker)
-            publisher = broker.Publisher(connection, self.topology)
+            link = self.rabbit.connect()
+            publisher = broker.Publisher(link, self.topology)
             for index, part in shard.by_shard(readings, self.cfg.fleet.shards):
                 for body in encode_batches(part, len(part),
                                            max_power_w=self.cfg.limits.max_power_w):
                     publisher.publish(body, shard_index=index)
-        except (broker.BrokerUnavailable, *broker.CONNECTION_ERRORS, *broker.PUBLISH_REFUSED) as exc:
-            raise SinkError(f"RabbitMQ did not take them: {broker.describe_error(exc)}") from None
+        except broker.BrokerError as exc:
+            raise SinkError(f"RabbitMQ did not take them: {exc}") from None
         finally:
-            broker.close_quietly(connection)
+            broker.close_quietly(link)
         return Outcome(written=len(readings))

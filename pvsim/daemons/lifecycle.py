@@ -9,7 +9,9 @@ A daemon is a `Service` (see the Protocol below) built from the config; `main` d
   loops act on them;
 - the HTTP endpoint (/metrics, /healthz, the service's app) in its own thread;
 - the service's worker threads, each guarded: a fatal sink error stops the daemon with exit 73
-  (systemd restarts it; nothing unwritten was acknowledged), an unexpected error with 70;
+  (systemd restarts it; nothing unwritten was acknowledged), a queue or exchange that exists on
+  RabbitMQ with other arguments with 78 (an operator's error, as a config one), an unexpected
+  error with 70;
 - the main thread: READY=1 once the daemon itself is set up (config read, state loaded, HTTP
   port bound, workers started), whether or not RabbitMQ is there yet: a broker down at boot must
   not make systemd kill and restart the unit, nor keep `apt install` waiting. The broker link is
@@ -120,6 +122,9 @@ class Lifecycle:
             except SinkError as exc:
                 log.error("%s; stopping (exit %d): no unwritten reading was acknowledged",
                           exc, exc.exit_code)
+                self.fail(exc.exit_code)
+            except broker.DeclarationMismatch as exc:  # an operator's error: not restarted
+                log.error("%s; stopping (exit %d)", exc, exc.exit_code)
                 self.fail(exc.exit_code)
             except Exception:
                 log.exception("unexpected error in the %s thread; stopping (exit %d)",

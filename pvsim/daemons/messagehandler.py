@@ -11,7 +11,8 @@ FIFO) is an operator's fault that a restart would not cure: the consumer holds t
 needs it, unacknowledged, and retries it every HOLD_SECONDS while /healthz answers 503 naming
 the file; it goes on by itself once the file is removed or renamed.
 
-`MessageHandler` is shared by the queues' handlers that `broker.consume` drives: `NodeWriter`
+`MessageHandler` is shared by the queues' handlers (`QueueHandler`) the daemon's consumer hooks
+call: `NodeWriter`
 (one node: every meter through one service) and `shardwriter.ShardWriter` (a fleet's shard).
 """
 
@@ -27,6 +28,7 @@ from typing import Protocol, TypeVar
 from pvsim.daemons.lifecycle import Heartbeat
 from pvsim.daemons.metrics import PvMetrics
 from pvsim.daemons.servicepool import ServicePool
+from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import NotRegularFile, SinkError
 from pvsim.pipeline.messages import InvalidMessage, Reason, decode
 from pvsim.pipeline.poison import PoisonGuard
@@ -45,7 +47,14 @@ class Session(Protocol):
         """Sleep while serving the connection's heartbeats (pika's BlockingConnection.sleep)."""
 
 
-class ShardBusy(ConnectionError):
+class QueueHandler(Protocol):
+    """What handles the messages of one consumed queue: `NodeWriter` or a `ShardWriter`."""
+
+    def handle(self, body: bytes, redelivered: bool = False) -> Outcome:
+        """Decode and write a message; the rows it added are made durable by the next sync."""
+
+
+class ShardBusy(broker.SessionEnded):
     """The consumer cannot go on with the message it has: it is stopping with a message held, or
     a shard's previous writer did not let go in time. The session ends (its messages go back to
     the queue) and the next one starts as the last standby of every shard."""
@@ -79,7 +88,7 @@ class MessageHandler:
         try:
             readings = decode(body, self.max_power_w)  # InvalidMessage: dead-lettered
             return self.hold(lambda: self.pool.process(readings, service))
-        except (SinkError, InvalidMessage, ShardBusy):  # ShardBusy: stopping with a message held
+        except (SinkError, InvalidMessage, broker.SessionEnded):  # ShardBusy, or the link lost
             raise
         except OSError as exc:  # I/O while processing is storage: never a bad message
             raise SinkError(f"storage error while writing rows: {exc}") from None
@@ -129,7 +138,7 @@ class MessageHandler:
 
 @dataclass
 class NodeWriter:
-    """The `broker.consume` handler of a single node's queue: every meter through one service,
+    """The handler of a single node's queue: every meter through one service,
     opened at start, with the node's crash record."""
 
     messages: MessageHandler
@@ -138,6 +147,3 @@ class NodeWriter:
 
     def handle(self, body: bytes, redelivered: bool = False) -> Outcome:
         return self.messages.handle(body, redelivered, self.service, self.poison)
-
-    def sync(self) -> None:
-        self.messages.pool.sync()

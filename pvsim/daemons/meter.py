@@ -6,7 +6,7 @@ Two threads and a buffer between them:
 - the ticker reads every configured meter at each whole second of wall time (RealClock: no drift,
   an hour is exactly 3,600 readings per meter) and appends the readings to a bounded buffer
   (meter.buffer_size; when full the oldest are dropped and counted);
-- the publisher owns the pika connection: it publishes what the buffer holds, in order (all it
+- the publisher owns the broker link: it publishes what the buffer holds, in order (all it
   has, up to broker.batch_size readings per message), and removes readings only once RabbitMQ
   has confirmed them. When the broker is down or goes away it reconnects forever (capped
   exponential backoff with jitter), redeclares the topology and republishes what was not
@@ -98,11 +98,12 @@ class MeterState:
         self._warned = False
 
 
-class MeterDaemon:
+class MeterDaemon(broker.SessionHooks):
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, rabbit: broker.Broker | None = None) -> None:
         cfg = own_meters(cfg)
         self.cfg, self.lifecycle = cfg, life
+        self.rabbit = rabbit or broker.RabbitMQ(cfg.broker)  # a test's stub broker, or RabbitMQ
         self.stop = life.stop
         self.tz = cfg.tz
         self.models = meter_models(cfg)
@@ -242,22 +243,25 @@ class MeterDaemon:
                         self.buffer.capacity, self.buffer.dropped)
             self._drop_logged = now
 
-    # --- publisher thread -------------------------------------------------------------------
-
-    def _should_stop(self) -> bool:
-        self._publisher_beat.beat()
-        return self.stop.is_set()
+    # --- publisher thread: broker.SessionHooks ---------------------------------------------
 
     def publish_loop(self) -> None:
         """Publish the buffer for as long as the daemon runs, reconnecting whenever needed; a
         message RabbitMQ refuses (nack, unroutable) ends the session like a lost link, and is
-        published again on the next connection."""
-        broker.run_sessions(self.cfg.broker, self._publish_session, should_stop=self._should_stop,
-                            on_blocked=self.link.on_blocked, on_end=self._session_ended,
-                            retry_on=broker.CONNECTION_ERRORS + broker.PUBLISH_REFUSED)
+        published again on the next connection. A declaration RabbitMQ refuses stops the
+        daemon (exit 78)."""
+        self.rabbit.run_sessions(self._publish_session, self,
+                                 retry_on=(broker.SessionEnded, broker.PublishRefused))
 
-    def _publish_session(self, connection) -> None:
-        publisher = broker.Publisher(connection, self.topology)
+    def should_stop(self) -> bool:
+        self._publisher_beat.beat()
+        return self.stop.is_set()
+
+    def blocked(self, blocked: bool) -> None:
+        self.link.on_blocked(blocked)
+
+    def _publish_session(self, link: broker.Link) -> None:
+        publisher = broker.Publisher(link, self.topology)
         self.link.up()
         self._last_confirm = time.monotonic()
         log.info("publishing to exchange %s (%s); %d readings buffered", self.topology.exchange,
@@ -268,16 +272,14 @@ class MeterDaemon:
             if items:
                 self._publish(publisher, end, items)
             else:
-                connection.process_data_events(0)  # heartbeats, alarms
+                link.poll()  # heartbeats, alarms
 
-    def _session_ended(self, error: BaseException | None) -> None:
-        if isinstance(error, broker.PUBLISH_REFUSED):
+    def session_ended(self, error: broker.BrokerError | None) -> None:
+        if isinstance(error, broker.PublishRefused):
             self.metrics.publish_errors.inc()
-            log.warning("RabbitMQ did not accept a message (%s); publishing it again",
-                        broker.describe_error(error))
+            log.warning("RabbitMQ did not accept a message (%s); publishing it again", error)
         elif error is not None:
-            log.warning("lost the connection to RabbitMQ: %s; buffering and reconnecting",
-                        broker.describe_error(error))
+            log.warning("lost the connection to RabbitMQ: %s; buffering and reconnecting", error)
         self.link.down(error)
 
     def _publish(self, publisher: broker.Publisher, end: int, items: list[Reading]) -> None:

@@ -2,8 +2,9 @@
 
     pvsim-pv [--config FILE]
 
-The consuming thread owns the pika connection and runs `broker.consume` in a reconnect-forever
-loop: each message is decoded and validated, each reading gets the PV power at its own local
+The consuming thread owns the broker link and runs a `broker.Consumer` in a reconnect-forever
+loop, the daemon being its hooks (`broker.ConsumerHooks`: what happens to a message, in one
+place): each message is decoded and validated, each reading gets the PV power at its own local
 time and a row in its own local day's CSV (so files rotate at local midnight, DST included), and
 the message is acknowledged only after its rows are fsynced. What a message's failure means
 (dead-lettered, exit 73, held while a file is not a regular file) is messagehandler's. After a
@@ -32,7 +33,7 @@ from pvsim.api.joi import Ingest, JoiApi
 from pvsim.daemons import lifecycle, metrics
 from pvsim.daemons.brokerlink import BrokerLink
 from pvsim.daemons.ingest import LocalIngest, PublishedIngest
-from pvsim.daemons.messagehandler import HOLD_SECONDS, MessageHandler, NodeWriter
+from pvsim.daemons.messagehandler import HOLD_SECONDS, MessageHandler, NodeWriter, QueueHandler
 from pvsim.daemons.rowmetrics import RowMetrics
 from pvsim.daemons.servicepool import ServicePool
 from pvsim.daemons.shardwriter import ShardWriter
@@ -50,13 +51,16 @@ PROG = "pvsim-pv"
 HOUSEKEEPING_SECONDS = 3600
 
 
-class PvDaemon:
-    """pvsim-pv's `lifecycle.Service`. One node has `node` (its queue's handler and its one
-    service) and no shards; a fleet node has `shards` (a writer per shard, writing only while
-    RabbitMQ makes this process the shard's consumer) and no `node`."""
+class PvDaemon(broker.ConsumerHooks):
+    """pvsim-pv's `lifecycle.Service`, and the hooks of its consumer. One node has `node` (its
+    queue's handler and its one service) and no shards; a fleet node has `shards` (a writer per
+    shard, writing only while RabbitMQ makes this process the shard's consumer) and no `node`.
+    `rabbit` is RabbitMQ by default, or a test's stub broker (tests/stubbroker.py)."""
 
-    def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle) -> None:
+    def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle, *,
+                 rabbit: broker.Broker | None = None) -> None:
         self.cfg, self.stop = cfg, life.stop
+        self.rabbit = rabbit or broker.RabbitMQ(cfg.broker)
         self.registry = metrics.registry()
         self.metrics = metrics.PvMetrics(self.registry)
         self.free_space = metrics.FreeSpace(cfg.output.directory)
@@ -77,14 +81,14 @@ class PvDaemon:
             CsvSink(cfg.output.directory).close()  # SinkError (exit 73) at start, not later
             self.shards = [ShardWriter(i, cfg.output.directory, self.messages, self.metrics, self.stop)
                            for i in range(cfg.fleet.shards)]
-            ingest = PublishedIngest(cfg, self.topology)
+            ingest = PublishedIngest(cfg, self.topology, self.rabbit)
         else:
             service = self.pool.open(None)  # SinkError: exit 73
             poison = PoisonGuard(cfg.output.directory)  # a fleet's shard has its own
             poison.recover()
             self.node = NodeWriter(self.messages, service, poison)
             ingest = LocalIngest(self.pool, service, life.fail)
-        self.handlers: list[broker.Handler] = [self.node] if self.node else list(self.shards)
+        self.handlers: list[QueueHandler] = [self.node] if self.node else list(self.shards)
         self.app = JoiApi(cfg, Path(cfg.output.directory), ingest)
         self.pool.listen(self.app.on_row)
         self.retention = Retention(cfg.output.directory, cfg.output.retention_days, cfg.tz,
@@ -149,48 +153,57 @@ class PvDaemon:
         for writer in self.shards:
             writer.release()
 
-    # --- the broker.consume callbacks -------------------------------------------------------
-
-    def _idle(self) -> None:
-        self._beat.beat()
-        self.messages.maybe_reopen()
-
-    def _rejected(self, error: InvalidMessage) -> None:
-        self.metrics.rejected.labels(error.reason).inc()
-
-    def _should_stop(self) -> bool:
-        self._beat.beat()
-        return self.stop.is_set()
-
-    # --- consuming thread -------------------------------------------------------------------
+    # --- consuming thread: broker.ConsumerHooks, what happens to a message ------------------
 
     def consume_loop(self) -> None:
         """Consume for as long as the daemon runs, reconnecting whenever needed. A SinkError is
-        not a broker error: it leaves the loop (exit 73) with nothing unwritten acknowledged."""
-        broker.run_sessions(self.cfg.broker, self._consume_session, should_stop=self._should_stop,
-                            on_blocked=self.link.on_blocked, on_end=self._session_ended)
+        not a broker error: it leaves the loop (exit 73) with nothing unwritten acknowledged;
+        nor is a declaration RabbitMQ refuses (exit 78)."""
+        self.rabbit.run_sessions(self._consume_session, self)
 
-    def _consume_session(self, connection) -> None:
-        self.messages.session = connection  # serviced while a message is held
-        broker.consume(connection, self.topology, self.handlers,
-                       should_stop=self._should_stop, on_consuming=self._consuming,
-                       on_handoff=lambda index: self.shards[index].release(),
-                       prefetch=self.cfg.broker.prefetch, max_rows=self.cfg.output.sync_rows,
-                       on_idle=self._idle, on_reject=self._rejected,
-                       on_dead_letter_depth=self.metrics.dead_letters.set)
+    def _consume_session(self, link: broker.Link) -> None:
+        broker.Consumer(link, self.topology, self, prefetch=self.cfg.broker.prefetch,
+                        max_rows=self.cfg.output.sync_rows).run()
 
-    def _consuming(self) -> None:
+    def should_stop(self) -> bool:
+        self._beat.beat()
+        return self.stop.is_set()
+
+    def blocked(self, blocked: bool) -> None:
+        self.link.on_blocked(blocked)
+
+    def consuming(self, link: broker.Link) -> None:
         """The topology is declared and the queue consumed: healthy from here on."""
+        self.messages.session = link  # served while a message is held
         self.link.up()
         log.info("consuming from %s", self._what())
 
-    def _session_ended(self, error: BaseException | None) -> None:
+    def handle_message(self, queue: int, body: bytes, redelivered: bool) -> int:
+        """A fleet's shard queue goes to its writer; the one queue of a single node to `node`."""
+        return self.handlers[queue].handle(body, redelivered).written
+
+    def sync(self) -> None:
+        self.pool.sync()
+
+    def rejected(self, error: InvalidMessage) -> None:
+        self.metrics.rejected.labels(error.reason).inc()
+
+    def idle(self) -> None:
+        self._beat.beat()
+        self.messages.maybe_reopen()
+
+    def dead_letter_depth(self, depth: int) -> None:
+        self.metrics.dead_letters.set(depth)
+
+    def handed_off(self, queue: int) -> None:
+        self.shards[queue].release()
+
+    def session_ended(self, error: broker.BrokerError | None) -> None:
         self.messages.session = None
         for writer in self.shards:  # RabbitMQ hands their shards to the standbys
             writer.release()
         if error is not None:
-            log.warning("lost the connection to RabbitMQ: %s; reconnecting",
-                        broker.describe_error(error))
+            log.warning("lost the connection to RabbitMQ: %s; reconnecting", error)
         self.link.down(error)
 
 

@@ -1,4 +1,4 @@
-"""A fleet shard's writing in one pvsim-pv: the `broker.consume` handler of the shard's queue.
+"""A fleet shard's writing in one pvsim-pv: the handler of the shard's queue.
 
 RabbitMQ makes one consumer of a shard's queue active and says nothing to it, so the first
 message is the news: the writer then takes the shard's lock (waiting while a previous writer
@@ -42,9 +42,6 @@ class ShardWriter:
         # The first message takes the shard; a lock file that is not a regular file holds it.
         service = self.service or self.messages.hold(self._take)
         return self.messages.handle(body, redelivered, service, self.poison)
-
-    def sync(self) -> None:
-        self.messages.pool.sync()
 
     def _take(self) -> PvService:
         waited = time.monotonic()

@@ -4,7 +4,7 @@ Two implementations of one small interface, `deliver(bodies, service, expected)`
 - `InProcess` hands each body straight to the service (broker-less runs, quick studies, tests);
 - `RabbitRun` sends them through RabbitMQ on a queue of the run's own: published with confirms
   from a thread with its own connection, consumed with acks by the caller's thread, with the
-  same `broker.consume` loop as the pvsim-pv daemon. The queue is deleted afterwards (and
+  same `broker.Consumer` as the pvsim-pv daemon. The queue is deleted afterwards (and
   expires by itself if the run dies), so a run never disturbs running daemons.
 Both encode and decode every message, so the two write byte-identical CSVs. A message the
 service rejects ends the run at once with MessageRejected (the encoder makes only messages the
@@ -47,7 +47,8 @@ def _never() -> bool:
 class Receiver(Protocol):
     """What a transport delivers to: a PvService, or a run's ShardSet of them."""
 
-    rows_total: int
+    @property
+    def rows_total(self) -> int: ...
 
     def handle(self, body: bytes, redelivered: bool = False) -> Outcome: ...
 
@@ -63,7 +64,7 @@ class Transport(Protocol):
         KeyboardInterrupt, between two messages and after cleaning up, once `should_stop()`."""
 
 
-class InProcess:
+class InProcess(Transport):
     name = "in-process"
 
     def deliver(self, bodies: Iterable[bytes], service: Receiver, expected: int,
@@ -80,7 +81,7 @@ class InProcess:
         service.sync()
 
 
-class RabbitRun:
+class RabbitRun(Transport):
     name = "rabbitmq"
 
     def __init__(self, cfg: BrokerConfig) -> None:
@@ -89,16 +90,15 @@ class RabbitRun:
 
     def deliver(self, bodies: Iterable[bytes], service: Receiver, expected: int,
                 should_stop: Callable[[], bool] = _never) -> None:
-        consumer = broker.connect(self.cfg)  # fails fast, with a clear message, if unreachable
+        link = broker.connect(self.cfg)  # fails fast, with a clear message, if unreachable
         failure: list[BaseException] = []
-        rejected: list[InvalidMessage] = []
         finished = threading.Event()  # the consuming side is done: publish no more
 
         def publish_all() -> None:
-            connection = None
+            publishing = None
             try:
-                connection = broker.connect(self.cfg)
-                publisher = broker.Publisher(connection, self.topology)
+                publishing = broker.connect(self.cfg)
+                publisher = broker.Publisher(publishing, self.topology)
                 for body in bodies:
                     if finished.is_set() or should_stop():
                         return
@@ -106,36 +106,55 @@ class RabbitRun:
             except BaseException as exc:  # reported by the consuming thread
                 failure.append(exc)
             finally:
-                broker.close_quietly(connection)
+                broker.close_quietly(publishing)
 
+        hooks = _RunHooks(service, expected, lambda: bool(failure) or should_stop())
         thread = threading.Thread(target=publish_all, name="pvsim-run-publisher", daemon=True)
         try:
             thread.start()
-            broker.consume(consumer, self.topology, [service], prefetch=self.cfg.prefetch,
-                           max_rows=64 * self.cfg.batch_size, on_reject=rejected.append,
-                           should_stop=lambda: bool(failure or rejected) or should_stop()
-                           or service.rows_total >= expected)
-            if rejected:
-                raise MessageRejected(rejected[0])
+            broker.Consumer(link, self.topology, hooks, prefetch=self.cfg.prefetch,
+                            max_rows=64 * self.cfg.batch_size).run()
+            if hooks.rejects:
+                raise MessageRejected(hooks.rejects[0])
             if failure:
                 raise failure[0]
             if service.rows_total < expected:  # asked to stop
                 raise KeyboardInterrupt
-        except broker.CONNECTION_ERRORS as exc:
+        except broker.ConnectionLost as exc:
             raise broker.BrokerUnavailable(
                 f"lost the connection to RabbitMQ at {broker.where(self.cfg)} during the run: "
-                f"{broker.describe_error(exc)}") from None
+                f"{exc}") from None
         finally:
             finished.set()
             thread.join(timeout=10)
-            self._delete_queues(consumer)
-            broker.close_quietly(consumer)
+            self._delete_queues(link)
+            broker.close_quietly(link)
 
-    def _delete_queues(self, connection) -> None:
+    def _delete_queues(self, link: broker.Link) -> None:
         try:
-            if connection.is_open:
-                self.topology.delete_private(connection.channel())
-        except broker.CONNECTION_ERRORS as exc:
+            if link.is_open:
+                self.topology.delete_private(link.channel())
+        except broker.BrokerError as exc:
             log.warning("could not delete the run's queues %s (they expire by themselves): %s",
                         self.topology.queue, exc)
 
+
+class _RunHooks(broker.ConsumerHooks):
+    """A run's consumer: every message to the receiver, until the expected rows are durable, a
+    message is rejected (kept in the run's dead-letter queue), or `stopping()`."""
+
+    def __init__(self, service: Receiver, expected: int, stopping: Callable[[], bool]) -> None:
+        self.service, self.expected, self.stopping = service, expected, stopping
+        self.rejects: list[InvalidMessage] = []
+
+    def handle_message(self, queue: int, body: bytes, redelivered: bool) -> int:
+        return self.service.handle(body, redelivered).written
+
+    def sync(self) -> None:
+        self.service.sync()
+
+    def rejected(self, error: InvalidMessage) -> None:
+        self.rejects.append(error)
+
+    def should_stop(self) -> bool:
+        return bool(self.rejects) or self.stopping() or self.service.rows_total >= self.expected

@@ -35,7 +35,8 @@ class Process:
         return outcome
 
     def post(self, meter, readings):
-        body = {"smartMeterId": meter, "electricityReadings": [{"time": t, "reading": r} for t, r in readings]}
+        body = {"smartMeterId": meter,
+                "electricityReadings": [{"time": t, "reading": r} for t, r in readings]}
         return self.api("POST", "/readings/store", {}, json.dumps(body).encode())
 
     def read(self, meter):

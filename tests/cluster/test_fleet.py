@@ -181,7 +181,7 @@ def test_a_fleet_writes_every_reading_once_through_kills_node_stops_and_scaling(
         before = fleet.written()
         cluster.stop(node)
         settled("rows written again after the node stopped",
-                 lambda: fleet.spread() and fleet.written() > before + 5 * METERS)
+                lambda: fleet.spread() and fleet.written() > before + 5 * METERS)
         cluster.start(node)
 
         # A fourth pvsim-pv joins and gets a share; then one leaves cleanly.
@@ -250,7 +250,7 @@ def test_a_message_whose_consumer_dies_each_time_is_dead_lettered_after_the_deli
                    "delivery_limit": 3},
         "fleet": {"shards": 4}}))
     topology = broker.Topology.from_config(cfg)
-    publisher = broker.Publisher(cluster.connection(0), topology)
+    publisher = broker.Publisher(broker.Link(cluster.connection(0)), topology)
     publisher.publish(b"poison", shard_index=2)
     publisher.publish(b"next", shard_index=2)
     deliveries = 0

@@ -24,8 +24,8 @@ def blocked(daemon) -> bool:
     return status == 503 and "blocks" in json.loads(body)["detail"]
 
 
-def test_a_memory_alarm_blocks_both_daemons_visibly_and_loses_nothing(private_config,
-                                                                    private_rabbitmq, daemons):
+def test_a_memory_alarm_blocks_both_daemons_visibly_and_loses_nothing(
+        private_config, private_rabbitmq, daemons):
     pv = daemons.start("pv", private_config)
     meter = daemons.start("meter", private_config)
     wait_for(lambda: pv.metric("pvsim_pv_readings_written_total") >= 3, message="first rows")

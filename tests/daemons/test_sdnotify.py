@@ -89,7 +89,7 @@ def test_watchdog_interval_is_half_of_watchdog_usec():
 
 @pytest.mark.parametrize("name", ["pv", "meter"])
 def test_daemon_notifies_ready_watchdog_status_and_stopping(name, notify_socket, pvsim_config,
-                                                             daemons):
+                                                            daemons):
     path, sock = notify_socket
     d = daemons.start(name, pvsim_config, wait=False,
                       env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})

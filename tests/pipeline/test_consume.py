@@ -1,4 +1,4 @@
-"""broker.consume against the real RabbitMQ: it syncs (and only then acks) at the latest every
+"""broker.Consumer against the real RabbitMQ: it syncs (and only then acks) at the latest every
 `max_rows` rows, output.sync_rows, counted in rows, not in messages."""
 
 from __future__ import annotations
@@ -9,18 +9,21 @@ import pytest
 from pvsim.pipeline import broker
 
 
-class Recorder:
-    """A handler whose message bodies say how many rows they write."""
+class Recorder(broker.ConsumerHooks):
+    """Hooks whose message bodies say how many rows they write."""
 
     def __init__(self, messages: int) -> None:
         self.messages, self.handled = messages, 0
         self.unsynced = 0
         self.synced: list[int] = []
 
-    def handle(self, body: bytes, redelivered: bool = False):
+    def handle_message(self, queue: int, body: bytes, redelivered: bool) -> int:
         self.handled += 1
         self.unsynced += int(body)
-        return type("Handled", (), {"written": int(body)})()
+        return int(body)
+
+    def should_stop(self) -> bool:
+        return self.handled == self.messages
 
     def sync(self) -> None:
         if self.unsynced:
@@ -35,12 +38,12 @@ def test_rows_between_two_syncs_never_exceed_sync_rows_plus_one_message(pvsim_co
         channel.basic_publish(pvsim_config.exchange, pvsim_config.queue, str(per_message).encode(),
                               pika.BasicProperties(delivery_mode=2))
     recorder = Recorder(40)
-    connection = pika.BlockingConnection(pika.URLParameters(pvsim_config.url))
+    link = broker.Link(pika.BlockingConnection(pika.URLParameters(pvsim_config.url)))
     try:
-        broker.consume(connection, pvsim_config.topology, [recorder], prefetch=1000, max_rows=max_rows,
-                       max_delay=60.0, should_stop=lambda: recorder.handled == 40)
+        broker.Consumer(link, pvsim_config.topology, recorder, prefetch=1000, max_rows=max_rows,
+                        max_delay=60.0).run()
     finally:
-        connection.close()
+        link.close()
     assert sum(recorder.synced) == 40 * per_message  # everything synced before stopping
     assert max(recorder.synced) <= max_rows + per_message - 1, recorder.synced
     assert pvsim_config.channel().queue_declare(pvsim_config.queue, passive=True).method.message_count == 0

@@ -84,3 +84,22 @@ def test_through_rabbitmq_a_stop_request_ends_the_run_and_removes_its_queues(pvs
     for queue in (transport.topology.queue, transport.topology.dead_letter_queue):
         with pytest.raises(Exception, match="NOT_FOUND"):
             pvsim_config.channel().queue_declare(queue, passive=True)
+
+
+def test_through_rabbitmq_an_exchange_declared_otherwise_ends_the_run_with_one_clear_error(
+        pvsim_config, tmp_path):
+    """The daemons' exchange exists as another type: RabbitMQ refuses the run's declaration, an
+    operator's error that the run reports (exit 78) instead of retrying."""
+    from pvsim.pipeline import broker
+
+    cfg = pvsim_config.load().broker
+    link = broker.connect(cfg)
+    try:
+        link.channel().exchange_declare(cfg.exchange, "fanout", durable=True)
+    finally:
+        link.close()
+    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    with pytest.raises(broker.DeclarationMismatch) as err:
+        RabbitRun(cfg).deliver(many_bodies(3), service, expected=3)
+    assert f"refused to declare the exchange {cfg.exchange}: inequivalent arg 'type'" in str(err.value)
+    assert err.value.exit_code == 78 and service.rows_total == 0

@@ -8,7 +8,7 @@
 - `csvfiles`: what the daily CSV files hold, and the exactly-once check over them.
 - `waiting`: the one `wait_for`.
 - `disk`: a tiny tmpfs that really fills up.
-- `energy`: the energy of a list of samples, through the product's integrator (energy.integrate was test-only).
+- `energy`: the energy of a list of samples, through the product's integrator.
 
 Fixtures live in tests/conftest.py; these modules hold no fixture and import no pytest, so that a
 bench (`/usr/bin/python3 bench/x.py` from the clone with PYTHONPATH=.) imports them as well as a test

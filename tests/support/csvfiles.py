@@ -46,4 +46,3 @@ def drain_and_check_every_second_once(pv: DaemonProcess, meter: DaemonProcess,
         assert not missing, f"{m}: {len(missing)} seconds missing, first {missing[:5]}"
         assert set(got) == expected, f"{m}: rows outside the expected seconds"
     return rows
-
