@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Generator, Iterator
 
 import pytest
 
@@ -57,7 +57,7 @@ _kept_logs: list[str] = []
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, None]:
     outcome = yield
     if outcome.get_result().failed and "rabbit_node" in getattr(item, "fixturenames", ()):
         _node_failures.append(item.nodeid)
