@@ -8,7 +8,6 @@ twice; the meter's confirmed readings reach the PV daemon's CSV."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 import time
@@ -41,7 +40,7 @@ def cfg(tmp_path) -> configmod.Config:
 
 
 def reading(instant: int, meter: str = "m") -> Reading:
-    return Reading(meter, instant, dt.datetime.fromtimestamp(instant, TZ), 1000.0)
+    return Reading(meter, instant, 1000.0, TZ)
 
 
 def publish(stub: StubBroker, cfg: configmod.Config, *bodies: bytes) -> broker.Topology:

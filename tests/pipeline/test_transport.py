@@ -98,7 +98,7 @@ def test_through_rabbitmq_an_exchange_declared_otherwise_ends_the_run_with_one_c
         link.channel().exchange_declare(cfg.exchange, "fanout", durable=True)
     finally:
         link.close()
-    service = PvService(PvCurve(), CsvSink(tmp_path), TZ)
+    service = PvService(PvCurve(TZ), CsvSink(tmp_path), TZ)
     with pytest.raises(broker.DeclarationMismatch) as err:
         RabbitRun(cfg).deliver(many_bodies(3), service, expected=3)
     assert f"refused to declare the exchange {cfg.exchange}: inequivalent arg 'type'" in str(err.value)
