@@ -11,6 +11,7 @@ codes and stderr as a shell sees them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -22,6 +23,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from tests.support.paths import ROOT
 from pvsim.cli import run
+from pvsim.model.clock import SimClock
+from pvsim.run import simulation
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 LOG_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
@@ -106,6 +109,9 @@ def call(argv: list[str]) -> tuple[int, str]:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
+    # A paced run's pacing is not this test's subject, and a drawn `--speed` `7` with `--year`
+    # would pace a year at 7 times real time: the clock's sleeps are skipped (injected no-op).
+    monkeypatch.setattr(simulation, "SimClock", functools.partial(SimClock, sleep=lambda s: None))
     monkeypatch.chdir(tmp_path)
     for name, text in CONFIGS.items():
         (tmp_path / name).write_text(text)
