@@ -55,7 +55,7 @@ class PvDaemon(broker.ConsumerHooks):
     """pvsim-pv's `lifecycle.Service`, and the hooks of its consumer. One node has `node` (its
     queue's handler and its one service) and no shards; a fleet node has `shards` (a writer per
     shard, writing only while RabbitMQ makes this process the shard's consumer) and no `node`.
-    `rabbit` is RabbitMQ by default, or a test's stub broker (tests/stubbroker.py)."""
+    `rabbit` is RabbitMQ by default, or a test's stub broker (tests/support/stubbroker.py)."""
 
     def __init__(self, cfg: configmod.Config, life: lifecycle.Lifecycle, *,
                  rabbit: broker.Broker | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The daemons' message logic in process, through the stub broker (tests/stubbroker.py): no
+"""The daemons' message logic in process, through the stub broker (tests/support/stubbroker.py): no
 RabbitMQ, no subprocess, milliseconds a test (the fast tier). The real broker's tests
 (test_daemons, test_hostile_messages, test_faults...) keep proving the integration; these prove
 what the daemon does with a message through the same Topology, Publisher and Consumer classes:
@@ -25,7 +25,7 @@ from pvsim.daemons.pv import PvDaemon
 from pvsim.model.reading import Reading
 from pvsim.pipeline import broker
 from pvsim.pipeline.messages import encode
-from stubbroker import StubBroker
+from tests.support.stubbroker import StubBroker
 
 TZ = ZoneInfo("Europe/Madrid")
 T0 = 1_782_043_200  # 2026-06-21 14:00 in Madrid

@@ -8,6 +8,8 @@
 - `csvfiles`: what the daily CSV files hold, and the exactly-once check over them.
 - `waiting`: the one `wait_for`.
 - `disk`: a tiny tmpfs that really fills up.
+- `stubbroker`: RabbitMQ in process (pvsim's real Topology, Publisher and Consumer over a stub
+  link), so the daemons' message logic runs in the fast tier.
 - `energy`: the energy of a list of samples, through the product's integrator.
 
 Fixtures live in tests/conftest.py; these modules hold no fixture and import no pytest, so that a
