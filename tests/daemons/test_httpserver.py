@@ -9,8 +9,9 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from pvsim.daemons import httpserver
-from pvsim.daemons.httpserver import THREADS, Access, HttpServer
+from pvsim.daemons import httpserver, waitresshardening
+from pvsim.daemons.httpaccess import Access
+from pvsim.daemons.httpserver import THREADS, HttpServer
 
 
 def request(server: HttpServer, method: str, path: str, body: bytes | None = None,
@@ -164,7 +165,7 @@ def test_500_idle_or_trickling_connections_hold_no_thread_and_block_nothing(make
             took = time.monotonic() - began
             print(f"{path} with 500 slow clients open: {took * 1000:.0f} ms")
             assert status == 200
-        assert threading.active_count() - before <= THREADS + httpserver.PROBE_THREADS + 1  # the pools
+        assert threading.active_count() - before <= THREADS + waitresshardening.PROBE_THREADS + 1  # the pools
     finally:
         for c in clients:
             c.close()
@@ -334,9 +335,9 @@ def test_waitress_own_refusals_are_4xx_problem_bodies(make_server, data, status)
 
 
 def test_the_waitress_internals_we_override_are_those_we_read():
-    """httpserver subclasses waitress 2.1's channel, task and server and replaces some of their
-    methods. Their source is pinned here: a waitress upgrade that changes one fails this test
-    (re-read the new code, adapt pvsim/daemons/httpserver.py, then update the digests)."""
+    """waitresshardening subclasses waitress 2.1's channel, task and server and replaces some of
+    their methods. Their source is pinned here: a waitress upgrade that changes one fails this test
+    (re-read the new code, adapt pvsim/daemons/waitresshardening.py, then update the digests)."""
     import hashlib
     import inspect
 
