@@ -24,7 +24,7 @@ MAX_FUTURE_DAYS ahead (400), add meters beyond pv.max_meters or days with readin
 pv.max_days (403: both checked and taken atomically), or touch more than MAX_POST_DAYS days in
 one POST (413); so what one client can create in all is bounded, not only per POST. Readings of
 a long-past day are accepted and kept (retention counts from when they were posted). Who may call at
-all (Host names, the token for writes) is the HTTP endpoint's business (daemons.httpserver).
+all (Host names, the token for writes) is the HTTP endpoint's business (daemons.httpaccess).
 """
 
 from __future__ import annotations

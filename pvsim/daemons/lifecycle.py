@@ -36,7 +36,8 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from pvsim import __version__, config as configmod, logsetup
-from pvsim.daemons.httpserver import Access, App, HttpServer
+from pvsim.daemons.httpaccess import Access
+from pvsim.daemons.httpserver import App, HttpServer
 from pvsim.daemons.sdnotify import Notifier
 from pvsim.pipeline import broker
 from pvsim.pipeline.csvsink import SinkError

@@ -522,7 +522,8 @@ def test_a_lone_surrogate_anywhere_is_400_before_anything_is_stored(joi, tmp_pat
 
 from hypothesis import HealthCheck, event, given, settings, strategies as st  # noqa: E402
 
-from pvsim.daemons.httpserver import Access, Endpoint  # noqa: E402
+from pvsim.daemons.httpaccess import Access  # noqa: E402
+from pvsim.daemons.httpserver import Endpoint  # noqa: E402
 
 METERS = ["m-1", "m-2", "smart-meter-0"]
 JOI_PATHS = ["/readings/store", "/readings/read/m-1", "/readings/read/smart-meter-0",

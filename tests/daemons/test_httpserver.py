@@ -9,8 +9,9 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from pvsim.daemons import httpserver
-from pvsim.daemons.httpserver import THREADS, Access, HttpServer
+from pvsim.daemons import httpserver, waitresshardening
+from pvsim.daemons.httpaccess import Access
+from pvsim.daemons.httpserver import THREADS, HttpServer
 
 
 def request(server: HttpServer, method: str, path: str, body: bytes | None = None,
@@ -136,6 +137,31 @@ def test_keep_alive_serves_several_requests_on_one_connection(make_server):
     conn.close()
 
 
+def test_stop_wakes_the_loop_and_closes_the_port(make_server, monkeypatch):
+    """stop() wakes the loop thread at once (it waited out the loop's poll timeout, 0.5 s a
+    server, about 12 s of this file), the thread ends and the port is closed; a second stop()
+    and one of a server never started are harmless."""
+    import socket
+    import time
+
+    monkeypatch.setattr(httpserver, "LOOP_TIMEOUT", 60.0)  # only a wake-up can end the poll early
+    s = make_server()
+    assert request(s, "GET", "/healthz")[0] == 200
+    time.sleep(0.2)  # the loop has seen the client close and is polling again
+    thread = s._thread
+    began = time.monotonic()
+    s.stop()
+    assert thread is not None and not thread.is_alive()
+    assert time.monotonic() - began < httpserver.STOP_TIMEOUT
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", s.port), timeout=5).close()
+    s.stop()
+    idle = HttpServer("127.0.0.1", 0, CollectorRegistry(), lambda: (True, ""))
+    idle.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", idle.port), timeout=5).close()
+
+
 # --- slow and idle clients ---------------------------------------------------------------------
 
 def test_500_idle_or_trickling_connections_hold_no_thread_and_block_nothing(make_server):
@@ -164,7 +190,7 @@ def test_500_idle_or_trickling_connections_hold_no_thread_and_block_nothing(make
             took = time.monotonic() - began
             print(f"{path} with 500 slow clients open: {took * 1000:.0f} ms")
             assert status == 200
-        assert threading.active_count() - before <= THREADS + httpserver.PROBE_THREADS + 1  # the pools
+        assert threading.active_count() - before <= THREADS + waitresshardening.PROBE_THREADS + 1  # the pools
     finally:
         for c in clients:
             c.close()
@@ -334,9 +360,9 @@ def test_waitress_own_refusals_are_4xx_problem_bodies(make_server, data, status)
 
 
 def test_the_waitress_internals_we_override_are_those_we_read():
-    """httpserver subclasses waitress 2.1's channel, task and server and replaces some of their
-    methods. Their source is pinned here: a waitress upgrade that changes one fails this test
-    (re-read the new code, adapt pvsim/daemons/httpserver.py, then update the digests)."""
+    """waitresshardening subclasses waitress 2.1's channel, task and server and replaces some of
+    their methods. Their source is pinned here: a waitress upgrade that changes one fails this test
+    (re-read the new code, adapt pvsim/daemons/waitresshardening.py, then update the digests)."""
     import hashlib
     import inspect
 
