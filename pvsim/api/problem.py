@@ -13,8 +13,12 @@ CONTENT_TYPE = "application/problem+json"
 
 def problem(status: int, detail: str, **extra: object) -> dict:
     """The body for an error of `status`, its title the standard reason phrase."""
+    return {"title": reason(status), "status": status, "detail": detail, **extra}
+
+
+def reason(status: int) -> str:
+    """The reason phrase of `status` ("Error" for a code HTTP does not name)."""
     try:
-        title = http.HTTPStatus(status).phrase
+        return http.HTTPStatus(status).phrase
     except ValueError:
-        title = "Error"
-    return {"title": title, "status": status, "detail": detail, **extra}
+        return "Error"

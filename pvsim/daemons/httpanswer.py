@@ -7,11 +7,10 @@ past its deadline, a connection refused at once) with the bytes of a whole HTTP/
 
 from __future__ import annotations
 
-import http
 import json
 from collections.abc import Callable
 
-from pvsim.api.problem import CONTENT_TYPE as PROBLEM_TYPE, problem
+from pvsim.api.problem import CONTENT_TYPE as PROBLEM_TYPE, problem, reason
 
 
 def respond(start_response: Callable, status: int, body: object,
@@ -35,14 +34,6 @@ def json_bytes(body: object) -> bytes:
         return text.encode()
     except UnicodeEncodeError:
         return (json.dumps(body, allow_nan=False) + "\n").encode()
-
-
-def reason(status: int) -> str:
-    """The reason phrase of `status` ("Error" for a code HTTP does not name)."""
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def raw_problem(status: int, detail: str) -> bytes:

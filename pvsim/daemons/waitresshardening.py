@@ -43,7 +43,8 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher
 from waitress.utilities import Error as WaitressError, ServerNotImplemented
 
 from pvsim.api.problem import CONTENT_TYPE as PROBLEM_TYPE, problem
-from pvsim.daemons.httpanswer import json_bytes, raw_problem, reason
+from pvsim.api.problem import reason
+from pvsim.daemons.httpanswer import json_bytes, raw_problem
 
 log = logging.getLogger(__name__)
 
