@@ -177,3 +177,17 @@ def test_a_break_names_the_file_the_import_and_the_rule(module, source, expected
 ])
 def test_imports_down_the_layers_pass(module, source) -> None:
     assert violations("x.py", module, source) == []
+
+
+MAX_LINES = 350
+
+
+def test_no_module_over_350_lines_without_a_reason_in_its_docstring() -> None:
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        doc = ast.get_docstring(ast.parse(source)) or ""
+        if len(source.splitlines()) > MAX_LINES and "over 350 lines" not in " ".join(doc.lower().split()):
+            long.append(f"{path.relative_to(ROOT)}: {len(source.splitlines())} lines")
+    assert not long, ("modules over 350 lines whose docstring does not say why (\"over 350 lines\"): "
+                      + "; ".join(long))
